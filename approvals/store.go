@@ -1,0 +1,70 @@
+package approvals
+
+import (
+	"context"
+	"time"
+)
+
+// Store keeps requests and the audit trail. Implementations must make
+// Transition atomic: two concurrent moves from the same state must not both
+// succeed (this is what stops a double click from causing two Graph calls).
+type Store interface {
+	// Create stores a new request in StatePending. It returns
+	// ErrOpenRequestExists (wrapped) when the Cloud PC already has an open
+	// request, and an error when r fails Validate.
+	Create(ctx context.Context, r *Request) error
+
+	// Get returns the request with that reference, or ErrNotFound.
+	Get(ctx context.Context, id string) (*Request, error)
+
+	// Transition moves the request to state `to` if the state machine allows
+	// it from the state it is in now, applying update (may be nil) to the
+	// loaded request before saving. It returns the saved request, or a
+	// *TransitionError carrying the current request when the move is not
+	// allowed, or ErrNotFound.
+	Transition(ctx context.Context, id string, to State, update func(*Request)) (*Request, error)
+
+	// SetPrompt records where the approval prompt was posted.
+	SetPrompt(ctx context.Context, id, channelID, ts string) error
+
+	// ListByState returns the requests in any of the given states, oldest first.
+	ListByState(ctx context.Context, states ...State) ([]*Request, error)
+
+	// Record appends one event to the audit trail. Records are never edited
+	// or deleted.
+	Record(ctx context.Context, e Event) error
+
+	// Events returns audit records at or after since, oldest first.
+	Events(ctx context.Context, since time.Time) ([]Event, error)
+
+	Close() error
+}
+
+// EventKind names what happened, for the audit trail.
+type EventKind string
+
+const (
+	EventRequested      EventKind = "requested"
+	EventApproved       EventKind = "approved"
+	EventDenied         EventKind = "denied"
+	EventRefusedClick   EventKind = "refused_click"
+	EventSignInStarted  EventKind = "signin_started"
+	EventSignedIn       EventKind = "signed_in"
+	EventSignInFailed   EventKind = "signin_failed"
+	EventGraphCall      EventKind = "graph_call"
+	EventSucceeded      EventKind = "succeeded"
+	EventFailed         EventKind = "failed"
+	EventOutcomeUnknown EventKind = "outcome_unknown"
+)
+
+// Event is one audit record.
+type Event struct {
+	Time      time.Time
+	RequestID string
+	Kind      EventKind
+	// Actor is the Slack user ID of who caused it ("" for the bot itself).
+	Actor string
+	// Details are small key/value facts: target, UPN, Graph method, path,
+	// status, client-request-id, request-id. Never a token.
+	Details map[string]string
+}

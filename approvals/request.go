@@ -163,6 +163,10 @@ func ValidReference(s string) bool { return referencePattern.MatchString(s) }
 // ErrNotFound: no request with that reference.
 var ErrNotFound = errors.New("request not found")
 
+// ErrDuplicateReference: the reference is taken (a random collision); retry
+// with a fresh one.
+var ErrDuplicateReference = errors.New("a request with this reference already exists")
+
 // ErrOpenRequestExists: the Cloud PC already has a pending or running request.
 var ErrOpenRequestExists = errors.New("an open request for this cloud PC already exists")
 

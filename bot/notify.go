@@ -1,0 +1,147 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/url"
+	"time"
+
+	"github.com/slack-go/slack"
+
+	"github.com/reprovision-bot/reprovision-bot/approvals"
+)
+
+// tellUser answers one user privately: through the interaction's response_url
+// when it is a Slack hooks URL, else chat.postEphemeral in the channel, else a DM.
+func (b *Bot) tellUser(ctx context.Context, responseURL, channel, user, text string) {
+	if b.validResponseURL(responseURL) {
+		err := b.slackCall(ctx, "response_url", func(ctx context.Context) error {
+			return slack.PostWebhookCustomHTTPContext(ctx, responseURL, b.httpClient, &slack.WebhookMessage{
+				Text: text, ResponseType: slack.ResponseTypeEphemeral,
+			})
+		})
+		if err == nil {
+			return
+		}
+		b.log.Warn("response_url post failed", "err", err)
+	}
+	if channel != "" {
+		err := b.slackCall(ctx, "chat.postEphemeral", func(ctx context.Context) error {
+			_, err := b.api.PostEphemeralContext(ctx, channel, user, slack.MsgOptionText(text, false))
+			return err
+		})
+		if err == nil {
+			return
+		}
+		b.log.Warn("ephemeral post failed", "err", err)
+	}
+	b.dm(ctx, user, text)
+}
+
+// validResponseURL: a response_url comes from the Slack payload; only post
+// to Slack's own hooks host (or the configured Slack API host).
+func (b *Bot) validResponseURL(raw string) bool {
+	if raw == "" {
+		return false
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.User != nil || (u.Scheme != "https" && u.Scheme != "http") {
+		return false
+	}
+	if u.Scheme == "http" && u.Host != b.apiHost() {
+		return false
+	}
+	return b.hooksHosts[u.Host]
+}
+
+func (b *Bot) apiHost() string {
+	u, _ := url.Parse(b.cfg.SlackAPIURL)
+	return u.Host
+}
+
+// dm posts text to the user's direct messages with the app.
+func (b *Bot) dm(ctx context.Context, user, text string) {
+	err := b.slackCall(ctx, "chat.postMessage", func(ctx context.Context) error {
+		_, _, err := b.api.PostMessageContext(ctx, user, slack.MsgOptionText(text, false))
+		return err
+	})
+	if err != nil {
+		b.log.Error("direct message failed", "user", user, "err", err)
+	}
+}
+
+// updatePrompt redraws the approval prompt for r's current state; buttons
+// show only while it is pending.
+func (b *Bot) updatePrompt(ctx context.Context, r *approvals.Request) {
+	if r.PromptChannelID == "" || r.PromptTS == "" {
+		return
+	}
+	err := b.slackCall(ctx, "chat.update", func(ctx context.Context) error {
+		_, _, _, err := b.api.UpdateMessageContext(ctx, r.PromptChannelID, r.PromptTS,
+			slack.MsgOptionText(promptText(r), false),
+			slack.MsgOptionBlocks(promptBlocks(r, statusLine(r))...))
+		return err
+	})
+	if err != nil {
+		b.log.Error("approval prompt not updated", "ref", r.ID, "err", err)
+	}
+}
+
+// Slack Web API errors are classified here, and only here: transient ones
+// are retried a few times, everything else is returned at once.
+const (
+	slackAttempts     = 3
+	slackBackoff      = 500 * time.Millisecond
+	slackMaxRateLimit = 30 * time.Second
+)
+
+// slackCall runs one Web API call, retrying transient failures.
+func (b *Bot) slackCall(ctx context.Context, method string, call func(context.Context) error) error {
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = call(ctx)
+		wait, retry := transientSlackError(err)
+		if !retry || attempt == slackAttempts {
+			return err
+		}
+		if wait == 0 {
+			wait = slackBackoff * time.Duration(attempt)
+		}
+		b.log.Warn("slack call failed; retrying", "method", method, "attempt", attempt, "wait", wait.String(), "err", err)
+		select {
+		case <-ctx.Done():
+			return errors.Join(err, ctx.Err())
+		case <-time.After(wait):
+		}
+	}
+}
+
+// transientSlackError says whether err is worth retrying, and after how long
+// if Slack said.
+func transientSlackError(err error) (time.Duration, bool) {
+	if err == nil {
+		return 0, false
+	}
+	var rate *slack.RateLimitedError
+	if errors.As(err, &rate) {
+		return min(rate.RetryAfter, slackMaxRateLimit), true
+	}
+	var status slack.StatusCodeError
+	if errors.As(err, &status) {
+		return 0, status.Code >= 500
+	}
+	var resp slack.SlackErrorResponse
+	if errors.As(err, &resp) {
+		switch resp.Err {
+		case "internal_error", "fatal_error", "service_unavailable", "request_timeout", "ratelimited":
+			return 0, true
+		}
+		return 0, false
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return 0, false
+	}
+	var netErr net.Error
+	return 0, errors.As(err, &netErr)
+}

@@ -1,0 +1,277 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/reprovision-bot/reprovision-bot/fakes"
+)
+
+// The end-to-end tests run the real run() in-process against the fakes.
+// Entra and Graph are TLS servers; the bot trusts them the standard Go way,
+// through SSL_CERT_FILE, which must be set before the first TLS handshake.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "reprovision-e2e-ca")
+	if err != nil {
+		panic(err)
+	}
+	path := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(path, fakes.CAPEM(), 0o600); err != nil {
+		panic(err)
+	}
+	os.Setenv("SSL_CERT_FILE", path)
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const (
+	approverID  = "U0APPROVER"
+	requesterID = "U0REQUESTER"
+	strangerID  = "U0STRANGER"
+	channelID   = "C0HELPDESK"
+	cloudPCID   = "4e1f0b9a-2c3d-4e5f-8a9b-0c1d2e3f4a5b"
+	approverUPN = "approver@contoso.example"
+	// wait bounds every wait for the bot; generous for a loaded 2-core CI box.
+	wait = 15 * time.Second
+)
+
+// harness is one bot process (run) wired to fresh fakes.
+type harness struct {
+	t      *testing.T
+	slack  *fakes.Slack
+	entra  *fakes.Entra
+	graph  *fakes.Graph
+	env    map[string]string
+	stderr *syncBuffer
+
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	h := &harness{
+		t:      t,
+		slack:  fakes.NewSlack(t),
+		entra:  fakes.NewEntra(t),
+		graph:  fakes.NewGraph(t),
+		stderr: &syncBuffer{},
+	}
+	h.env = map[string]string{
+		"SLACK_APP_TOKEN":      fakes.AppToken,
+		"SLACK_BOT_TOKEN":      fakes.BotToken,
+		"SLACK_API_URL":        h.slack.APIURL(),
+		"REPROVISION_APPROVER": approverID,
+		"AZURE_TENANT_ID":      fakes.TenantID,
+		"AZURE_CLIENT_ID":      fakes.ClientID,
+		"AZURE_AUTHORITY_HOST": h.entra.AuthorityHost(),
+		"GRAPH_URL":            h.graph.URL(),
+		"REPROVISION_DB":       filepath.Join(t.TempDir(), "reprovision.db"),
+	}
+	t.Cleanup(func() {
+		if h.cancel != nil {
+			h.stop()
+		}
+		if t.Failed() {
+			t.Logf("bot log:\n%s", h.stderr.String())
+		}
+	})
+	return h
+}
+
+// start runs the bot and waits until it is connected to Socket Mode.
+func (h *harness) start() {
+	h.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	h.done = make(chan error, 1)
+	connections := h.slack.Connections()
+	go func() { h.done <- run(ctx, func(k string) string { return h.env[k] }, h.stderr) }()
+	h.slack.WaitFor(h.t, wait, "the bot connects to Socket Mode", func() bool { return h.slack.Connections() > connections })
+	h.slack.WaitConnected(h.t, wait)
+}
+
+// stop cancels run (as SIGTERM does) and returns how long it took to return.
+func (h *harness) stop() (time.Duration, error) {
+	h.t.Helper()
+	begin := time.Now()
+	h.cancel()
+	h.cancel = nil
+	select {
+	case err := <-h.done:
+		return time.Since(begin), err
+	case <-time.After(30 * time.Second):
+		h.t.Fatal("run did not return within 30 s of cancel")
+		return 0, nil
+	}
+}
+
+// request types /reprovision as the requester and returns the ack.
+func (h *harness) request(user, text string) fakes.Ack {
+	h.t.Helper()
+	env := h.slack.SendSlashCommand(h.t, fakes.SlashCommand{UserID: user, ChannelID: channelID, Command: "/reprovision", Text: text})
+	return h.slack.WaitAck(h.t, env, wait)
+}
+
+// ackText is the ephemeral text the bot put in a slash-command ack.
+func ackText(t *testing.T, a fakes.Ack) string {
+	t.Helper()
+	var p struct {
+		ResponseType string `json:"response_type"`
+		Text         string `json:"text"`
+	}
+	if err := json.Unmarshal(a.Payload, &p); err != nil {
+		t.Fatalf("ack payload %s: %v", a.Payload, err)
+	}
+	if p.ResponseType != "ephemeral" {
+		t.Errorf("ack response_type = %q, want ephemeral", p.ResponseType)
+	}
+	return p.Text
+}
+
+// prompt waits for the approval prompt in the approver's DM and returns it.
+func (h *harness) prompt() fakes.Message {
+	h.t.Helper()
+	var m fakes.Message
+	h.slack.WaitFor(h.t, wait, "the approval prompt reaches the approver", func() bool {
+		for _, msg := range h.slack.Messages(h.slack.DMChannel(approverID)) {
+			if strings.Contains(msg.Text, "Reprovision request") {
+				m = msg
+				return true
+			}
+		}
+		return false
+	})
+	return m
+}
+
+// promptNow is the prompt message as it is now.
+func (h *harness) promptNow(ts string) fakes.Message {
+	h.t.Helper()
+	for _, m := range h.slack.Messages(h.slack.DMChannel(approverID)) {
+		if m.TS == ts {
+			return m
+		}
+	}
+	h.t.Fatalf("no message %s in the approver's DM", ts)
+	return fakes.Message{}
+}
+
+// waitPrompt waits until the prompt's blocks contain want.
+func (h *harness) waitPrompt(ts, want string) fakes.Message {
+	h.t.Helper()
+	h.slack.WaitFor(h.t, wait, "the prompt shows "+want, func() bool {
+		return strings.Contains(blocks(h.promptNow(ts)), want)
+	})
+	return h.promptNow(ts)
+}
+
+// blocks is a message's Block Kit JSON with Slack's <, >, & unescaped, so
+// tests can look for mentions such as <@U…>.
+func blocks(m fakes.Message) string {
+	return strings.NewReplacer(`\u003c`, "<", `\u003e`, ">", `\u0026`, "&").Replace(string(m.Blocks))
+}
+
+// ref is the request reference on a prompt.
+func ref(t *testing.T, m fakes.Message) string {
+	t.Helper()
+	i := strings.Index(m.Text, "R-")
+	if i < 0 || len(m.Text) < i+8 {
+		t.Fatalf("no reference in %q", m.Text)
+	}
+	return m.Text[i : i+8]
+}
+
+// click presses a prompt button as user.
+func (h *harness) click(user, action string, prompt fakes.Message) string {
+	h.t.Helper()
+	r := ref(h.t, prompt)
+	env := h.slack.SendBlockAction(h.t, fakes.BlockAction{
+		UserID: user, ActionID: action, BlockID: "decision:" + r, Value: r,
+		ChannelID: prompt.Channel, MessageTS: prompt.TS,
+	})
+	h.slack.WaitAck(h.t, env, wait)
+	return env
+}
+
+// dmsTo is every text posted to user's DM with the app (post order).
+func (h *harness) dmsTo(user string) []string {
+	var out []string
+	for _, m := range h.slack.Messages(h.slack.DMChannel(user)) {
+		out = append(out, m.Text+" "+blocks(m))
+	}
+	return out
+}
+
+// waitDM waits for a DM to user containing want.
+func (h *harness) waitDM(user, want string) {
+	h.t.Helper()
+	h.slack.WaitFor(h.t, wait, fmt.Sprintf("a DM to %s containing %q", user, want), func() bool {
+		for _, m := range h.dmsTo(user) {
+			if strings.Contains(m, want) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// waitEphemeral waits for a private reply to user containing want.
+func (h *harness) waitEphemeral(user, want string) {
+	h.t.Helper()
+	h.slack.WaitFor(h.t, wait, fmt.Sprintf("an ephemeral reply to %s containing %q", user, want), func() bool {
+		for _, m := range h.slack.Ephemerals(user) {
+			if strings.Contains(m.Text, want) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// signIn waits for the device code, checks it reached the approver, and
+// completes the sign-in as upn.
+func (h *harness) signIn(upn string) fakes.DeviceCodeRequest {
+	h.t.Helper()
+	dc := h.entra.WaitDeviceCode(h.t, wait)
+	h.waitDM(approverID, dc.UserCode)
+	h.entra.SignIn(dc.UserCode, upn)
+	return dc
+}
+
+// reprovisionPOSTs are the reprovision calls Graph has seen.
+func (h *harness) reprovisionPOSTs() []fakes.GraphRequest {
+	var out []fakes.GraphRequest
+	for _, r := range h.graph.Requests() {
+		if r.Method == "POST" && strings.HasSuffix(r.Path, "/reprovision") {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

@@ -37,17 +37,26 @@ const (
 	StateDenied State = "denied"
 	// StateExpired: nobody decided in time.
 	StateExpired State = "expired"
-	// StateCanceled: the requester withdrew it.
+	// StateCanceled: the requester withdrew it, or the approver stopped at
+	// the final confirmation.
 	StateCanceled State = "canceled"
+	// StateConfirming: the approver signed in; they have been shown what
+	// will be wiped (or a list to pick from) and must confirm once more.
+	StateConfirming State = "awaiting_confirmation"
 )
 
 // transitions lists, for each state, the states it may move to.
 // approved → pending is the way back when the approver's sign-in is declined,
 // expires, or is interrupted: the request stays approvable.
+// confirming → expired: a confirmation nobody gives must not hold the Cloud
+// PC forever. executing → pending only when Graph refused the call for
+// want of a fresh sign-in (401/403): it did nothing, so the request may be
+// approved again.
 var transitions = map[State][]State{
-	StatePending:   {StateApproved, StateDenied, StateExpired, StateCanceled},
-	StateApproved:  {StateExecuting, StatePending, StateFailed},
-	StateExecuting: {StateSucceeded, StateFailed, StateOutcomeUnknown},
+	StatePending:    {StateApproved, StateDenied, StateExpired, StateCanceled},
+	StateApproved:   {StateConfirming, StateExecuting, StatePending, StateFailed},
+	StateConfirming: {StateExecuting, StatePending, StateCanceled, StateFailed, StateExpired},
+	StateExecuting:  {StateSucceeded, StateFailed, StateOutcomeUnknown, StatePending},
 }
 
 // CanMoveTo reports whether the state machine allows s → next.
@@ -63,33 +72,56 @@ func (s State) CanMoveTo(next State) bool {
 // Final reports whether no further move is possible.
 func (s State) Final() bool { return len(transitions[s]) == 0 }
 
-// Open reports whether the request still holds its Cloud PC: one open request
-// per Cloud PC at a time.
+// Open reports whether a request in this state holds its Cloud PC: one open
+// request per Cloud PC at a time. (A succeeded request also holds it while
+// its reprovision is being followed: see Request.Open.)
 func (s State) Open() bool {
-	return s == StatePending || s == StateApproved || s == StateExecuting
+	return s == StatePending || s == StateApproved || s == StateConfirming || s == StateExecuting
+}
+
+// Open reports whether r blocks another request for the same Cloud PC: it is
+// undecided or running, or its reprovision is still being followed.
+func (r *Request) Open() bool {
+	return r.State.Open() || (r.State == StateSucceeded && r.Tracking.Active())
 }
 
 // Request is one ask to reprovision one Cloud PC.
 type Request struct {
 	// ID is the short reference people quote ("R-7K3F9Q").
 	ID string
-	// CloudPCID is the Graph id of the Cloud PC (a GUID, lower case).
+	// Target is what the requester named: a Cloud PC id, a device name or a
+	// user principal name. Validated by the Slack adapter before it is stored.
+	Target string
+	// CloudPCID is the Graph id of the Cloud PC (a GUID, lower case). Empty
+	// until a name or UPN target has been resolved.
 	CloudPCID string
+	// Reason is why the requester asks (free text, shown escaped).
+	Reason string
 	// RequesterID is the Slack user ID of who asked.
 	RequesterID string
 	// RequestChannelID is where they asked.
 	RequestChannelID string
-	// ApproverID is the Slack user ID of the designated approver.
-	ApproverID string
+	// Approvers are the Slack user IDs who may decide, fixed when the
+	// request is made. Any one decides; the first decision wins.
+	Approvers []string
 
 	State State
-	// DecidedBy is who approved or denied.
+	// DecidedBy is who approved, denied or canceled.
 	DecidedBy string
+	// DecisionReason is the approver's reason for a denial.
+	DecisionReason string
+	// SignedInAs is the Entra username the approver signed in with.
+	SignedInAs string
 
-	// PromptChannelID and PromptTS locate the approval prompt message, so it
-	// can be edited after a restart.
-	PromptChannelID string
-	PromptTS        string
+	// Prompts locate the approval prompt messages (one per approver), so
+	// they can all be edited, also after a restart.
+	Prompts []MessageRef
+
+	// Device is what Graph said about the Cloud PC when last looked up.
+	Device *CloudPC
+	// Candidates are the Cloud PCs a name or UPN matched, when more than one
+	// did and the approver must pick.
+	Candidates []CloudPC
 
 	// Outcome is the human-readable result (Graph error code and message, or
 	// why sign-in did not complete).
@@ -97,8 +129,73 @@ type Request struct {
 	// GraphRequestID is Graph's request-id for the reprovision call.
 	GraphRequestID string
 
+	// Tracking follows the reprovision after Graph accepted it.
+	Tracking Tracking
+
 	CreatedAt time.Time
 	UpdatedAt time.Time
+	// ExpiresAt is when an undecided request expires (zero: never).
+	ExpiresAt time.Time
+}
+
+// MessageRef locates one Slack message.
+type MessageRef struct {
+	ChannelID string
+	TS        string
+	// UserID is whom the message is for (the approver of a prompt copy).
+	UserID string
+}
+
+// CloudPC is what an approver is shown before a Cloud PC is wiped. Status
+// values are Graph's own (provisioned, failed, inGracePeriod, …); unknown
+// values are kept as they come.
+type CloudPC struct {
+	ID                     string
+	DisplayName            string
+	UserPrincipalName      string
+	ManagedDeviceName      string
+	ServicePlanName        string
+	ProvisioningPolicyName string
+	Status                 string
+	StatusDetails          string
+	LastModified           time.Time
+}
+
+// Tracking is the follow-through of an accepted reprovision.
+type Tracking struct {
+	// Until is the deadline; zero means the request is not tracked.
+	Until time.Time
+	// NextCheck is when to look at the Cloud PC next.
+	NextCheck time.Time
+	// Checks counts the looks so far (for the backoff).
+	Checks int
+	// LastStatus is the Cloud PC status seen last.
+	LastStatus string
+	// Paused: no valid sign-in to look with (e.g. after a restart).
+	Paused bool
+	// Result is how tracking ended: "", TrackProvisioned, TrackFailed or
+	// TrackTimedOut.
+	Result string
+}
+
+// Tracking results.
+const (
+	TrackProvisioned = "provisioned"
+	TrackFailed      = "failed"
+	TrackTimedOut    = "timed_out"
+)
+
+// Active reports whether the reprovision is still being followed.
+func (t Tracking) Active() bool { return !t.Until.IsZero() && t.Result == "" }
+
+// IsApprover reports whether user may decide on r.
+func (r *Request) IsApprover(user string) bool {
+	for _, a := range r.Approvers {
+		if a == user {
+			return true
+		}
+	}
+	return false
 }
 
 // cloudPCIDPattern: Graph cloudPC ids are GUIDs. Nothing else may reach the
@@ -114,14 +211,17 @@ func (r *Request) Validate() error {
 	if !referencePattern.MatchString(r.ID) {
 		problems = append(problems, fmt.Sprintf("reference %q is malformed", r.ID))
 	}
-	if !ValidCloudPCID(r.CloudPCID) {
+	if r.CloudPCID != "" && !ValidCloudPCID(r.CloudPCID) {
 		problems = append(problems, fmt.Sprintf("cloud PC id %q is not a GUID", r.CloudPCID))
+	}
+	if r.CloudPCID == "" && r.Target == "" {
+		problems = append(problems, "target is missing")
 	}
 	if r.RequesterID == "" {
 		problems = append(problems, "requester is missing")
 	}
-	if r.ApproverID == "" {
-		problems = append(problems, "approver is missing")
+	if len(r.Approvers) == 0 {
+		problems = append(problems, "approvers are missing")
 	}
 	if _, known := stateNames[r.State]; !known {
 		problems = append(problems, fmt.Sprintf("state %q is unknown", r.State))
@@ -134,7 +234,7 @@ func (r *Request) Validate() error {
 
 var stateNames = map[State]struct{}{
 	StatePending: {}, StateApproved: {}, StateExecuting: {}, StateSucceeded: {}, StateFailed: {},
-	StateOutcomeUnknown: {}, StateDenied: {}, StateExpired: {}, StateCanceled: {},
+	StateOutcomeUnknown: {}, StateDenied: {}, StateExpired: {}, StateCanceled: {}, StateConfirming: {},
 }
 
 // referenceAlphabet leaves out 0/O and 1/I so references read aloud cleanly.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/reprovision-bot/reprovision-bot/approvals"
 )
@@ -11,7 +12,7 @@ import (
 var allStates = []approvals.State{
 	approvals.StatePending, approvals.StateApproved, approvals.StateExecuting,
 	approvals.StateSucceeded, approvals.StateFailed, approvals.StateOutcomeUnknown,
-	approvals.StateDenied, approvals.StateExpired, approvals.StateCanceled,
+	approvals.StateDenied, approvals.StateExpired, approvals.StateCanceled, approvals.StateConfirming,
 }
 
 func TestStateMachine(t *testing.T) {
@@ -20,12 +21,19 @@ func TestStateMachine(t *testing.T) {
 		{approvals.StatePending, approvals.StateDenied}:           true,
 		{approvals.StatePending, approvals.StateExpired}:          true,
 		{approvals.StatePending, approvals.StateCanceled}:         true,
+		{approvals.StateApproved, approvals.StateConfirming}:      true,
 		{approvals.StateApproved, approvals.StateExecuting}:       true,
 		{approvals.StateApproved, approvals.StatePending}:         true,
 		{approvals.StateApproved, approvals.StateFailed}:          true,
+		{approvals.StateConfirming, approvals.StateExecuting}:     true,
+		{approvals.StateConfirming, approvals.StatePending}:       true,
+		{approvals.StateConfirming, approvals.StateCanceled}:      true,
+		{approvals.StateConfirming, approvals.StateFailed}:        true,
+		{approvals.StateConfirming, approvals.StateExpired}:       true,
 		{approvals.StateExecuting, approvals.StateSucceeded}:      true,
 		{approvals.StateExecuting, approvals.StateFailed}:         true,
 		{approvals.StateExecuting, approvals.StateOutcomeUnknown}: true,
+		{approvals.StateExecuting, approvals.StatePending}:        true, // Graph refused for want of a fresh sign-in
 	}
 	for _, from := range allStates {
 		for _, to := range allStates {
@@ -34,10 +42,10 @@ func TestStateMachine(t *testing.T) {
 			}
 		}
 	}
-	// Nothing may ever lead back to executing except from approved: that is
-	// what keeps a Graph call from being sent twice.
+	// Only an approved (and possibly confirmed) request may start executing:
+	// that is what keeps a Graph call from being sent twice.
 	for _, from := range allStates {
-		if from != approvals.StateApproved && from.CanMoveTo(approvals.StateExecuting) {
+		if from != approvals.StateApproved && from != approvals.StateConfirming && from.CanMoveTo(approvals.StateExecuting) {
 			t.Errorf("%s may move to executing", from)
 		}
 	}
@@ -49,6 +57,7 @@ func TestStateMachine(t *testing.T) {
 func TestFinalAndOpen(t *testing.T) {
 	open := map[approvals.State]bool{
 		approvals.StatePending: true, approvals.StateApproved: true, approvals.StateExecuting: true,
+		approvals.StateConfirming: true,
 	}
 	for _, s := range allStates {
 		if got := s.Open(); got != open[s] {
@@ -120,9 +129,10 @@ func TestValidCloudPCID(t *testing.T) {
 func validRequest() *approvals.Request {
 	return &approvals.Request{
 		ID:          "R-7K3F9Q",
+		Target:      "4e1f0b9a-2c3d-4e5f-8a9b-0c1d2e3f4a5b",
 		CloudPCID:   "4e1f0b9a-2c3d-4e5f-8a9b-0c1d2e3f4a5b",
 		RequesterID: "U1",
-		ApproverID:  "U2",
+		Approvers:   []string{"U2", "U3"},
 		State:       approvals.StatePending,
 	}
 }
@@ -131,6 +141,11 @@ func TestValidate(t *testing.T) {
 	if err := validRequest().Validate(); err != nil {
 		t.Fatalf("valid request: %v", err)
 	}
+	unresolved := validRequest()
+	unresolved.Target, unresolved.CloudPCID = "CPC-alice-01", ""
+	if err := unresolved.Validate(); err != nil {
+		t.Fatalf("request with an unresolved target: %v", err)
+	}
 	for _, tc := range []struct {
 		spoil func(*approvals.Request)
 		want  string
@@ -138,7 +153,9 @@ func TestValidate(t *testing.T) {
 		{func(r *approvals.Request) { r.ID = "R-7K3F90" }, "reference"},
 		{func(r *approvals.Request) { r.CloudPCID = "not-a-guid" }, "cloud PC id"},
 		{func(r *approvals.Request) { r.RequesterID = "" }, "requester"},
-		{func(r *approvals.Request) { r.ApproverID = "" }, "approver"},
+		{func(r *approvals.Request) { r.Target, r.CloudPCID = "", "" }, "target"},
+		{func(r *approvals.Request) { r.Approvers = nil }, "approver"},
+		{func(r *approvals.Request) { r.Approvers = []string{} }, "approver"},
 		{func(r *approvals.Request) { r.State = "" }, "state"},
 		{func(r *approvals.Request) { r.State = "done" }, "state"},
 	} {
@@ -155,7 +172,7 @@ func TestValidate(t *testing.T) {
 	if err == nil {
 		t.Fatal("empty request is valid")
 	}
-	for _, want := range []string{"reference", "cloud PC id", "requester", "approver", "state"} {
+	for _, want := range []string{"reference", "target", "requester", "approver", "state"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %s", err, want)
 		}
@@ -172,5 +189,54 @@ func TestTransitionError(t *testing.T) {
 	}
 	if got, want := err.Error(), "request R-7K3F9Q is denied; cannot become approved"; got != want {
 		t.Errorf("Error() = %q, want %q", got, want)
+	}
+}
+
+func TestRequestOpen(t *testing.T) {
+	tracking := approvals.Tracking{Until: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	done := tracking
+	done.Result = approvals.TrackProvisioned
+	for _, s := range allStates {
+		for name, tc := range map[string]struct {
+			tracking approvals.Tracking
+			want     bool
+		}{
+			"untracked":     {approvals.Tracking{}, s.Open()},
+			"tracking":      {tracking, s.Open() || s == approvals.StateSucceeded},
+			"tracking done": {done, s.Open()},
+		} {
+			r := validRequest()
+			r.State, r.Tracking = s, tc.tracking
+			if got := r.Open(); got != tc.want {
+				t.Errorf("%s, %s: Open() = %v, want %v", s, name, got, tc.want)
+			}
+		}
+	}
+}
+
+func TestTrackingActive(t *testing.T) {
+	until := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		t    approvals.Tracking
+		want bool
+	}{
+		{approvals.Tracking{}, false},
+		{approvals.Tracking{NextCheck: until, Checks: 2}, false},
+		{approvals.Tracking{Until: until}, true},
+		{approvals.Tracking{Until: until, Paused: true}, true},
+		{approvals.Tracking{Until: until, Result: approvals.TrackTimedOut}, false},
+	} {
+		if got := tc.t.Active(); got != tc.want {
+			t.Errorf("%+v.Active() = %v, want %v", tc.t, got, tc.want)
+		}
+	}
+}
+
+func TestIsApprover(t *testing.T) {
+	r := validRequest()
+	for user, want := range map[string]bool{"U2": true, "U3": true, "U1": false, "": false, "u2": false} {
+		if got := r.IsApprover(user); got != want {
+			t.Errorf("IsApprover(%q) = %v, want %v", user, got, want)
+		}
 	}
 }

@@ -11,7 +11,8 @@ import (
 type Store interface {
 	// Create stores a new request in StatePending. It returns
 	// ErrOpenRequestExists (wrapped) when the Cloud PC already has an open
-	// request, and an error when r fails Validate.
+	// request (Request.Open), ErrDuplicateReference (wrapped) when the ID is
+	// taken, and an error when r fails Validate.
 	Create(ctx context.Context, r *Request) error
 
 	// Get returns the request with that reference, or ErrNotFound.
@@ -24,11 +25,25 @@ type Store interface {
 	// allowed, or ErrNotFound.
 	Transition(ctx context.Context, id string, to State, update func(*Request)) (*Request, error)
 
-	// SetPrompt records where the approval prompt was posted.
-	SetPrompt(ctx context.Context, id, channelID, ts string) error
+	// Update changes a request without moving its state (prompt locations,
+	// details, tracking), atomically like Transition. update must not change
+	// ID, Target, RequesterID, RequestChannelID, Approvers, CreatedAt or
+	// State; it may set CloudPCID only while it is empty.
+	Update(ctx context.Context, id string, update func(*Request)) (*Request, error)
 
 	// ListByState returns the requests in any of the given states, oldest first.
 	ListByState(ctx context.Context, states ...State) ([]*Request, error)
+
+	// OpenFor returns the open request (Request.Open) for the Cloud PC, or
+	// ErrNotFound.
+	OpenFor(ctx context.Context, cloudPCID string) (*Request, error)
+
+	// ListTracking returns the requests whose reprovision is being
+	// followed (Tracking.Active), soonest NextCheck first.
+	ListTracking(ctx context.Context) ([]*Request, error)
+
+	// ListByRequester returns the newest requests of a requester, at most limit.
+	ListByRequester(ctx context.Context, requesterID string, limit int) ([]*Request, error)
 
 	// Record appends one event to the audit trail. Records are never edited
 	// or deleted.
@@ -44,17 +59,25 @@ type Store interface {
 type EventKind string
 
 const (
-	EventRequested      EventKind = "requested"
-	EventApproved       EventKind = "approved"
-	EventDenied         EventKind = "denied"
-	EventRefusedClick   EventKind = "refused_click"
-	EventSignInStarted  EventKind = "signin_started"
-	EventSignedIn       EventKind = "signed_in"
-	EventSignInFailed   EventKind = "signin_failed"
-	EventGraphCall      EventKind = "graph_call"
-	EventSucceeded      EventKind = "succeeded"
-	EventFailed         EventKind = "failed"
-	EventOutcomeUnknown EventKind = "outcome_unknown"
+	EventRequested        EventKind = "requested"
+	EventApproved         EventKind = "approved"
+	EventDenied           EventKind = "denied"
+	EventRefusedClick     EventKind = "refused_click"
+	EventSignInStarted    EventKind = "signin_started"
+	EventSignedIn         EventKind = "signed_in"
+	EventSignInFailed     EventKind = "signin_failed"
+	EventGraphCall        EventKind = "graph_call"
+	EventSucceeded        EventKind = "succeeded"
+	EventFailed           EventKind = "failed"
+	EventOutcomeUnknown   EventKind = "outcome_unknown"
+	EventRefusedRequest   EventKind = "refused_request"
+	EventIdentityMismatch EventKind = "identity_mismatch"
+	EventResolved         EventKind = "resolved"
+	EventConfirmed        EventKind = "confirmed"
+	EventStatusRefused    EventKind = "status_refused"
+	EventCanceled         EventKind = "canceled"
+	EventExpired          EventKind = "expired"
+	EventTracked          EventKind = "tracked"
 )
 
 // Event is one audit record.

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,31 +32,59 @@ import (
 const schemaVersion = 1
 
 // migrations[i] takes the schema from version i to i+1.
+//
+// Lists and nested structs (approvers, prompts, device, candidates) are JSON
+// text, checked by json_valid: nothing queries inside them, and a column per
+// element would need a table per list. Tracking is plain columns because
+// ListTracking filters and orders on it. Optional times are empty text when zero.
+// holds_cloud_pc is Request.Open() as of the last save, written by the store
+// on every save rather than restated in SQL, so the unique index follows the
+// domain's one definition of "open".
 var migrations = []string{
 	// 0 → 1
 	`
 CREATE TABLE requests (
-	id                 TEXT PRIMARY KEY,
-	cloud_pc_id        TEXT NOT NULL,
-	requester_id       TEXT NOT NULL,
-	request_channel_id TEXT NOT NULL,
-	approver_id        TEXT NOT NULL,
-	state              TEXT NOT NULL,
-	decided_by         TEXT NOT NULL,
-	prompt_channel_id  TEXT NOT NULL,
-	prompt_ts          TEXT NOT NULL,
-	outcome            TEXT NOT NULL,
-	graph_request_id   TEXT NOT NULL,
-	created_at         TEXT NOT NULL,
-	updated_at         TEXT NOT NULL
+	id                   TEXT PRIMARY KEY,
+	target               TEXT NOT NULL,
+	cloud_pc_id          TEXT NOT NULL,
+	reason               TEXT NOT NULL,
+	requester_id         TEXT NOT NULL,
+	request_channel_id   TEXT NOT NULL,
+	approvers            TEXT NOT NULL CHECK (json_valid(approvers) AND json_type(approvers) = 'array' AND json_array_length(approvers) > 0),
+	state                TEXT NOT NULL,
+	decided_by           TEXT NOT NULL,
+	decision_reason      TEXT NOT NULL,
+	signed_in_as         TEXT NOT NULL,
+	prompts              TEXT NOT NULL CHECK (json_valid(prompts) AND json_type(prompts) IN ('array', 'null')),
+	device               TEXT NOT NULL CHECK (json_valid(device) AND json_type(device) IN ('object', 'null')),
+	candidates           TEXT NOT NULL CHECK (json_valid(candidates) AND json_type(candidates) IN ('array', 'null')),
+	outcome              TEXT NOT NULL,
+	graph_request_id     TEXT NOT NULL,
+	tracking_until       TEXT NOT NULL,
+	tracking_next_check  TEXT NOT NULL,
+	tracking_checks      INTEGER NOT NULL CHECK (tracking_checks >= 0),
+	tracking_last_status TEXT NOT NULL,
+	tracking_paused      INTEGER NOT NULL CHECK (tracking_paused IN (0, 1)),
+	tracking_result      TEXT NOT NULL,
+	created_at           TEXT NOT NULL,
+	updated_at           TEXT NOT NULL,
+	expires_at           TEXT NOT NULL,
+	holds_cloud_pc       INTEGER NOT NULL CHECK (holds_cloud_pc IN (0, 1))
 ) STRICT;
 
 -- One open request per Cloud PC, enforced by the database so that two
--- requests racing through Create cannot both get in.
+-- requests racing through Create (or a target being resolved to a Cloud PC
+-- that meanwhile got a request) cannot both get in. Unresolved requests have
+-- no Cloud PC yet and hold nothing.
 CREATE UNIQUE INDEX requests_one_open_per_cloud_pc
-	ON requests (cloud_pc_id) WHERE state IN ('pending', 'approved', 'executing');
+	ON requests (cloud_pc_id) WHERE holds_cloud_pc = 1 AND cloud_pc_id <> '';
 
 CREATE INDEX requests_by_state ON requests (state, created_at);
+CREATE INDEX requests_by_requester ON requests (requester_id, created_at);
+
+-- Tracking.Active: the WHERE matches the one in ListTracking.
+CREATE INDEX requests_tracking ON requests (tracking_next_check)
+	WHERE tracking_until <> '' AND tracking_result = '';
 
 CREATE TABLE audit_events (
 	id         INTEGER PRIMARY KEY AUTOINCREMENT CHECK (id > 0),
@@ -202,64 +231,51 @@ func userVersion(ctx context.Context, q queryer) (int, error) {
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
 
-const requestColumns = `id, cloud_pc_id, requester_id, request_channel_id, approver_id,
-	state, decided_by, prompt_channel_id, prompt_ts, outcome, graph_request_id,
-	created_at, updated_at`
-
 // Create stores r as a new pending request. An empty State is set to
 // pending, zero CreatedAt/UpdatedAt are set to now, times are normalised to
-// UTC and CloudPCID to lower case, all on r itself, so r matches what Get
-// returns afterwards.
+// UTC and CloudPCID to lower case; on success r is updated to match what Get
+// returns afterwards (its slices and Device are then the store's copies).
 //
 // It returns an error wrapping approvals.ErrOpenRequestExists when the Cloud PC
 // already has an open request (checked by a unique index, so racing Creates
 // cannot both pass), one wrapping ErrDuplicateReference when r.ID is taken,
-// and a plain error when r is invalid or not pending.
+// and a plain error when r is invalid or not pending. A request whose target
+// is not resolved yet (empty CloudPCID) holds no Cloud PC.
 func (s *Store) Create(ctx context.Context, r *approvals.Request) error {
-	if r.State == "" {
-		r.State = approvals.StatePending
+	c := normalized(r)
+	if c.State == "" {
+		c.State = approvals.StatePending
 	}
-	if r.State != approvals.StatePending {
-		return fmt.Errorf("create request %s: state is %s, want %s", r.ID, r.State, approvals.StatePending)
+	if c.State != approvals.StatePending {
+		return fmt.Errorf("create request %s: state is %s, want %s", c.ID, c.State, approvals.StatePending)
 	}
-	if err := r.Validate(); err != nil {
+	if err := c.Validate(); err != nil {
 		return fmt.Errorf("create request: %w", err)
 	}
-	// Graph ids are case-insensitive; one spelling keeps the
-	// one-open-request-per-Cloud-PC index effective.
-	r.CloudPCID = strings.ToLower(r.CloudPCID)
 	now := time.Now().UTC()
-	if r.CreatedAt.IsZero() {
-		r.CreatedAt = now
+	if c.CreatedAt.IsZero() {
+		c.CreatedAt = now
 	}
-	if r.UpdatedAt.IsZero() {
-		r.UpdatedAt = now
+	if c.UpdatedAt.IsZero() {
+		c.UpdatedAt = now
 	}
-	r.CreatedAt, r.UpdatedAt = r.CreatedAt.UTC(), r.UpdatedAt.UTC()
-	created, err := formatTime(r.CreatedAt)
+	values, err := encodeRequest(c)
 	if err != nil {
-		return fmt.Errorf("create request %s: %w", r.ID, err)
-	}
-	updated, err := formatTime(r.UpdatedAt)
-	if err != nil {
-		return fmt.Errorf("create request %s: %w", r.ID, err)
+		return fmt.Errorf("create request %s: %w", c.ID, err)
 	}
 
-	_, err = s.db.ExecContext(ctx, `INSERT INTO requests (`+requestColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		r.ID, r.CloudPCID, r.RequesterID, r.RequestChannelID, r.ApproverID,
-		string(r.State), r.DecidedBy, r.PromptChannelID, r.PromptTS, r.Outcome, r.GraphRequestID,
-		created, updated)
+	_, err = s.db.ExecContext(ctx, insertRequest, values...)
 	switch code := sqliteCode(err); {
 	case err == nil:
+		*r = *c
 		return nil
 	case code == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
-		return fmt.Errorf("create request %s: %w", r.ID, approvals.ErrDuplicateReference)
+		return fmt.Errorf("create request %s: %w", c.ID, approvals.ErrDuplicateReference)
 	case code == sqlite3.SQLITE_CONSTRAINT_UNIQUE:
 		// The only UNIQUE constraint besides the primary key.
-		return fmt.Errorf("create request %s for cloud PC %s: %w", r.ID, r.CloudPCID, approvals.ErrOpenRequestExists)
+		return fmt.Errorf("create request %s for cloud PC %s: %w", c.ID, c.CloudPCID, approvals.ErrOpenRequestExists)
 	default:
-		return fmt.Errorf("create request %s: %w", r.ID, err)
+		return fmt.Errorf("create request %s: %w", c.ID, err)
 	}
 }
 
@@ -284,7 +300,7 @@ type queryer interface {
 }
 
 func getRequest(ctx context.Context, q queryer, id string) (*approvals.Request, error) {
-	r, err := scanRequest(q.QueryRowContext(ctx, `SELECT `+requestColumns+` FROM requests WHERE id = ?`, id))
+	r, err := scanRequest(q.QueryRowContext(ctx, `SELECT `+selectColumns+` FROM requests WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("request %s: %w", id, approvals.ErrNotFound)
 	}
@@ -301,16 +317,63 @@ func getRequest(ctx context.Context, q queryer, id string) (*approvals.Request, 
 // request as the winner left it.
 //
 // update, if not nil, is applied to a copy of the loaded request before it is
-// saved; it may set DecidedBy, PromptChannelID, PromptTS, Outcome and
-// GraphRequestID. State and UpdatedAt are set by Transition afterwards.
-// Changing the identity fields (ID, CloudPCID, RequesterID, RequestChannelID,
-// ApproverID, CreatedAt) is a programming error and fails the transition.
+// saved. State and UpdatedAt are set by Transition afterwards, whatever update
+// did to them. Changing ID, Target, RequesterID, RequestChannelID, Approvers
+// or CreatedAt, or a CloudPCID that is already set, is a programming error and
+// fails the transition with a plain error. Setting CloudPCID while it is empty
+// (resolving the target) is allowed; when that Cloud PC already has another
+// open request the error wraps approvals.ErrOpenRequestExists. Nothing is
+// saved on any error.
+//
 // update runs while the write lock is held: it must be quick and must not call
 // the store (that would wait for the lock it is holding, until busy_timeout).
 func (s *Store) Transition(ctx context.Context, id string, to approvals.State, update func(*approvals.Request)) (*approvals.Request, error) {
+	return s.change(ctx, fmt.Sprintf("transition %s to %s", id, to), id, func(current *approvals.Request) (*approvals.Request, error) {
+		if !current.State.CanMoveTo(to) {
+			return nil, &approvals.TransitionError{Current: current, To: to}
+		}
+		next := clone(current)
+		if update != nil {
+			update(next)
+			next.State = current.State // overridden below; not an identity change
+			if err := sameIdentity(current, next); err != nil {
+				return nil, err
+			}
+		}
+		next.State = to
+		return next, nil
+	})
+}
+
+// Update applies update to a copy of request id and saves it, in one BEGIN
+// IMMEDIATE transaction like Transition, without moving its state: for
+// prompt locations, device details, tracking and the like. UpdatedAt is set
+// by Update. It refuses, saving nothing, with a plain error when update
+// changed State or anything Transition's update may not change, and with an
+// error wrapping approvals.ErrOpenRequestExists when update resolved the
+// target to a Cloud PC that has another open request. A nil update only
+// bumps UpdatedAt. The same locking caveats as for Transition apply.
+func (s *Store) Update(ctx context.Context, id string, update func(*approvals.Request)) (*approvals.Request, error) {
+	return s.change(ctx, "update "+id, id, func(current *approvals.Request) (*approvals.Request, error) {
+		next := clone(current)
+		if update != nil {
+			update(next)
+		}
+		if err := sameIdentity(current, next); err != nil {
+			return nil, err
+		}
+		return next, nil
+	})
+}
+
+// change is the read-modify-write behind Transition and Update. edit gets
+// the request as stored and returns what to store (or an error, returned
+// as it is); change then stamps UpdatedAt, validates and saves, all under the
+// write lock taken by BEGIN IMMEDIATE. op prefixes the errors change makes.
+func (s *Store) change(ctx context.Context, op, id string, edit func(current *approvals.Request) (*approvals.Request, error)) (*approvals.Request, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return nil, fmt.Errorf("transition %s to %s: %w", id, to, err)
+		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	defer tx.Rollback()
 
@@ -318,47 +381,55 @@ func (s *Store) Transition(ctx context.Context, id string, to approvals.State, u
 	if err != nil {
 		return nil, err
 	}
-	if !current.State.CanMoveTo(to) {
-		return nil, &approvals.TransitionError{Current: current, To: to}
-	}
-
-	next := *current
-	if update != nil {
-		update(&next)
-		if err := sameIdentity(current, &next); err != nil {
-			return nil, fmt.Errorf("transition %s to %s: %w", id, to, err)
+	next, err := edit(current)
+	if err != nil {
+		var te *approvals.TransitionError
+		if errors.As(err, &te) {
+			return nil, err
 		}
+		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	next.State = to
+	// A copy, so that normalising does not reach into slices or a Device
+	// that update took from its caller.
+	next = normalized(next)
 	next.UpdatedAt = time.Now().UTC()
-	updated, err := formatTime(next.UpdatedAt)
-	if err != nil {
-		return nil, fmt.Errorf("transition %s to %s: %w", id, to, err)
+	if err := next.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-
-	_, err = tx.ExecContext(ctx, `UPDATE requests SET
-			state = ?, decided_by = ?, prompt_channel_id = ?, prompt_ts = ?,
-			outcome = ?, graph_request_id = ?, updated_at = ?
-		WHERE id = ?`,
-		string(next.State), next.DecidedBy, next.PromptChannelID, next.PromptTS,
-		next.Outcome, next.GraphRequestID, updated, id)
+	values, err := encodeRequest(next)
 	if err != nil {
-		return nil, fmt.Errorf("transition %s to %s: %w", id, to, err)
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	// values[0] is the id, which is not rewritten but names the row.
+	res, err := tx.ExecContext(ctx, updateRequest, append(values[1:], id)...)
+	if sqliteCode(err) == sqlite3.SQLITE_CONSTRAINT_UNIQUE {
+		return nil, fmt.Errorf("%s: cloud PC %s: %w", op, next.CloudPCID, approvals.ErrOpenRequestExists)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return nil, fmt.Errorf("%s: %d rows saved (%v), want 1", op, n, err)
 	}
 	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("transition %s to %s: commit: %w", id, to, err)
+		return nil, fmt.Errorf("%s: commit: %w", op, err)
 	}
-	return &next, nil
+	return next, nil
 }
 
 // sameIdentity reports an error if update touched a field that says which
-// request this is, who asked, or who decides.
+// request this is, what it is for, who asked or who decides, or the state
+// (Transition sets that itself). CloudPCID may go from empty to set once,
+// when the target is resolved; after that it is fixed.
 func sameIdentity(before, after *approvals.Request) error {
 	var changed []string
 	if after.ID != before.ID {
 		changed = append(changed, "ID")
 	}
-	if after.CloudPCID != before.CloudPCID {
+	if after.Target != before.Target {
+		changed = append(changed, "Target")
+	}
+	if before.CloudPCID != "" && !strings.EqualFold(after.CloudPCID, before.CloudPCID) {
 		changed = append(changed, "CloudPCID")
 	}
 	if after.RequesterID != before.RequesterID {
@@ -367,37 +438,17 @@ func sameIdentity(before, after *approvals.Request) error {
 	if after.RequestChannelID != before.RequestChannelID {
 		changed = append(changed, "RequestChannelID")
 	}
-	if after.ApproverID != before.ApproverID {
-		changed = append(changed, "ApproverID")
+	if !slices.Equal(after.Approvers, before.Approvers) {
+		changed = append(changed, "Approvers")
 	}
 	if !after.CreatedAt.Equal(before.CreatedAt) {
 		changed = append(changed, "CreatedAt")
 	}
+	if after.State != before.State {
+		changed = append(changed, "State")
+	}
 	if len(changed) > 0 {
 		return fmt.Errorf("update may not change %s", strings.Join(changed, ", "))
-	}
-	return nil
-}
-
-// SetPrompt records where the approval prompt was posted, whatever the
-// request's state, and bumps UpdatedAt.
-func (s *Store) SetPrompt(ctx context.Context, id, channelID, ts string) error {
-	updated, err := formatTime(time.Now().UTC())
-	if err != nil {
-		return err
-	}
-	res, err := s.db.ExecContext(ctx,
-		`UPDATE requests SET prompt_channel_id = ?, prompt_ts = ?, updated_at = ? WHERE id = ?`,
-		channelID, ts, updated, id)
-	if err != nil {
-		return fmt.Errorf("set prompt of %s: %w", id, err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return fmt.Errorf("set prompt of %s: %w", id, err)
-	}
-	if n == 0 {
-		return fmt.Errorf("request %s: %w", id, approvals.ErrNotFound)
 	}
 	return nil
 }
@@ -413,8 +464,49 @@ func (s *Store) ListByState(ctx context.Context, states ...approvals.State) ([]*
 		args[i] = string(st)
 	}
 	placeholders := strings.TrimSuffix(strings.Repeat("?, ", len(states)), ", ")
-	rows, err := s.db.QueryContext(ctx, `SELECT `+requestColumns+` FROM requests
-		WHERE state IN (`+placeholders+`) ORDER BY created_at, id`, args...)
+	return s.list(ctx, `WHERE state IN (`+placeholders+`) ORDER BY created_at, id`, args...)
+}
+
+// OpenFor returns the open request (approvals.Request.Open) for the Cloud PC,
+// or an error wrapping approvals.ErrNotFound. The id is matched without
+// regard to case; an empty id (an unresolved target) has no open request.
+func (s *Store) OpenFor(ctx context.Context, cloudPCID string) (*approvals.Request, error) {
+	id := strings.ToLower(cloudPCID)
+	if id == "" {
+		return nil, fmt.Errorf("open request for cloud PC %q: %w", cloudPCID, approvals.ErrNotFound)
+	}
+	// The WHERE repeats the unique index's, so SQLite may use it.
+	r, err := scanRequest(s.db.QueryRowContext(ctx, `SELECT `+selectColumns+` FROM requests
+		WHERE cloud_pc_id = ? AND holds_cloud_pc = 1 AND cloud_pc_id <> ''`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("open request for cloud PC %s: %w", id, approvals.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open request for cloud PC %s: %w", id, err)
+	}
+	return r, nil
+}
+
+// ListTracking returns the requests whose reprovision is being followed
+// (approvals.Tracking.Active), soonest NextCheck first; a zero NextCheck
+// (check at once) comes before any other.
+func (s *Store) ListTracking(ctx context.Context) ([]*approvals.Request, error) {
+	return s.list(ctx, `WHERE tracking_until <> '' AND tracking_result = ''
+		ORDER BY tracking_next_check, id`)
+}
+
+// ListByRequester returns at most limit requests made by requesterID, newest
+// (by CreatedAt) first. A limit below 1 means no requests.
+func (s *Store) ListByRequester(ctx context.Context, requesterID string, limit int) ([]*approvals.Request, error) {
+	if limit < 1 {
+		return nil, nil
+	}
+	return s.list(ctx, `WHERE requester_id = ? ORDER BY created_at DESC, id DESC LIMIT ?`, requesterID, limit)
+}
+
+// list returns the requests selected by the WHERE/ORDER BY clause tail.
+func (s *Store) list(ctx context.Context, tail string, args ...any) ([]*approvals.Request, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+selectColumns+` FROM requests `+tail, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list requests: %w", err)
 	}
@@ -431,29 +523,6 @@ func (s *Store) ListByState(ctx context.Context, states ...approvals.State) ([]*
 		return nil, fmt.Errorf("list requests: %w", err)
 	}
 	return out, nil
-}
-
-// scanRequest reads one row selected with requestColumns.
-func scanRequest(row interface{ Scan(...any) error }) (*approvals.Request, error) {
-	var (
-		r                approvals.Request
-		state            string
-		created, updated string
-	)
-	err := row.Scan(&r.ID, &r.CloudPCID, &r.RequesterID, &r.RequestChannelID, &r.ApproverID,
-		&state, &r.DecidedBy, &r.PromptChannelID, &r.PromptTS, &r.Outcome, &r.GraphRequestID,
-		&created, &updated)
-	if err != nil {
-		return nil, err
-	}
-	r.State = approvals.State(state)
-	if r.CreatedAt, err = parseTime(created); err != nil {
-		return nil, fmt.Errorf("request %s: created_at: %w", r.ID, err)
-	}
-	if r.UpdatedAt, err = parseTime(updated); err != nil {
-		return nil, fmt.Errorf("request %s: updated_at: %w", r.ID, err)
-	}
-	return &r, nil
 }
 
 // Record appends e to the audit trail. A zero e.Time is set to now.

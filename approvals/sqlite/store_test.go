@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -51,13 +52,23 @@ func rawDB(t *testing.T, path string) *sql.DB {
 }
 
 func newRequest() *approvals.Request {
+	pc := uuid.NewString()
 	return &approvals.Request{
 		ID:               approvals.NewReference(),
-		CloudPCID:        uuid.NewString(),
+		Target:           pc,
+		CloudPCID:        pc,
 		RequesterID:      "U_REQUESTER",
 		RequestChannelID: "C_REQUESTS",
-		ApproverID:       "U_APPROVER",
+		Approvers:        []string{"U_APPROVER", "U_OTHER"},
 	}
+}
+
+// unresolved returns a request for a device name whose Cloud PC is not known
+// yet.
+func unresolved() *approvals.Request {
+	r := newRequest()
+	r.Target, r.CloudPCID = "CPC-alice-01", ""
+	return r
 }
 
 func mustCreate(t *testing.T, s *sqlite.Store, r *approvals.Request) *approvals.Request {
@@ -84,6 +95,24 @@ func mustMove(t *testing.T, s *sqlite.Store, id string, to approvals.State) *app
 		t.Fatalf("Transition(%s, %s): %v", id, to, err)
 	}
 	return r
+}
+
+func mustUpdate(t *testing.T, s *sqlite.Store, id string, update func(*approvals.Request)) *approvals.Request {
+	t.Helper()
+	r, err := s.Update(context.Background(), id, update)
+	if err != nil {
+		t.Fatalf("Update(%s): %v", id, err)
+	}
+	return r
+}
+
+// ids lists the references of rs, in order.
+func ids(rs []*approvals.Request) []string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, r.ID)
+	}
+	return out
 }
 
 func TestOpenConfiguresConnections(t *testing.T) {
@@ -179,34 +208,152 @@ func TestCreateAndGet(t *testing.T) {
 	}
 }
 
-func TestCreateRoundTripsEveryField(t *testing.T) {
-	s := openStore(t, dbPath(t))
+// fullRequest sets every field of a request, in several time zones, to
+// values that tempt a careless encoder.
+func fullRequest() *approvals.Request {
 	east := time.FixedZone("UTC+5", 5*3600)
-	r := &approvals.Request{
+	west := time.FixedZone("UTC-7", -7*3600)
+	tricky := "ünïcode ✓ 'quotes' \"and\" ; DROP TABLE requests; -- \n\t\x00 {\"json\": [1]}"
+	pc := func(n int) approvals.CloudPC {
+		return approvals.CloudPC{
+			ID:                     uuid.NewString(),
+			DisplayName:            fmt.Sprintf("Alice's PC %d", n),
+			UserPrincipalName:      "alice@example.com",
+			ManagedDeviceName:      fmt.Sprintf("CPC-alice-%02d", n),
+			ServicePlanName:        "Cloud PC Enterprise 2vCPU/8GB/128GB",
+			ProvisioningPolicyName: "Default",
+			Status:                 "provisioned",
+			StatusDetails:          tricky,
+			LastModified:           time.Date(2025, 3, 9, 2, 30, 0, 999999999, west),
+		}
+	}
+	device := pc(1)
+	return &approvals.Request{
 		ID:               approvals.NewReference(),
-		CloudPCID:        uuid.NewString(),
+		Target:           "alice@example.com",
+		CloudPCID:        device.ID,
+		Reason:           tricky,
 		RequesterID:      "U1",
 		RequestChannelID: "C1",
-		ApproverID:       "U2",
+		Approvers:        []string{"U2", "U3"},
 		State:            approvals.StatePending,
-		DecidedBy:        "",
-		PromptChannelID:  "D9",
-		PromptTS:         "1712345678.000100",
-		Outcome:          "ünïcode ✓ 'quotes' \"and\" ; DROP TABLE requests; --",
-		GraphRequestID:   "g-1",
-		CreatedAt:        time.Date(2024, 2, 29, 23, 59, 59, 123456789, east),
-		UpdatedAt:        time.Date(2024, 3, 1, 0, 0, 0, 1, time.UTC),
+		DecidedBy:        "U2",
+		DecisionReason:   tricky,
+		SignedInAs:       "bob@example.com",
+		Prompts: []approvals.MessageRef{
+			{ChannelID: "D2", TS: "1712345678.000100", UserID: "U2"},
+			{ChannelID: "D3", TS: "1712345678.000200", UserID: "U3"},
+		},
+		Device:         &device,
+		Candidates:     []approvals.CloudPC{pc(1), pc(2)},
+		Outcome:        tricky,
+		GraphRequestID: "g-1",
+		Tracking: approvals.Tracking{
+			Until:      time.Date(2025, 3, 10, 0, 0, 0, 1, east),
+			NextCheck:  time.Date(2025, 3, 9, 23, 0, 0, 7, west),
+			Checks:     3,
+			LastStatus: "provisioning",
+			Paused:     true,
+			Result:     approvals.TrackTimedOut,
+		},
+		CreatedAt: time.Date(2024, 2, 29, 23, 59, 59, 123456789, east),
+		UpdatedAt: time.Date(2024, 3, 1, 0, 0, 0, 1, time.UTC),
+		ExpiresAt: time.Date(2024, 3, 1, 23, 59, 59, 999999999, west),
 	}
+}
+
+// checkEveryFieldSet fails when v (a struct, or a pointer or slice of them)
+// has a zero field, so that a field added to Request later cannot slip past
+// the round-trip test unstored.
+func checkEveryFieldSet(t *testing.T, path string, v reflect.Value) {
+	t.Helper()
+	switch v.Kind() {
+	case reflect.Pointer:
+		checkEveryFieldSet(t, path, v.Elem())
+	case reflect.Slice:
+		for i := range v.Len() {
+			checkEveryFieldSet(t, fmt.Sprintf("%s[%d]", path, i), v.Index(i))
+		}
+	case reflect.Struct:
+		if v.Type() == reflect.TypeFor[time.Time]() {
+			return
+		}
+		for i := range v.NumField() {
+			name := path + "." + v.Type().Field(i).Name
+			if v.Field(i).IsZero() {
+				t.Errorf("fixture leaves %s zero", name)
+				continue
+			}
+			checkEveryFieldSet(t, name, v.Field(i))
+		}
+	}
+}
+
+func TestCreateRoundTripsEveryField(t *testing.T) {
+	s := openStore(t, dbPath(t))
+	r := fullRequest()
+	checkEveryFieldSet(t, "Request", reflect.ValueOf(r))
+	callersDevice := r.Device
 	mustCreate(t, s, r)
-	if r.CreatedAt.Location() != time.UTC {
-		t.Errorf("Create left CreatedAt in %v, want UTC", r.CreatedAt.Location())
+
+	for name, at := range map[string]time.Time{
+		"CreatedAt": r.CreatedAt, "ExpiresAt": r.ExpiresAt, "Tracking.Until": r.Tracking.Until,
+		"Device.LastModified": r.Device.LastModified, "Candidates[1].LastModified": r.Candidates[1].LastModified,
+	} {
+		if at.Location() != time.UTC {
+			t.Errorf("Create left %s in %v, want UTC", name, at.Location())
+		}
+	}
+	if callersDevice.LastModified.Location() == time.UTC {
+		t.Error("Create changed the caller's Device in place")
 	}
 	got := mustGet(t, s, r.ID)
 	if !reflect.DeepEqual(got, r) {
 		t.Errorf("Get = %+v\nwant  %+v", got, r)
 	}
-	if !got.CreatedAt.Equal(time.Date(2024, 2, 29, 18, 59, 59, 123456789, time.UTC)) {
-		t.Errorf("CreatedAt = %v, lost precision or zone", got.CreatedAt)
+	for name, pair := range map[string][2]time.Time{
+		"CreatedAt":      {got.CreatedAt, time.Date(2024, 2, 29, 18, 59, 59, 123456789, time.UTC)},
+		"ExpiresAt":      {got.ExpiresAt, time.Date(2024, 3, 2, 6, 59, 59, 999999999, time.UTC)},
+		"Tracking.Until": {got.Tracking.Until, time.Date(2025, 3, 9, 19, 0, 0, 1, time.UTC)},
+		"Device":         {got.Device.LastModified, time.Date(2025, 3, 9, 9, 30, 0, 999999999, time.UTC)},
+	} {
+		if !pair[0].Equal(pair[1]) {
+			t.Errorf("%s = %v, want %v: lost precision or zone", name, pair[0], pair[1])
+		}
+	}
+}
+
+// TestCreateKeepsNilApartFromEmpty: "not looked up" (nil) and "looked up,
+// nothing found" (empty) are different facts and must stay so, as must zero
+// times inside the JSON columns.
+func TestCreateKeepsNilApartFromEmpty(t *testing.T) {
+	s := openStore(t, dbPath(t))
+	for name, set := range map[string]func(*approvals.Request){
+		"nil": func(r *approvals.Request) { r.Prompts, r.Device, r.Candidates = nil, nil, nil },
+		"empty": func(r *approvals.Request) {
+			r.Prompts, r.Device, r.Candidates = []approvals.MessageRef{}, &approvals.CloudPC{}, []approvals.CloudPC{}
+		},
+		"zero elements": func(r *approvals.Request) {
+			r.Prompts, r.Candidates = []approvals.MessageRef{{}}, []approvals.CloudPC{{}}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := newRequest()
+			set(r)
+			want := *r
+			mustCreate(t, s, r)
+			got := mustGet(t, s, r.ID)
+			if !reflect.DeepEqual(got, r) {
+				t.Errorf("Get = %+v\nwant  %+v", got, r)
+			}
+			if (got.Prompts == nil) != (want.Prompts == nil) || (got.Candidates == nil) != (want.Candidates == nil) ||
+				(got.Device == nil) != (want.Device == nil) {
+				t.Errorf("nil and empty mixed up: got prompts %#v, candidates %#v, device %#v", got.Prompts, got.Candidates, got.Device)
+			}
+			if !got.ExpiresAt.IsZero() || !got.Tracking.Until.IsZero() || !got.Tracking.NextCheck.IsZero() {
+				t.Errorf("zero times came back as %v, %v, %v", got.ExpiresAt, got.Tracking.Until, got.Tracking.NextCheck)
+			}
+		})
 	}
 }
 
@@ -222,21 +369,31 @@ func TestCreateLowerCasesCloudPCID(t *testing.T) {
 
 func TestCreateRefusesInvalid(t *testing.T) {
 	tests := map[string]func(*approvals.Request){
-		"malformed reference": func(r *approvals.Request) { r.ID = "R-0000" },
-		"cloud PC not a GUID": func(r *approvals.Request) { r.CloudPCID = "../../deviceManagement" },
-		"no requester":        func(r *approvals.Request) { r.RequesterID = "" },
-		"no approver":         func(r *approvals.Request) { r.ApproverID = "" },
-		"not pending":         func(r *approvals.Request) { r.State = approvals.StateApproved },
-		"unknown state":       func(r *approvals.Request) { r.State = "bogus" },
-		"year out of range":   func(r *approvals.Request) { r.CreatedAt = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) },
+		"malformed reference":    func(r *approvals.Request) { r.ID = "R-0000" },
+		"cloud PC not a GUID":    func(r *approvals.Request) { r.CloudPCID = "../../deviceManagement" },
+		"no target, no cloud PC": func(r *approvals.Request) { r.Target, r.CloudPCID = "", "" },
+		"no requester":           func(r *approvals.Request) { r.RequesterID = "" },
+		"no approvers":           func(r *approvals.Request) { r.Approvers = nil },
+		"empty approvers":        func(r *approvals.Request) { r.Approvers = []string{} },
+		"not pending":            func(r *approvals.Request) { r.State = approvals.StateApproved },
+		"unknown state":          func(r *approvals.Request) { r.State = "bogus" },
+		"year out of range":      func(r *approvals.Request) { r.CreatedAt = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) },
+		"expiry out of range":    func(r *approvals.Request) { r.ExpiresAt = time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC) },
+		"device time out of range": func(r *approvals.Request) {
+			r.Device = &approvals.CloudPC{LastModified: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}
+		},
 	}
 	s := openStore(t, dbPath(t))
 	for name, spoil := range tests {
 		t.Run(name, func(t *testing.T) {
 			r := newRequest()
 			spoil(r)
+			before := *r
 			if err := s.Create(context.Background(), r); err == nil {
 				t.Fatal("Create succeeded, want an error")
+			}
+			if !reflect.DeepEqual(*r, before) {
+				t.Errorf("refused Create changed r: %+v", r)
 			}
 			if _, err := s.Get(context.Background(), r.ID); !errors.Is(err, approvals.ErrNotFound) {
 				t.Errorf("Get after refused Create: %v, want ErrNotFound", err)
@@ -262,10 +419,24 @@ func TestCreateDuplicateReference(t *testing.T) {
 	}
 }
 
+// TestCreateUnresolvedTargets: requests whose Cloud PC is not known yet hold
+// no Cloud PC, so any number of them may wait, even for the same name.
+func TestCreateUnresolvedTargets(t *testing.T) {
+	s := openStore(t, dbPath(t))
+	a, b := mustCreate(t, s, unresolved()), mustCreate(t, s, unresolved())
+	if a.CloudPCID != "" || mustGet(t, s, b.ID).Target != "CPC-alice-01" {
+		t.Errorf("unresolved requests stored as %+v, %+v", a, mustGet(t, s, b.ID))
+	}
+	if _, err := s.OpenFor(context.Background(), ""); !errors.Is(err, approvals.ErrNotFound) {
+		t.Errorf("OpenFor(\"\"): %v, want ErrNotFound", err)
+	}
+}
+
 // pathTo lists the moves from pending to reach each state.
 var pathTo = map[approvals.State][]approvals.State{
 	approvals.StatePending:        nil,
 	approvals.StateApproved:       {approvals.StateApproved},
+	approvals.StateConfirming:     {approvals.StateApproved, approvals.StateConfirming},
 	approvals.StateExecuting:      {approvals.StateApproved, approvals.StateExecuting},
 	approvals.StateSucceeded:      {approvals.StateApproved, approvals.StateExecuting, approvals.StateSucceeded},
 	approvals.StateFailed:         {approvals.StateApproved, approvals.StateFailed},
@@ -284,22 +455,92 @@ func createIn(t *testing.T, s *sqlite.Store, r *approvals.Request, state approva
 	return r
 }
 
-func TestCreateOneOpenRequestPerCloudPC(t *testing.T) {
-	s := openStore(t, dbPath(t))
+// trackingActive and trackingDone are a followed and a finished reprovision.
+var (
+	trackingActive = approvals.Tracking{Until: time.Now().Add(time.Hour), LastStatus: "provisioning"}
+	trackingDone   = approvals.Tracking{Until: time.Now().Add(time.Hour), Result: approvals.TrackProvisioned}
+)
+
+// holdCases are requests in every state, and succeeded or failed ones with
+// tracking running or done, each with whether it holds its Cloud PC.
+func holdCases() map[string]struct {
+	state    approvals.State
+	tracking approvals.Tracking
+	holds    bool
+} {
+	cases := map[string]struct {
+		state    approvals.State
+		tracking approvals.Tracking
+		holds    bool
+	}{}
 	for state := range pathTo {
-		t.Run(string(state), func(t *testing.T) {
-			first := createIn(t, s, newRequest(), state)
+		cases[string(state)] = struct {
+			state    approvals.State
+			tracking approvals.Tracking
+			holds    bool
+		}{state, approvals.Tracking{}, state.Open()}
+	}
+	cases["succeeded, tracking"] = struct {
+		state    approvals.State
+		tracking approvals.Tracking
+		holds    bool
+	}{approvals.StateSucceeded, trackingActive, true}
+	cases["succeeded, tracking done"] = struct {
+		state    approvals.State
+		tracking approvals.Tracking
+		holds    bool
+	}{approvals.StateSucceeded, trackingDone, false}
+	cases["failed, tracking"] = struct {
+		state    approvals.State
+		tracking approvals.Tracking
+		holds    bool
+	}{approvals.StateFailed, trackingActive, false}
+	return cases
+}
+
+// TestOneOpenRequestPerCloudPC: while a request is Open (Request.Open) no
+// other may be created for its Cloud PC, OpenFor finds it, and the stored
+// holds_cloud_pc column agrees.
+func TestOneOpenRequestPerCloudPC(t *testing.T) {
+	path := dbPath(t)
+	s := openStore(t, path)
+	raw := rawDB(t, path)
+	ctx := context.Background()
+	for name, tc := range holdCases() {
+		t.Run(name, func(t *testing.T) {
+			first := createIn(t, s, newRequest(), tc.state)
+			if tc.tracking != (approvals.Tracking{}) {
+				first = mustUpdate(t, s, first.ID, func(r *approvals.Request) { r.Tracking = tc.tracking })
+			}
+			if first.Open() != tc.holds {
+				t.Fatalf("Request.Open() = %v, want %v", first.Open(), tc.holds)
+			}
+			var holds bool
+			if err := raw.QueryRow(`SELECT holds_cloud_pc FROM requests WHERE id = ?`, first.ID).Scan(&holds); err != nil {
+				t.Fatal(err)
+			}
+			if holds != tc.holds {
+				t.Errorf("holds_cloud_pc = %v, want %v", holds, tc.holds)
+			}
+
+			open, err := s.OpenFor(ctx, strings.ToUpper(first.CloudPCID))
 			second := newRequest()
 			second.CloudPCID = strings.ToUpper(first.CloudPCID) // same PC, other spelling
-			err := s.Create(context.Background(), second)
-			if state.Open() {
-				if !errors.Is(err, approvals.ErrOpenRequestExists) {
-					t.Errorf("second request while first is %s: %v, want ErrOpenRequestExists", state, err)
+			createErr := s.Create(ctx, second)
+			if tc.holds {
+				if err != nil || !reflect.DeepEqual(open, first) {
+					t.Errorf("OpenFor = %+v, %v; want %+v", open, err, first)
+				}
+				if !errors.Is(createErr, approvals.ErrOpenRequestExists) {
+					t.Errorf("second request: %v, want ErrOpenRequestExists", createErr)
 				}
 				return
 			}
-			if err != nil {
-				t.Errorf("second request after first became %s: %v, want success", state, err)
+			if !errors.Is(err, approvals.ErrNotFound) {
+				t.Errorf("OpenFor = %+v, %v; want ErrNotFound", open, err)
+			}
+			if createErr != nil {
+				t.Errorf("second request: %v, want success", createErr)
 			}
 		})
 	}
@@ -394,14 +635,18 @@ func TestTransitionAppliesUpdate(t *testing.T) {
 	r := mustCreate(t, s, newRequest())
 	time.Sleep(time.Millisecond) // let the clock move past CreatedAt
 
+	west := time.FixedZone("UTC-7", -7*3600)
 	got, err := s.Transition(context.Background(), r.ID, approvals.StateApproved, func(c *approvals.Request) {
 		if c.State != approvals.StatePending {
 			t.Errorf("update saw State %s, want the current state pending", c.State)
 		}
 		c.DecidedBy = "U_APPROVER"
+		c.SignedInAs = "approver@example.com"
 		c.Outcome = "approved in Slack"
 		c.GraphRequestID = "req-1"
-		c.PromptChannelID, c.PromptTS = "D1", "1.2"
+		c.Prompts = []approvals.MessageRef{{ChannelID: "D1", TS: "1.2"}}
+		c.Device = &approvals.CloudPC{ID: c.CloudPCID, Status: "provisioned", LastModified: time.Date(2025, 1, 1, 0, 0, 0, 5, west)}
+		c.ExpiresAt = time.Date(2030, 1, 1, 0, 0, 0, 0, west)
 		c.State = approvals.StateDenied // overridden by the transition
 		c.UpdatedAt = time.Unix(0, 0)   // overridden too
 	})
@@ -411,9 +656,12 @@ func TestTransitionAppliesUpdate(t *testing.T) {
 	if got.State != approvals.StateApproved {
 		t.Errorf("State = %s, want approved", got.State)
 	}
-	if got.DecidedBy != "U_APPROVER" || got.Outcome != "approved in Slack" || got.GraphRequestID != "req-1" ||
-		got.PromptChannelID != "D1" || got.PromptTS != "1.2" {
+	if got.DecidedBy != "U_APPROVER" || got.SignedInAs != "approver@example.com" || got.Outcome != "approved in Slack" ||
+		got.GraphRequestID != "req-1" || len(got.Prompts) != 1 || got.Device == nil || got.Device.Status != "provisioned" {
 		t.Errorf("update not applied: %+v", got)
+	}
+	if got.ExpiresAt.Location() != time.UTC || got.Device.LastModified.Location() != time.UTC {
+		t.Errorf("times not normalised to UTC: %v, %v", got.ExpiresAt, got.Device.LastModified)
 	}
 	if !got.UpdatedAt.After(r.UpdatedAt) || !got.CreatedAt.Equal(r.CreatedAt) {
 		t.Errorf("times = created %v, updated %v; want created %v, updated later than %v",
@@ -424,16 +672,26 @@ func TestTransitionAppliesUpdate(t *testing.T) {
 	}
 }
 
+// fixedFieldChanges are updates that Transition and Update must refuse.
+var fixedFieldChanges = map[string]func(*approvals.Request){
+	"ID":                   func(c *approvals.Request) { c.ID = approvals.NewReference() },
+	"Target":               func(c *approvals.Request) { c.Target = "CPC-mallory-01" },
+	"CloudPCID":            func(c *approvals.Request) { c.CloudPCID = uuid.NewString() },
+	"CloudPCID cleared":    func(c *approvals.Request) { c.CloudPCID = "" },
+	"RequesterID":          func(c *approvals.Request) { c.RequesterID = "U_MALLORY" },
+	"RequestChannelID":     func(c *approvals.Request) { c.RequestChannelID = "C_ELSEWHERE" },
+	"Approvers replaced":   func(c *approvals.Request) { c.Approvers = []string{"U_MALLORY"} },
+	"Approvers appended":   func(c *approvals.Request) { c.Approvers = append(c.Approvers, "U_MALLORY") },
+	"Approvers in place":   func(c *approvals.Request) { c.Approvers[0] = "U_MALLORY" },
+	"Approvers reordered":  func(c *approvals.Request) { c.Approvers[0], c.Approvers[1] = c.Approvers[1], c.Approvers[0] },
+	"CreatedAt":            func(c *approvals.Request) { c.CreatedAt = c.CreatedAt.Add(time.Second) },
+	"several, all refused": func(c *approvals.Request) { c.ID, c.RequesterID = approvals.NewReference(), "U_MALLORY" },
+}
+
 func TestTransitionRefusesIdentityChange(t *testing.T) {
 	s := openStore(t, dbPath(t))
 	r := mustCreate(t, s, newRequest())
-	changes := map[string]func(*approvals.Request){
-		"ID":        func(c *approvals.Request) { c.ID = approvals.NewReference() },
-		"CloudPCID": func(c *approvals.Request) { c.CloudPCID = uuid.NewString() },
-		"Approver":  func(c *approvals.Request) { c.ApproverID = "U_SOMEONE_ELSE" },
-		"CreatedAt": func(c *approvals.Request) { c.CreatedAt = c.CreatedAt.Add(time.Second) },
-	}
-	for name, change := range changes {
+	for name, change := range fixedFieldChanges {
 		t.Run(name, func(t *testing.T) {
 			_, err := s.Transition(context.Background(), r.ID, approvals.StateApproved, change)
 			if err == nil {
@@ -447,6 +705,72 @@ func TestTransitionRefusesIdentityChange(t *testing.T) {
 				t.Errorf("refused update changed the request: %+v", stored)
 			}
 		})
+	}
+}
+
+// TestTransitionResolvesCloudPCOnce: a name target is resolved while moving
+// (approved → confirming); after that the Cloud PC is fixed.
+func TestTransitionResolvesCloudPCOnce(t *testing.T) {
+	s := openStore(t, dbPath(t))
+	r := createIn(t, s, unresolved(), approvals.StateApproved)
+	pc := uuid.NewString()
+	got, err := s.Transition(context.Background(), r.ID, approvals.StateConfirming, func(c *approvals.Request) {
+		c.CloudPCID = strings.ToUpper(pc)
+	})
+	if err != nil {
+		t.Fatalf("resolving transition: %v", err)
+	}
+	if got.CloudPCID != pc || got.Target != r.Target {
+		t.Errorf("CloudPCID, Target = %q, %q; want %q, %q", got.CloudPCID, got.Target, pc, r.Target)
+	}
+	if open, err := s.OpenFor(context.Background(), pc); err != nil || open.ID != r.ID {
+		t.Errorf("OpenFor after resolving = %v, %v; want %s", open, err, r.ID)
+	}
+	_, err = s.Transition(context.Background(), r.ID, approvals.StatePending, func(c *approvals.Request) {
+		c.CloudPCID = uuid.NewString()
+	})
+	if err == nil || strings.Contains(err.Error(), "cannot become") {
+		t.Errorf("re-resolving: %v, want a refusal of the CloudPCID change", err)
+	}
+	if stored := mustGet(t, s, r.ID); !reflect.DeepEqual(stored, got) {
+		t.Errorf("refused re-resolve changed the request: %+v", stored)
+	}
+}
+
+// TestResolveToHeldCloudPC: resolving a target to a Cloud PC that another
+// open request holds fails with ErrOpenRequestExists and saves nothing, by
+// Transition and by Update alike.
+func TestResolveToHeldCloudPC(t *testing.T) {
+	s := openStore(t, dbPath(t))
+	ctx := context.Background()
+	holder := mustCreate(t, s, newRequest())
+	for name, resolve := range map[string]func(id string, f func(*approvals.Request)) (*approvals.Request, error){
+		"Transition": func(id string, f func(*approvals.Request)) (*approvals.Request, error) {
+			return s.Transition(ctx, id, approvals.StateConfirming, f)
+		},
+		"Update": func(id string, f func(*approvals.Request)) (*approvals.Request, error) {
+			return s.Update(ctx, id, f)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := createIn(t, s, unresolved(), approvals.StateApproved)
+			_, err := resolve(r.ID, func(c *approvals.Request) {
+				c.CloudPCID = strings.ToUpper(holder.CloudPCID)
+				c.Outcome = "must not be saved"
+			})
+			if !errors.Is(err, approvals.ErrOpenRequestExists) {
+				t.Fatalf("resolving to a held Cloud PC: %v, want ErrOpenRequestExists", err)
+			}
+			if stored := mustGet(t, s, r.ID); !reflect.DeepEqual(stored, r) {
+				t.Errorf("refused resolve changed the request: %+v", stored)
+			}
+		})
+	}
+	// A Cloud PC that is free may be resolved to.
+	mustMove(t, s, holder.ID, approvals.StateDenied)
+	r := mustCreate(t, s, unresolved())
+	if got := mustUpdate(t, s, r.ID, func(c *approvals.Request) { c.CloudPCID = holder.CloudPCID }); got.CloudPCID != holder.CloudPCID {
+		t.Errorf("CloudPCID = %q after resolving to a free PC", got.CloudPCID)
 	}
 }
 
@@ -532,6 +856,260 @@ func TestTransitionRaceTwoHandles(t *testing.T) {
 	race(t, 20, openStore(t, path), openStore(t, path))
 }
 
+func TestUpdate(t *testing.T) {
+	s := openStore(t, dbPath(t))
+	r := createIn(t, s, newRequest(), approvals.StateSucceeded)
+	time.Sleep(time.Millisecond)
+	next := time.Now().Add(time.Minute)
+	got := mustUpdate(t, s, r.ID, func(c *approvals.Request) {
+		c.Prompts = append(c.Prompts, approvals.MessageRef{ChannelID: "D1", TS: "1.1"}, approvals.MessageRef{ChannelID: "D2", TS: "2.2"})
+		c.Candidates = []approvals.CloudPC{{ID: c.CloudPCID}}
+		c.DecisionReason = "why not"
+		c.Tracking = approvals.Tracking{Until: next.Add(time.Hour), NextCheck: next, Checks: 1, LastStatus: "provisioning"}
+		c.UpdatedAt = time.Unix(0, 0) // overridden
+	})
+	if got.State != approvals.StateSucceeded || len(got.Prompts) != 2 || got.DecisionReason != "why not" ||
+		got.Tracking.Checks != 1 || len(got.Candidates) != 1 {
+		t.Errorf("update not applied: %+v", got)
+	}
+	if !got.Tracking.NextCheck.Equal(next) || got.Tracking.NextCheck.Location() != time.UTC {
+		t.Errorf("NextCheck = %v, want %v in UTC", got.Tracking.NextCheck, next)
+	}
+	if !got.UpdatedAt.After(r.UpdatedAt) {
+		t.Errorf("UpdatedAt = %v, want later than %v", got.UpdatedAt, r.UpdatedAt)
+	}
+	if stored := mustGet(t, s, r.ID); !reflect.DeepEqual(stored, got) {
+		t.Errorf("Get = %+v\nUpdate returned %+v", stored, got)
+	}
+
+	// A nil update only touches UpdatedAt.
+	touched := mustUpdate(t, s, r.ID, nil)
+	touched.UpdatedAt = got.UpdatedAt
+	if !reflect.DeepEqual(touched, got) {
+		t.Errorf("nil update changed %+v", touched)
+	}
+}
+
+func TestUpdateRefusesFixedFields(t *testing.T) {
+	s := openStore(t, dbPath(t))
+	r := mustCreate(t, s, newRequest())
+	changes := map[string]func(*approvals.Request){
+		"State":                  func(c *approvals.Request) { c.State = approvals.StateApproved },
+		"CloudPCID not a GUID":   func(c *approvals.Request) { c.CloudPCID = "../../users" },
+		"time out of range":      func(c *approvals.Request) { c.ExpiresAt = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) },
+		"approvers emptied":      func(c *approvals.Request) { c.Approvers = nil },
+		"change plus other work": func(c *approvals.Request) { c.Outcome, c.Target = "x", "y" },
+	}
+	for name, change := range fixedFieldChanges {
+		changes[name] = change
+	}
+	for name, change := range changes {
+		t.Run(name, func(t *testing.T) {
+			_, err := s.Update(context.Background(), r.ID, change)
+			if err == nil {
+				t.Fatal("Update succeeded, want an error")
+			}
+			if errors.Is(err, approvals.ErrOpenRequestExists) || errors.Is(err, approvals.ErrNotFound) {
+				t.Errorf("got %v, want a plain error", err)
+			}
+			if stored := mustGet(t, s, r.ID); !reflect.DeepEqual(stored, r) {
+				t.Errorf("refused update changed the request: %+v", stored)
+			}
+		})
+	}
+}
+
+func TestUpdateResolvesCloudPCOnce(t *testing.T) {
+	s := openStore(t, dbPath(t))
+	r := mustCreate(t, s, unresolved())
+	pc := uuid.NewString()
+	got := mustUpdate(t, s, r.ID, func(c *approvals.Request) { c.CloudPCID = strings.ToUpper(pc) })
+	if got.CloudPCID != pc {
+		t.Errorf("CloudPCID = %q, want %q", got.CloudPCID, pc)
+	}
+	// The same id in another spelling is no change.
+	mustUpdate(t, s, r.ID, func(c *approvals.Request) { c.CloudPCID = strings.ToUpper(pc) })
+	if _, err := s.Update(context.Background(), r.ID, func(c *approvals.Request) { c.CloudPCID = uuid.NewString() }); err == nil {
+		t.Error("second resolve succeeded, want an error")
+	}
+	dup := newRequest()
+	dup.CloudPCID = pc
+	if err := s.Create(context.Background(), dup); !errors.Is(err, approvals.ErrOpenRequestExists) {
+		t.Errorf("Create for the resolved Cloud PC: %v, want ErrOpenRequestExists", err)
+	}
+}
+
+func TestUpdateNotFound(t *testing.T) {
+	s := openStore(t, dbPath(t))
+	_, err := s.Update(context.Background(), "R-ZZZZZZ", func(*approvals.Request) {
+		t.Error("update called for a missing request")
+	})
+	if !errors.Is(err, approvals.ErrNotFound) {
+		t.Errorf("Update of unknown reference: %v, want ErrNotFound", err)
+	}
+}
+
+// TestUpdateRaceLosesNothing: concurrent read-modify-writes through two
+// handles (two processes) each add a prompt; none may be lost.
+func TestUpdateRaceLosesNothing(t *testing.T) {
+	path := dbPath(t)
+	stores := []*sqlite.Store{openStore(t, path), openStore(t, path)}
+	r := mustCreate(t, stores[0], newRequest())
+	const n = 20
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			_, err := stores[i%2].Update(context.Background(), r.ID, func(c *approvals.Request) {
+				c.Prompts = append(c.Prompts, approvals.MessageRef{ChannelID: fmt.Sprintf("D%d", i), TS: "1.0"})
+			})
+			if err != nil {
+				t.Errorf("Update #%d: %v", i, err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	got := mustGet(t, stores[1], r.ID)
+	seen := map[string]bool{}
+	for _, p := range got.Prompts {
+		seen[p.ChannelID] = true
+	}
+	if len(got.Prompts) != n || len(seen) != n {
+		t.Errorf("%d prompts (%d distinct) after %d concurrent updates, want %d", len(got.Prompts), len(seen), n, n)
+	}
+}
+
+// TestTrackingHoldsCloudPC: a succeeded request keeps its Cloud PC while its
+// reprovision is followed and lets go when tracking ends.
+func TestTrackingHoldsCloudPC(t *testing.T) {
+	s := openStore(t, dbPath(t))
+	ctx := context.Background()
+	r := createIn(t, s, newRequest(), approvals.StateExecuting)
+	r, err := s.Transition(ctx, r.ID, approvals.StateSucceeded, func(c *approvals.Request) { c.Tracking = trackingActive })
+	if err != nil {
+		t.Fatal(err)
+	}
+	dup := newRequest()
+	dup.CloudPCID = r.CloudPCID
+	if err := s.Create(ctx, dup); !errors.Is(err, approvals.ErrOpenRequestExists) {
+		t.Errorf("Create while tracking: %v, want ErrOpenRequestExists", err)
+	}
+	mustUpdate(t, s, r.ID, func(c *approvals.Request) { c.Tracking.Result = approvals.TrackProvisioned })
+	if _, err := s.OpenFor(ctx, r.CloudPCID); !errors.Is(err, approvals.ErrNotFound) {
+		t.Errorf("OpenFor after tracking ended: %v, want ErrNotFound", err)
+	}
+	if err := s.Create(ctx, dup); err != nil {
+		t.Errorf("Create after tracking ended: %v", err)
+	}
+	// Tracking may not start again while another request holds the PC.
+	_, err = s.Update(ctx, r.ID, func(c *approvals.Request) { c.Tracking.Result = "" })
+	if !errors.Is(err, approvals.ErrOpenRequestExists) {
+		t.Errorf("restarting tracking on a taken Cloud PC: %v, want ErrOpenRequestExists", err)
+	}
+}
+
+func TestOpenFor(t *testing.T) {
+	s := openStore(t, dbPath(t))
+	ctx := context.Background()
+	if _, err := s.OpenFor(ctx, uuid.NewString()); !errors.Is(err, approvals.ErrNotFound) {
+		t.Errorf("OpenFor of an unknown Cloud PC: %v, want ErrNotFound", err)
+	}
+	old := createIn(t, s, newRequest(), approvals.StateDenied)
+	r := newRequest()
+	r.CloudPCID = old.CloudPCID
+	mustCreate(t, s, r)
+	got, err := s.OpenFor(ctx, old.CloudPCID)
+	if err != nil || !reflect.DeepEqual(got, r) {
+		t.Errorf("OpenFor = %+v, %v; want the open one %+v", got, err, r)
+	}
+}
+
+func TestListTracking(t *testing.T) {
+	s := openStore(t, dbPath(t))
+	base := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	track := func(state approvals.State, tr approvals.Tracking) *approvals.Request {
+		r := createIn(t, s, newRequest(), state)
+		return mustUpdate(t, s, r.ID, func(c *approvals.Request) { c.Tracking = tr })
+	}
+	until := base.Add(time.Hour)
+	later := track(approvals.StateSucceeded, approvals.Tracking{Until: until, NextCheck: base.Add(2 * time.Minute)})
+	paused := track(approvals.StateSucceeded, approvals.Tracking{Until: until, NextCheck: base.Add(time.Minute), Paused: true})
+	now := track(approvals.StateSucceeded, approvals.Tracking{Until: until}) // zero NextCheck: at once
+	track(approvals.StateSucceeded, approvals.Tracking{Until: until, NextCheck: base, Result: approvals.TrackFailed})
+	track(approvals.StateSucceeded, approvals.Tracking{NextCheck: base}) // never tracked
+	mustCreate(t, s, newRequest())
+
+	got, err := s.ListTracking(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{now.ID, paused.ID, later.ID}; !reflect.DeepEqual(ids(got), want) {
+		t.Errorf("ListTracking = %v, want %v", ids(got), want)
+	}
+	if len(got) == 3 && !reflect.DeepEqual(got[1], paused) {
+		t.Errorf("listed %+v\nwant   %+v", got[1], paused)
+	}
+}
+
+func TestListByRequester(t *testing.T) {
+	s := openStore(t, dbPath(t))
+	ctx := context.Background()
+	base := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	mk := func(requester string, minutes int) *approvals.Request {
+		r := newRequest()
+		r.RequesterID = requester
+		r.CreatedAt = base.Add(time.Duration(minutes) * time.Minute)
+		return mustCreate(t, s, r)
+	}
+	second, first, third := mk("U_ALICE", 20), mk("U_ALICE", 10), mk("U_ALICE", 30)
+	mk("U_BOB", 40)
+	mustMove(t, s, second.ID, approvals.StateCanceled)
+
+	for _, tc := range []struct {
+		limit int
+		want  []string
+	}{
+		{10, []string{third.ID, second.ID, first.ID}},
+		{2, []string{third.ID, second.ID}},
+		{0, nil},
+		{-1, nil},
+	} {
+		got, err := s.ListByRequester(ctx, "U_ALICE", tc.limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(ids(got), tc.want) {
+			t.Errorf("ListByRequester(limit %d) = %v, want %v", tc.limit, ids(got), tc.want)
+		}
+	}
+	if got, err := s.ListByRequester(ctx, "U_NOBODY", 5); err != nil || len(got) != 0 {
+		t.Errorf("ListByRequester(U_NOBODY) = %v, %v; want none", got, err)
+	}
+}
+
+// TestSchemaChecksJSON: the JSON columns refuse what the store would never
+// write, should another tool write to the file.
+func TestSchemaChecksJSON(t *testing.T) {
+	path := dbPath(t)
+	s := openStore(t, path)
+	r := mustCreate(t, s, newRequest())
+	raw := rawDB(t, path)
+	for _, set := range []string{
+		`approvers = 'U1'`, `approvers = '[]'`, `approvers = 'null'`, `approvers = '{"a":1}'`,
+		`prompts = '{'`, `prompts = '"x"'`, `device = '[]'`, `candidates = '{}'`,
+		`tracking_paused = 2`, `holds_cloud_pc = 2`, `tracking_checks = -1`,
+	} {
+		if _, err := raw.Exec(`UPDATE requests SET `+set+` WHERE id = ?`, r.ID); err == nil {
+			t.Errorf("SET %s accepted, want a refusal", set)
+		}
+	}
+	if got := mustGet(t, s, r.ID); !reflect.DeepEqual(got, r) {
+		t.Errorf("request changed: %+v", got)
+	}
+}
+
 // TestReadersDoNotWaitForWriter: while one handle holds the write lock, the
 // other still reads (WAL), sees only committed data, and sees the new data
 // once committed.
@@ -568,6 +1146,15 @@ func TestReadersDoNotWaitForWriter(t *testing.T) {
 	}
 	if _, err := reader.ListByState(short, approvals.StatePending); err != nil {
 		t.Errorf("ListByState while another handle writes: %v", err)
+	}
+	if _, err := reader.OpenFor(short, r.CloudPCID); err != nil {
+		t.Errorf("OpenFor while another handle writes: %v", err)
+	}
+	if _, err := reader.ListTracking(short); err != nil {
+		t.Errorf("ListTracking while another handle writes: %v", err)
+	}
+	if _, err := reader.ListByRequester(short, r.RequesterID, 10); err != nil {
+		t.Errorf("ListByRequester while another handle writes: %v", err)
 	}
 
 	if err := tx.Commit(); err != nil {
@@ -624,24 +1211,6 @@ func TestConcurrentRecordAndEvents(t *testing.T) {
 	}
 	if len(events) != n {
 		t.Errorf("%d events, want %d", len(events), n)
-	}
-}
-
-func TestSetPrompt(t *testing.T) {
-	s := openStore(t, dbPath(t))
-	r := mustCreate(t, s, newRequest())
-	if err := s.SetPrompt(context.Background(), r.ID, "D_APPROVER", "1712345678.000200"); err != nil {
-		t.Fatal(err)
-	}
-	got := mustGet(t, s, r.ID)
-	if got.PromptChannelID != "D_APPROVER" || got.PromptTS != "1712345678.000200" {
-		t.Errorf("prompt = %q/%q", got.PromptChannelID, got.PromptTS)
-	}
-	if got.State != approvals.StatePending || got.UpdatedAt.Before(r.UpdatedAt) {
-		t.Errorf("SetPrompt: state %s, UpdatedAt %v (was %v)", got.State, got.UpdatedAt, r.UpdatedAt)
-	}
-	if err := s.SetPrompt(context.Background(), "R-ZZZZZZ", "D", "1"); !errors.Is(err, approvals.ErrNotFound) {
-		t.Errorf("SetPrompt of unknown reference: %v, want ErrNotFound", err)
 	}
 }
 
@@ -799,9 +1368,8 @@ func TestDataSurvivesReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := mustCreate(t, s, newRequest())
-	if err := s.SetPrompt(ctx, r.ID, "D_APPROVER", "1712345678.000300"); err != nil {
-		t.Fatal(err)
-	}
+	prompts := []approvals.MessageRef{{ChannelID: "D_APPROVER", TS: "1712345678.000300"}}
+	mustUpdate(t, s, r.ID, func(c *approvals.Request) { c.Prompts = prompts })
 	if err := s.Record(ctx, approvals.Event{RequestID: r.ID, Kind: approvals.EventRequested}); err != nil {
 		t.Fatal(err)
 	}
@@ -815,7 +1383,7 @@ func TestDataSurvivesReopen(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("after reopen Get = %+v\nwant %+v", got, want)
 	}
-	if got.State != approvals.StatePending || got.PromptChannelID != "D_APPROVER" || got.PromptTS != "1712345678.000300" {
+	if got.State != approvals.StatePending || !reflect.DeepEqual(got.Prompts, prompts) {
 		t.Errorf("after reopen: %+v", got)
 	}
 	pending, err := s.ListByState(ctx, approvals.StatePending)

@@ -43,29 +43,39 @@ type ClientOptions struct {
 	// BaseURL of Graph, e.g. "https://graph.microsoft.com/beta" (a trailing slash is
 	// fine). Must be https. Default DefaultBaseURL.
 	BaseURL string
-	// MaxRetries is how many times a request is resent after 429 or 503 (nothing else is
-	// ever retried). Default 3; negative means no retries.
+	// MaxRetries is how many times a request is resent. A POST (Reprovision) is resent
+	// only after 429 or 503; a GET (the read-only lookups) also after 408, 500, 502, 504,
+	// a transport error or a per-try timeout. Default 3; negative means no retries.
 	MaxRetries int
 	// MaxRetryDelay caps the wait before a retry. A Retry-After longer than this ends the
 	// call with that 429/503 instead of waiting. Default 60s.
 	MaxRetryDelay time.Duration
 	// TryTimeout bounds each HTTP attempt. Default 60s.
 	TryTimeout time.Duration
+	// RetryDelay is the first backoff before a retry when Graph sends no Retry-After
+	// (it grows exponentially, capped by MaxRetryDelay). Default 800ms (azcore's);
+	// negative means no delay.
+	RetryDelay time.Duration
 	// Transport, if set, sends the requests (for tests). nil uses a client like azcore's
 	// default. Redirects are never followed (an *http.Client is copied with CheckRedirect
 	// replaced).
 	Transport policy.Transporter
 }
 
-// Client calls Microsoft Graph with a delegated credential.
+// Client calls Microsoft Graph with a delegated credential. It is safe for concurrent use.
 type Client struct {
 	base string
 	pl   runtime.Pipeline
+	// Retry behaviour per method, set on every request's context (so a caller's
+	// policy.WithRetryOptions can never make a POST retry a timeout).
+	postRetry, getRetry policy.RetryOptions
 }
 
 // NewClient builds the pipeline: bearer token (Scope, CAE) and a fresh client-request-id
-// on every attempt; retries only on 429/503, honouring Retry-After, and never after a
-// transport error or timeout; no telemetry besides the User-Agent header.
+// on every attempt; no telemetry besides the User-Agent header. Retries honour
+// Retry-After. POST (Reprovision) is retried only on 429/503, never after a transport
+// error or timeout. GET (GetCloudPC, FindCloudPCs, RemoteActionResults: safe and
+// idempotent) is also retried on 408/500/502/504, transport errors and per-try timeouts.
 func NewClient(cred azcore.TokenCredential, opts ClientOptions) (*Client, error) {
 	if cred == nil {
 		return nil, errors.New("graph: NewClient needs a credential")
@@ -99,6 +109,19 @@ func NewClient(cred azcore.TokenCredential, opts ClientOptions) (*Client, error)
 	if tryTimeout <= 0 {
 		tryTimeout = defaultTryTimeout
 	}
+	postRetry := policy.RetryOptions{
+		MaxRetries:    int32(maxRetries),
+		MaxRetryDelay: maxDelay,
+		RetryDelay:    opts.RetryDelay,
+		TryTimeout:    tryTimeout,
+		StatusCodes:   []int{http.StatusTooManyRequests, http.StatusServiceUnavailable},
+		// ShouldRetry replaces azcore's own test, which would also retry transport
+		// errors and timeouts: a POST that may have reached Graph is never resent.
+		ShouldRetry: shouldRetry,
+	}
+	getRetry := postRetry
+	getRetry.StatusCodes = getRetryStatusCodes
+	getRetry.ShouldRetry = shouldRetryGET
 	transport := noRedirects(opts.Transport)
 	pl := runtime.NewPipeline(moduleName, moduleVersion,
 		runtime.PipelineOptions{
@@ -110,19 +133,11 @@ func NewClient(cred azcore.TokenCredential, opts ClientOptions) (*Client, error)
 			},
 		},
 		&policy.ClientOptions{
-			Retry: policy.RetryOptions{
-				MaxRetries:    int32(maxRetries),
-				MaxRetryDelay: maxDelay,
-				TryTimeout:    tryTimeout,
-				StatusCodes:   []int{http.StatusTooManyRequests, http.StatusServiceUnavailable},
-				// ShouldRetry replaces azcore's own test, which would also retry transport
-				// errors and timeouts: a POST that may have reached Graph is never resent.
-				ShouldRetry: shouldRetry,
-			},
+			Retry:     postRetry, // every request overrides it with its method's options
 			Telemetry: policy.TelemetryOptions{ApplicationID: applicationID},
 			Transport: transport,
 		})
-	return &Client{base: base, pl: pl}, nil
+	return &Client{base: base, pl: pl, postRetry: postRetry, getRetry: getRetry}, nil
 }
 
 // noRedirects returns a transport that does not follow redirects: a 307/308 would make
@@ -152,6 +167,27 @@ func shouldRetry(resp *http.Response, err error) bool {
 	return resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable
 }
 
+// getRetryStatusCodes are azcore's defaults: safe to resend for a GET.
+var getRetryStatusCodes = []int{
+	http.StatusRequestTimeout,      // 408
+	http.StatusTooManyRequests,     // 429
+	http.StatusInternalServerError, // 500
+	http.StatusBadGateway,          // 502
+	http.StatusServiceUnavailable,  // 503
+	http.StatusGatewayTimeout,      // 504
+}
+
+// shouldRetryGET retries a GET after a transport error, a per-try timeout or a body that
+// could not be read, and after the statuses in getRetryStatusCodes. azcore checks before
+// calling it that the caller's context is still live and that the error is retriable
+// (token acquisition errors are not).
+func shouldRetryGET(resp *http.Response, err error) bool {
+	if err != nil {
+		return true
+	}
+	return resp != nil && runtime.HasStatusCode(resp, getRetryStatusCodes...)
+}
+
 // Attempt is one HTTP attempt, for the audit trail.
 type Attempt struct {
 	// At is when the attempt started (UTC).
@@ -161,7 +197,8 @@ type Attempt struct {
 	// ClientRequestID is the GUID sent in the client-request-id header; RequestID is the
 	// response's request-id header.
 	ClientRequestID, RequestID string
-	// Err is the transport/timeout error text when there was no response.
+	// Err is the transport/timeout error text when there was no response, or the error
+	// reading the response body.
 	Err string
 }
 
@@ -187,32 +224,61 @@ func (c *Client) Reprovision(ctx context.Context, cloudPCID string) (Call, error
 	if !IsGUID(cloudPCID) {
 		return call, fmt.Errorf("%w: %q", ErrInvalidCloudPCID, cloudPCID)
 	}
-	rawURL := c.base + "/deviceManagement/virtualEndpoint/cloudPCs/" + url.PathEscape(cloudPCID) + "/reprovision"
-	if u, err := url.Parse(rawURL); err == nil {
-		call.Path = u.EscapedPath()
-	}
+	rawURL := c.cloudPCsURL() + "/" + url.PathEscape(cloudPCID) + "/reprovision"
+	call.Path = escapedPath(rawURL)
 	if err := ctx.Err(); err != nil {
 		return call, err
 	}
+	_, _, err := c.send(ctx, http.MethodPost, rawURL, &call)
+	return call, err
+}
+
+func (c *Client) cloudPCsURL() string {
+	return c.base + "/deviceManagement/virtualEndpoint/cloudPCs"
+}
+
+func escapedPath(rawURL string) string {
+	if u, err := url.Parse(rawURL); err == nil {
+		return u.EscapedPath()
+	}
+	return ""
+}
+
+// send makes one request (with the method's retries) and appends its attempts to call.
+// It returns the body of the last attempt's 2xx answer, or an error: *Error, or an error
+// building the request. A POST succeeds on any 2xx; a GET only if the body was read.
+func (c *Client) send(ctx context.Context, method, rawURL string, call *Call) ([]byte, *attemptResult, error) {
+	retry := c.postRetry
+	if method == http.MethodGet {
+		retry = c.getRetry
+	}
 	rec := &recorder{}
-	req, err := runtime.NewRequest(context.WithValue(ctx, recorderKey{}, rec), http.MethodPost, rawURL)
+	ctx = policy.WithRetryOptions(context.WithValue(ctx, recorderKey{}, rec), retry)
+	req, err := runtime.NewRequest(ctx, method, rawURL)
 	if err != nil {
-		return call, &Error{Err: err}
+		return nil, nil, &Error{Method: method, Err: err}
 	}
 	req.Raw().Header.Set("Accept", "application/json")
+	if method == http.MethodGet {
+		// Without it Graph reports newer members of evolvable enums (e.g. the Cloud PC
+		// status "movingRegion") as "unknownFutureValue".
+		req.Raw().Header.Set("Prefer", "include-unknown-enum-members")
+	}
 
 	resp, err := c.pl.Do(req)
 	if resp != nil && resp.Body != nil {
 		_ = resp.Body.Close() // already buffered by azcore
 	}
 	attempts, last := rec.result()
-	call.Attempts = attempts
-	// Success is judged on the last attempt's status: the pipeline may also report a
-	// context error that arrived after Graph had answered.
-	if last != nil && last.status >= 200 && last.status < 300 {
-		return call, nil
+	call.Attempts = append(call.Attempts, attempts...)
+	// Success is judged on the last attempt: the pipeline may also report a context
+	// error that arrived after Graph had answered.
+	if last != nil && last.status >= 200 && last.status < 300 && (method != http.MethodGet || last.complete) {
+		return last.body, last, nil
 	}
-	return call, newError(err, last)
+	e := newError(err, last)
+	e.Method, e.Attempts = method, len(attempts)
+	return nil, last, e
 }
 
 // newError builds the *Error from the pipeline's error and the last attempt.
@@ -305,7 +371,9 @@ type attemptResult struct {
 	status          int
 	header          http.Header
 	body            []byte
-	maybeSent       bool
+	// complete: a response came and its body was read in full.
+	complete  bool
+	maybeSent bool
 }
 
 type recorder struct {
@@ -356,10 +424,11 @@ func (attemptPolicy) Do(req *policy.Request) (*http.Response, error) {
 		a.RequestID = resp.Header.Get(headerRequestID)
 		res.status = resp.StatusCode
 		res.header = resp.Header.Clone()
-		if resp.StatusCode >= 300 {
-			// Error bodies are small and already buffered by azcore's body download policy.
+		if err == nil {
+			// Already buffered by azcore's body download policy (an error here means
+			// reading the body failed).
 			if b, perr := runtime.Payload(resp); perr == nil {
-				res.body = b
+				res.body, res.complete = b, true
 			}
 		}
 	} else {
@@ -367,7 +436,7 @@ func (attemptPolicy) Do(req *policy.Request) (*http.Response, error) {
 		// reported trying to connect but never finished writing the request headers.
 		res.maybeSent = wroteHeaders.Load() || !triedConn.Load()
 	}
-	if err != nil && resp == nil {
+	if err != nil {
 		a.Err = err.Error()
 	}
 	rec.add(a, res)

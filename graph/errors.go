@@ -41,10 +41,12 @@ func (e *signInError) Error() string {
 
 func (e *signInError) Unwrap() []error { return []error{e.kind, e.err} }
 
-// Error is returned by Reprovision when Graph refused the request or the call failed after
-// the request was built. Use OutcomeUnknown to decide whether the Cloud PC may be being
+// Error is returned by Reprovision and the lookups when Graph refused the request or the
+// call failed after the request was built. Use OutcomeUnknown to decide whether the Cloud PC may be being
 // reprovisioned anyway.
 type Error struct {
+	// Method is the request's HTTP method ("" is treated like POST: not safe to resend).
+	Method string
 	// StatusCode is the HTTP status of the last attempt; 0 if that attempt got no response
 	// (or if no attempt was made: see Err).
 	StatusCode int
@@ -59,8 +61,12 @@ type Error struct {
 	// Authenticator.SignInWithClaims). It holds the decoded claims JSON (the raw header
 	// value if it is not valid base64).
 	Claims string
-	// Err is the transport, timeout, context or token-acquisition error, if any.
+	// Err is the transport, timeout, context or token-acquisition error, if any, or why
+	// a 2xx answer could not be used (body unreadable or not the expected JSON).
 	Err error
+	// Attempts is how many HTTP attempts the request made (retries = Attempts-1); 0 when
+	// nothing was sent. For a paged list it counts the failing page's request only.
+	Attempts int
 
 	// sent is meaningful only when StatusCode is 0: whether the last attempt may have been
 	// (partly) written to the connection.
@@ -128,8 +134,12 @@ func (e *Error) Unwrap() error { return e.Err }
 //     failed after the request arrived.
 //
 // It is false for every 2xx/3xx/4xx answer (Graph refused, including 408 and a 429 whose
-// Retry-After exceeds MaxRetryDelay) and for 503, even after the retries ran out.
+// Retry-After exceeds MaxRetryDelay) and for 503, even after the retries ran out. It is
+// always false for a GET (Method "GET"): a lookup changes nothing.
 func (e *Error) OutcomeUnknown() bool {
+	if safeMethod(e.Method) {
+		return false
+	}
 	if e.StatusCode == 0 {
 		return e.sent
 	}
@@ -142,4 +152,10 @@ func (e *Error) OutcomeUnknown() bool {
 func (e *Error) SignInRequired() bool {
 	var are *azidentity.AuthenticationRequiredError
 	return e.Claims != "" || e.StatusCode == http.StatusUnauthorized || errors.As(e.Err, &are)
+}
+
+// safeMethod reports whether method is a read-only HTTP method.
+func safeMethod(method string) bool {
+	m := strings.ToUpper(strings.TrimSpace(method))
+	return m == http.MethodGet || m == http.MethodHead
 }

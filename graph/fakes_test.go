@@ -203,7 +203,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // graphRequest is what the fake Graph saw.
 type graphRequest struct {
 	At                      time.Time
-	Method, Path            string
+	Method, Path, RawQuery  string
+	Prefer, Accept          string
 	Authorization           string
 	ClientRequestID         string
 	UserAgent               string
@@ -230,6 +231,9 @@ func newFakeGraph(t *testing.T, respond func(n int, w http.ResponseWriter, r *ht
 			At:                      time.Now(),
 			Method:                  r.Method,
 			Path:                    r.URL.EscapedPath(),
+			RawQuery:                r.URL.RawQuery,
+			Prefer:                  r.Header.Get("Prefer"),
+			Accept:                  r.Header.Get("Accept"),
 			Authorization:           r.Header.Get("Authorization"),
 			ClientRequestID:         r.Header.Get("client-request-id"),
 			UserAgent:               r.Header.Get("User-Agent"),

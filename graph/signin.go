@@ -1,5 +1,7 @@
-// Package graph signs an approver in with the device-code flow and makes the one Microsoft
-// Graph call the bot needs (reprovision a Cloud PC) with that approver's delegated token.
+// Package graph signs an approver in with the device-code flow and makes the Microsoft
+// Graph calls the bot needs with that approver's delegated token: the reprovision (the only
+// POST) and the read-only lookups (GetCloudPC, FindCloudPCs, Resolve, RemoteActionResults).
+// Explain turns any of their errors into a sentence people can act on.
 package graph
 
 import (

@@ -59,11 +59,21 @@ type deviceCode struct {
 
 type issuedToken struct {
 	username string
+	issued   time.Time
 	expires  time.Time
 }
 
 type refreshGrant struct {
 	username, scope string
+	issued          time.Time
+}
+
+// revokedAt reports whether something issued to username at issued was
+// revoked since: revoking sessions kills the grants issued before it, not a
+// fresh sign-in after it. Call with e.mu held.
+func (e *Entra) revokedAt(username string, issued time.Time) bool {
+	at, ok := e.revoked[strings.ToLower(username)]
+	return ok && !issued.After(at)
 }
 
 // Entra is a fake Microsoft Entra ID token service (v2.0 endpoints, device
@@ -83,7 +93,7 @@ type Entra struct {
 	returned      int
 	tokens        map[string]*issuedToken
 	refresh       map[string]*refreshGrant
-	revoked       map[string]bool
+	revoked       map[string]time.Time
 	tokenReqs     []TokenRequest
 	unknown       []string
 	codeLifetime  time.Duration
@@ -101,7 +111,7 @@ func NewEntra(t testing.TB) *Entra {
 		byUser:        map[string]*deviceCode{},
 		tokens:        map[string]*issuedToken{},
 		refresh:       map[string]*refreshGrant{},
-		revoked:       map[string]bool{},
+		revoked:       map[string]time.Time{},
 		codeLifetime:  15 * time.Minute,
 		tokenLifetime: time.Hour,
 	}
@@ -215,13 +225,14 @@ func (e *Entra) Decline(userCode string) { e.setState(userCode, codeDeclined, ""
 // Expire makes userCode expire now.
 func (e *Entra) Expire(userCode string) { e.setState(userCode, codeExpired, "") }
 
-// Revoke revokes the refresh tokens of username (an admin "revoke sessions"):
-// refresh grants then answer invalid_grant and, for Graph fakes that check
-// tokens with this Entra, its access tokens stop working too.
+// Revoke revokes the sessions of username (an admin "revoke sessions"): the
+// refresh grants issued so far then answer invalid_grant and, for Graph
+// fakes that check tokens with this Entra, the access tokens issued so far
+// stop working too. A sign-in after it works again.
 func (e *Entra) Revoke(username string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.revoked[strings.ToLower(username)] = true
+	e.revoked[strings.ToLower(username)] = time.Now()
 	e.changed.broadcast()
 }
 
@@ -242,7 +253,7 @@ func (e *Entra) TokenUser(token string) (string, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	it := e.tokens[token]
-	if it == nil || time.Now().After(it.expires) || e.revoked[strings.ToLower(it.username)] {
+	if it == nil || time.Now().After(it.expires) || e.revokedAt(it.username, it.issued) {
 		return "", false
 	}
 	return it.username, true
@@ -496,8 +507,8 @@ func (e *Entra) issue(username, scope string) map[string]any {
 	e.seq++
 	at := fmt.Sprintf("at-%d-%s", e.seq, randB64(24))
 	rt := "rt-" + randB64(48)
-	e.tokens[at] = &issuedToken{username: username, expires: now.Add(e.tokenLifetime)}
-	e.refresh[rt] = &refreshGrant{username: username, scope: scope}
+	e.tokens[at] = &issuedToken{username: username, issued: now, expires: now.Add(e.tokenLifetime)}
+	e.refresh[rt] = &refreshGrant{username: username, scope: scope, issued: now}
 	secs := int(e.tokenLifetime / time.Second)
 	return map[string]any{
 		"token_type":     "Bearer",
@@ -579,7 +590,7 @@ func (e *Entra) token(w http.ResponseWriter, r *http.Request, corr string) {
 		case g == nil:
 			e.mu.Unlock()
 			fail("invalid_grant", 9002313, "Invalid request. Request is malformed or invalid.")
-		case e.revoked[strings.ToLower(g.username)]:
+		case e.revokedAt(g.username, g.issued):
 			e.mu.Unlock()
 			fail("invalid_grant", 50173, "The provided grant has expired due to it being revoked, a fresh auth token is needed. The user might have changed or reset their password.")
 		default:

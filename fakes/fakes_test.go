@@ -772,3 +772,103 @@ func TestCAPEM(t *testing.T) {
 		t.Fatal("CAPEM")
 	}
 }
+
+func TestGraphListPagingFilterAndStatusDetail(t *testing.T) {
+	g := fakes.NewGraph(t)
+	c := fakes.TLSClient()
+	pcs := g.URL() + "/deviceManagement/virtualEndpoint/cloudPCs"
+	for i, upn := range []string{"a@x.example", "o'brien@x.example", "a@x.example", "b@x.example", "a@x.example"} {
+		g.AddCloudPC(fakes.CloudPC{ID: "PC-" + string(rune('1'+i)), DisplayName: "CPC-" + string(rune('1'+i)), UserPrincipalName: upn})
+	}
+	filterURL := func(f string) string {
+		return pcs + "?$filter=" + strings.ReplaceAll(url.QueryEscape(f), "+", "%20") + "&$select=id,userPrincipalName"
+	}
+	ids := func(r graphResp) (out []string) {
+		t.Helper()
+		v, ok := r.body["value"].([]any)
+		if r.status != 200 || !ok {
+			t.Fatalf("list: %d %v", r.status, r.body)
+		}
+		for _, it := range v {
+			out = append(out, it.(map[string]any)["id"].(string))
+		}
+		return out
+	}
+
+	// Quote escaping, and "or"/"and" with a quoted " or " inside a literal.
+	if got := ids(graphDo(t, c, http.MethodGet, filterURL("userPrincipalName eq 'o''brien@x.example'"), "tok", "")); strings.Join(got, ",") != "PC-2" {
+		t.Errorf("quote filter: %v", got)
+	}
+	if got := ids(graphDo(t, c, http.MethodGet, filterURL("displayName eq 'CPC-4' or userPrincipalName eq 'o''brien@x.example'"), "tok", "")); strings.Join(got, ",") != "PC-2,PC-4" {
+		t.Errorf("or filter: %v", got)
+	}
+	if got := ids(graphDo(t, c, http.MethodGet, filterURL("displayName eq 'CPC-1' and userPrincipalName eq 'a@x.example' or displayName eq 'x or y'"), "tok", "")); strings.Join(got, ",") != "PC-1" {
+		t.Errorf("and/or filter: %v", got)
+	}
+	for _, bad := range []string{"displayName eq 'x", "displayName ne 'x'", "displayName eq 'x' or", "displayName eq 'x' xor displayName eq 'y'", "displayName eq x"} {
+		if r := graphDo(t, c, http.MethodGet, filterURL(bad), "tok", ""); r.status != 400 {
+			t.Errorf("filter %q: status %d, want 400", bad, r.status)
+		}
+	}
+
+	// Paging: 3 matches, 2 per page.
+	g.SetPageSize(2)
+	r := graphDo(t, c, http.MethodGet, filterURL("userPrincipalName eq 'a@x.example'"), "tok", "")
+	next, _ := r.body["@odata.nextLink"].(string)
+	if got := ids(r); strings.Join(got, ",") != "PC-1,PC-3" || !strings.HasPrefix(next, pcs+"?") {
+		t.Fatalf("page 1: %v, nextLink %q", got, next)
+	}
+	r = graphDo(t, c, http.MethodGet, next, "tok", "")
+	if got := ids(r); strings.Join(got, ",") != "PC-5" || r.body["@odata.nextLink"] != nil {
+		t.Fatalf("page 2: %v, nextLink %v", got, r.body["@odata.nextLink"])
+	}
+	if v := r.body["value"].([]any)[0].(map[string]any); v["userPrincipalName"] != "a@x.example" || v["displayName"] != nil {
+		t.Errorf("page 2 lost $select: %v", v)
+	}
+	if r := graphDo(t, c, http.MethodGet, pcs+"?$skiptoken=bogus", "tok", ""); r.status != 400 {
+		t.Errorf("bad skiptoken: %d", r.status)
+	}
+	g.SetPageSize(0)
+	if got := ids(graphDo(t, c, http.MethodGet, pcs, "tok", "")); len(got) != 5 {
+		t.Errorf("unpaged: %v", got)
+	}
+
+	// statusDetail, the deprecated statusDetails, evolvable enum members, case-insensitive ids.
+	g.SetCloudPCStatus("pc-1", "movingRegion")
+	g.SetCloudPCStatusDetail("pc-1", "internalServerError", "There was an error.")
+	r = graphDo(t, c, http.MethodGet, pcs+"/pc-1", "tok", "")
+	d, _ := r.body["statusDetail"].(map[string]any)
+	if r.status != 200 || r.body["id"] != "PC-1" || r.body["status"] != "unknownFutureValue" || d["code"] != "internalServerError" ||
+		d["message"] != "There was an error." || r.body["statusDetails"] != nil {
+		t.Fatalf("get: %d %v", r.status, r.body)
+	}
+	req, _ := http.NewRequest(http.MethodGet, pcs+"/Pc-1?$select=id,status", nil)
+	req.Header.Set("Authorization", "Bearer tok")
+	req.Header.Set("Prefer", "include-unknown-enum-members")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	resp.Body.Close()
+	if body["status"] != "movingRegion" {
+		t.Errorf("with Prefer: %v", body)
+	}
+	if pc, ok := g.CloudPC("pc-1"); !ok || pc.StatusDetailCode != "internalServerError" {
+		t.Errorf("CloudPC(pc-1) = %+v, %v", pc, ok)
+	}
+	if r := graphDo(t, c, http.MethodGet, pcs+"/pc-2", "tok", ""); r.body["statusDetail"] != nil {
+		t.Errorf("no detail: %v", r.body["statusDetail"])
+	}
+	// A failed reprovision's remote action carries the detail.
+	if r := graphDo(t, c, http.MethodPost, pcs+"/pc-1/reprovision", "tok", ""); r.status != 204 {
+		t.Fatalf("reprovision: %d", r.status)
+	}
+	g.SetCloudPCStatus("PC-1", "failed")
+	r = graphDo(t, c, http.MethodGet, pcs+"/pc-1/retrieveCloudPcRemoteActionResults", "tok", "")
+	a := r.body["value"].([]any)[0].(map[string]any)
+	if a["actionState"] != "failed" || a["cloudPcId"] != "PC-1" || a["statusDetail"].(map[string]any)["code"] != "internalServerError" {
+		t.Errorf("remote action: %v", a)
+	}
+}

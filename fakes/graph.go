@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -87,12 +88,22 @@ type GraphRequest struct {
 	Canceled bool
 }
 
-// CloudPC is a Cloud PC the fake knows.
+// CloudPC is a Cloud PC the fake knows. Ids are matched case-insensitively, as
+// Graph does with GUIDs.
 type CloudPC struct {
 	ID, DisplayName, UserPrincipalName, ManagedDeviceName, ServicePlanName, ProvisioningPolicyName string
-	// Status is the beta status (default "provisioned").
+	// Status is the beta status (default "provisioned"). Members of the evolvable
+	// enum added after unknownFutureValue (movingRegion, resizePendingLicense,
+	// modifyingSingleSignOn, refreshPolicyConfiguration, preparing) are served as
+	// "unknownFutureValue" unless the request has
+	// "Prefer: include-unknown-enum-members", like Graph.
 	Status       string
 	LastModified time.Time
+	// StatusDetailCode and StatusDetailMessage fill the beta statusDetail
+	// (cloudPcStatusDetail {code, message, additionalInformation}); null when both
+	// are empty. The deprecated statusDetails is always null (it stopped returning
+	// data on 2024-08-31).
+	StatusDetailCode, StatusDetailMessage string
 }
 
 type remoteAction struct {
@@ -117,6 +128,9 @@ type Graph struct {
 	pcOrder []string
 	actions map[string][]*remoteAction
 	entra   *Entra
+	// pageSize > 0: lists are served in pages of that many items, linked by
+	// @odata.nextLink.
+	pageSize int
 }
 
 // NewGraph starts a fake Graph on https://127.0.0.1; t.Cleanup closes it.
@@ -194,11 +208,46 @@ func (g *Graph) AddCloudPC(pc CloudPC) {
 	g.changed.broadcast()
 }
 
+// SetPageSize makes lists (GET .../cloudPCs) answer at most n items per page,
+// with an absolute @odata.nextLink (carrying $filter, $select and a $skiptoken)
+// to the next page; n <= 0 (the default) serves everything in one page.
+func (g *Graph) SetPageSize(n int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.pageSize = n
+}
+
+// SetCloudPCStatusDetail sets a Cloud PC's statusDetail code and message (both
+// empty: null).
+func (g *Graph) SetCloudPCStatusDetail(id, code, message string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if _, pc := g.lookup(id); pc != nil {
+		pc.StatusDetailCode, pc.StatusDetailMessage = code, message
+		pc.LastModified = time.Now().UTC()
+	}
+	g.changed.broadcast()
+}
+
+// lookup finds a Cloud PC by id, case-insensitively; key is its id as added
+// (id itself if unknown). Call with g.mu held.
+func (g *Graph) lookup(id string) (key string, pc *CloudPC) {
+	if pc := g.pcs[id]; pc != nil {
+		return id, pc
+	}
+	for _, k := range g.pcOrder {
+		if strings.EqualFold(k, id) {
+			return k, g.pcs[k]
+		}
+	}
+	return id, nil
+}
+
 // CloudPC returns the current state of a Cloud PC.
 func (g *Graph) CloudPC(id string) (CloudPC, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	pc := g.pcs[id]
+	_, pc := g.lookup(id)
 	if pc == nil {
 		return CloudPC{}, false
 	}
@@ -210,10 +259,10 @@ func (g *Graph) CloudPC(id string) (CloudPC, bool) {
 func (g *Graph) SetCloudPCStatus(id, status string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if pc := g.pcs[id]; pc != nil {
+	if key, pc := g.lookup(id); pc != nil {
 		pc.Status = status
 		pc.LastModified = time.Now().UTC()
-		for _, a := range g.actions[id] {
+		for _, a := range g.actions[key] {
 			a.updated = pc.LastModified
 		}
 	}
@@ -357,7 +406,7 @@ func (g *Graph) serve(w http.ResponseWriter, r *http.Request) {
 		if _, ok := entra.TokenUser(tok); !ok {
 			entra.mu.Lock()
 			it := entra.tokens[tok]
-			revoked := it != nil && entra.revoked[strings.ToLower(it.username)]
+			revoked := it != nil && entra.revokedAt(it.username, it.issued)
 			entra.mu.Unlock()
 			switch {
 			case revoked:
@@ -437,7 +486,7 @@ func (g *Graph) route(c *graphCall, segs []string, queued *Response) {
 
 func (g *Graph) reprovision(c *graphCall, id string, queued *Response) {
 	g.mu.Lock()
-	pc := g.pcs[id]
+	key, pc := g.lookup(id)
 	unknown := pc == nil && len(g.pcs) > 0
 	rs := Response{Status: http.StatusNoContent}
 	if queued != nil {
@@ -454,10 +503,51 @@ func (g *Graph) reprovision(c *graphCall, id string, queued *Response) {
 			pc.Status = "provisioning"
 			pc.LastModified = now
 		}
-		g.actions[id] = append(g.actions[id], &remoteAction{name: "Reprovision", start: now, updated: now})
+		g.actions[key] = append(g.actions[key], &remoteAction{name: "Reprovision", start: now, updated: now})
 	}
 	g.mu.Unlock()
 	c.write(rs)
+}
+
+// evolvableStatuses are the cloudPcStatus members after unknownFutureValue:
+// Graph sends them only to clients that ask with
+// "Prefer: include-unknown-enum-members".
+var evolvableStatuses = map[string]bool{
+	"movingRegion": true, "resizePendingLicense": true, "modifyingSingleSignOn": true,
+	"refreshPolicyConfiguration": true, "preparing": true,
+}
+
+func wantsUnknownEnumMembers(r *http.Request) bool {
+	for _, v := range r.Header.Values("Prefer") {
+		for _, p := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(p), "include-unknown-enum-members") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func statusDetailWire(code, message string) any {
+	if code == "" && message == "" {
+		return nil
+	}
+	return map[string]any{
+		"@odata.type":           "#microsoft.graph.cloudPcStatusDetail",
+		"code":                  code,
+		"message":               message,
+		"additionalInformation": []any{},
+	}
+}
+
+// pcWireFor is pcWire as served to request r (evolvable enum members hidden
+// unless r asks for them).
+func (g *Graph) pcWireFor(pc *CloudPC, r *http.Request) map[string]any {
+	m := g.pcWire(pc)
+	if evolvableStatuses[pc.Status] && !wantsUnknownEnumMembers(r) {
+		m["status"] = "unknownFutureValue"
+	}
+	return m
 }
 
 func (g *Graph) pcWire(pc *CloudPC) map[string]any {
@@ -475,6 +565,7 @@ func (g *Graph) pcWire(pc *CloudPC) map[string]any {
 		"servicePlanName":          pc.ServicePlanName,
 		"servicePlanType":          "enterprise",
 		"status":                   pc.Status,
+		"statusDetail":             statusDetailWire(pc.StatusDetailCode, pc.StatusDetailMessage),
 		"statusDetails":            nil,
 		"userPrincipalName":        pc.UserPrincipalName,
 		"lastModifiedDateTime":     pc.LastModified.UTC().Format(time.RFC3339),
@@ -506,10 +597,10 @@ func (g *Graph) context(c *graphCall, suffix string) string {
 
 func (g *Graph) getPC(c *graphCall, id string) {
 	g.mu.Lock()
-	pc := g.pcs[id]
+	_, pc := g.lookup(id)
 	var m map[string]any
 	if pc != nil {
-		m = g.pcWire(pc)
+		m = g.pcWireFor(pc, c.r)
 	}
 	g.mu.Unlock()
 	if m == nil {
@@ -522,37 +613,84 @@ func (g *Graph) getPC(c *graphCall, id string) {
 	c.json(http.StatusOK, m)
 }
 
-// parseFilter supports "field eq 'value'" clauses joined by "and".
-func parseFilter(f string) ([][2]string, bool) {
+// parseFilter supports "field eq 'value'" clauses joined by "and" and "or"
+// ("and" binds tighter; no parentheses, no other operators). The result is a
+// disjunction of conjunctions: an item matches if every clause of any one
+// group matches. A single quote inside a string literal is written twice.
+func parseFilter(f string) ([][][2]string, bool) {
 	if strings.TrimSpace(f) == "" {
 		return nil, true
 	}
-	var out [][2]string
-	for _, cl := range splitFold(f, " and ") {
-		parts := strings.SplitN(strings.TrimSpace(cl), " ", 3)
-		if len(parts) != 3 || !strings.EqualFold(parts[1], "eq") {
-			return nil, false
-		}
-		v := parts[2]
-		if len(v) < 2 || v[0] != '\'' || v[len(v)-1] != '\'' {
-			return nil, false
-		}
-		out = append(out, [2]string{parts[0], strings.ReplaceAll(v[1:len(v)-1], "''", "'")})
+	toks, ok := filterTokens(f)
+	if !ok {
+		return nil, false
 	}
-	return out, true
+	var out [][][2]string
+	var group [][2]string
+	for i := 0; ; {
+		if i+2 >= len(toks) || toks[i].lit || !strings.EqualFold(toks[i+1].s, "eq") || toks[i+1].lit || !toks[i+2].lit {
+			return nil, false
+		}
+		group = append(group, [2]string{toks[i].s, toks[i+2].s})
+		i += 3
+		if i == len(toks) {
+			return append(out, group), true
+		}
+		switch {
+		case toks[i].lit || i+1 == len(toks):
+			return nil, false
+		case strings.EqualFold(toks[i].s, "and"):
+		case strings.EqualFold(toks[i].s, "or"):
+			out, group = append(out, group), nil
+		default:
+			return nil, false
+		}
+		i++
+	}
 }
 
-func splitFold(s, sep string) []string {
-	var out []string
-	lower := strings.ToLower(s)
-	for {
-		i := strings.Index(lower, sep)
-		if i < 0 {
-			return append(out, s)
+type filterToken struct {
+	s   string
+	lit bool // a string literal (s unquoted)
+}
+
+// filterTokens splits a $filter into words and single-quoted string literals.
+func filterTokens(f string) ([]filterToken, bool) {
+	var toks []filterToken
+	for i := 0; i < len(f); {
+		switch c := f[i]; {
+		case c == ' ':
+			i++
+		case c == '\'':
+			var b strings.Builder
+			i++
+			for {
+				if i >= len(f) {
+					return nil, false // unterminated literal
+				}
+				if f[i] == '\'' {
+					if i+1 < len(f) && f[i+1] == '\'' {
+						b.WriteByte('\'')
+						i += 2
+						continue
+					}
+					i++
+					break
+				}
+				b.WriteByte(f[i])
+				i++
+			}
+			toks = append(toks, filterToken{s: b.String(), lit: true})
+		default:
+			j := i
+			for j < len(f) && f[j] != ' ' && f[j] != '\'' {
+				j++
+			}
+			toks = append(toks, filterToken{s: f[i:j]})
+			i = j
 		}
-		out = append(out, s[:i])
-		s, lower = s[i+len(sep):], lower[i+len(sep):]
 	}
+	return toks, true
 }
 
 func (g *Graph) listPCs(c *graphCall) {
@@ -562,12 +700,54 @@ func (g *Graph) listPCs(c *graphCall) {
 		c.fail(http.StatusBadRequest, "BadRequest", "Invalid filter clause: "+q.Get("$filter"))
 		return
 	}
+	offset := 0
+	if tok := q.Get("$skiptoken"); tok != "" {
+		n, err := strconv.Atoi(strings.TrimPrefix(tok, "fake-skip-"))
+		if err != nil || n < 0 || !strings.HasPrefix(tok, "fake-skip-") {
+			c.fail(http.StatusBadRequest, "BadRequest", "Invalid $skiptoken: "+tok)
+			return
+		}
+		offset = n
+	}
 	g.mu.Lock()
-	value := []any{}
+	var all []any
 	for _, id := range g.pcOrder {
-		m := g.pcWire(g.pcs[id])
+		m := g.pcWireFor(g.pcs[id], c.r)
+		if filterMatches(filter, m) {
+			all = append(all, selectFields(m, q.Get("$select")))
+		}
+	}
+	pageSize := g.pageSize
+	g.mu.Unlock()
+	value := []any{}
+	if offset < len(all) {
+		value = all[offset:]
+	}
+	body := map[string]any{"@odata.context": g.context(c, "deviceManagement/virtualEndpoint/cloudPCs")}
+	if pageSize > 0 && len(value) > pageSize {
+		value = value[:pageSize]
+		next := url.Values{}
+		for k, vs := range q {
+			if !strings.EqualFold(k, "$skiptoken") {
+				next[k] = vs
+			}
+		}
+		next.Set("$skiptoken", fmt.Sprintf("fake-skip-%d", offset+pageSize))
+		body["@odata.nextLink"] = g.srv.URL + c.r.URL.EscapedPath() + "?" + strings.ReplaceAll(next.Encode(), "+", "%20")
+	}
+	body["value"] = value
+	c.json(http.StatusOK, body)
+}
+
+// filterMatches reports whether m matches any group of filter (case-insensitive
+// string equality on every clause of the group); an empty filter matches all.
+func filterMatches(filter [][][2]string, m map[string]any) bool {
+	if len(filter) == 0 {
+		return true
+	}
+	for _, group := range filter {
 		match := true
-		for _, cl := range filter {
+		for _, cl := range group {
 			var got any
 			for k, v := range m {
 				if strings.EqualFold(k, cl[0]) {
@@ -579,28 +759,24 @@ func (g *Graph) listPCs(c *graphCall) {
 			}
 		}
 		if match {
-			value = append(value, selectFields(m, q.Get("$select")))
+			return true
 		}
 	}
-	g.mu.Unlock()
-	c.json(http.StatusOK, map[string]any{
-		"@odata.context": g.context(c, "deviceManagement/virtualEndpoint/cloudPCs"),
-		"value":          value,
-	})
+	return false
 }
 
 func (g *Graph) remoteActions(c *graphCall, id string) {
 	g.mu.Lock()
-	pc := g.pcs[id]
+	key, pc := g.lookup(id)
 	if pc == nil && len(g.pcs) > 0 {
 		g.mu.Unlock()
 		c.fail(http.StatusNotFound, "ResourceNotFound", fmt.Sprintf("Cloud PC '%s' was not found.", id))
 		return
 	}
 	value := []any{}
-	for i, a := range g.actions[id] {
+	for i, a := range g.actions[key] {
 		state := "done"
-		if i == len(g.actions[id])-1 && pc != nil {
+		if i == len(g.actions[key])-1 && pc != nil {
 			switch pc.Status {
 			case "provisioning", "pendingProvision":
 				state = "active"
@@ -608,17 +784,22 @@ func (g *Graph) remoteActions(c *graphCall, id string) {
 				state = "failed"
 			}
 		}
-		managed := ""
+		managed, cloudPcID := "", id
+		var detail any
 		if pc != nil {
-			managed = g.pcWire(pc)["managedDeviceId"].(string)
+			managed, cloudPcID = g.pcWire(pc)["managedDeviceId"].(string), pc.ID
+			if state == "failed" {
+				detail = statusDetailWire(pc.StatusDetailCode, pc.StatusDetailMessage)
+			}
 		}
 		value = append(value, map[string]any{
 			"actionName":          a.name,
 			"actionState":         state,
 			"startDateTime":       a.start.Format(time.RFC3339),
 			"lastUpdatedDateTime": a.updated.Format(time.RFC3339),
-			"cloudPcId":           id,
+			"cloudPcId":           cloudPcID,
 			"managedDeviceId":     managed,
+			"statusDetail":        detail,
 			"statusDetails":       nil,
 		})
 	}

@@ -76,6 +76,9 @@ type userRec struct {
 type triggerRec struct {
 	issued time.Time
 	used   bool
+	// user is who caused the interaction; viewID the view it happened in
+	// ("" for a message or slash command).
+	user, viewID string
 }
 
 type hook struct {
@@ -84,11 +87,6 @@ type hook struct {
 	sourceTS        string
 	sourceEphemeral bool
 	uses            int
-}
-
-type viewRec struct {
-	id, user string
-	view     map[string]any
 }
 
 // Slack is a fake Slack: Web API under /api/, response_url hooks under
@@ -113,6 +111,7 @@ type Slack struct {
 	hooks      map[string]*hook
 	hookPosts  []HookPost
 	views      map[string]*viewRec
+	viewOrder  []*viewRec
 
 	sm smState
 }
@@ -328,6 +327,7 @@ func (s *Slack) Dump() string {
 	for _, h := range s.hookPosts {
 		fmt.Fprintf(&b, "  %s user=%s %s err=%s\n", h.At.Format("15:04:05.000"), h.UserID, clip(string(h.Body), 300), h.Error)
 	}
+	s.dumpViews(&b)
 	fmt.Fprintf(&b, "--- socket mode: %d connections accepted, %d live\n", s.sm.total, len(s.sm.conns))
 	for _, e := range s.sm.order {
 		fmt.Fprintf(&b, "  envelope %s type=%s deliveries=%d payload=%s\n", e.id, e.typ, len(e.sentAt), clip(string(e.payload), 200))
@@ -380,11 +380,12 @@ func (s *Slack) nextTS() string {
 	return fmt.Sprintf("%d.%06d", now/1e6, now%1e6)
 }
 
-// newTrigger issues a trigger_id. Call with s.mu held.
-func (s *Slack) newTrigger() string {
+// newTrigger issues a trigger_id for an interaction of user, in view viewID
+// if any. Call with s.mu held.
+func (s *Slack) newTrigger(user, viewID string) string {
 	s.seq++
 	id := fmt.Sprintf("%d.%d.%s", 1000000000000+time.Now().UnixMilli()%1000000000, 7000000000+s.seq, randHex(32))
-	s.triggers[id] = &triggerRec{issued: time.Now()}
+	s.triggers[id] = &triggerRec{issued: time.Now(), user: user, viewID: viewID}
 	return id
 }
 
@@ -839,143 +840,6 @@ func (s *Slack) usersLookupByEmail(p map[string]string, _ *http.Request) (map[st
 	return nil, errOf("users_not_found")
 }
 
-func (s *Slack) parseView(raw string, wantType string) (map[string]any, *apiErr) {
-	if strings.TrimSpace(raw) == "" {
-		return nil, errOf("invalid_arguments")
-	}
-	var v map[string]any
-	dec := json.NewDecoder(strings.NewReader(raw))
-	dec.UseNumber()
-	if err := dec.Decode(&v); err != nil || v == nil {
-		return nil, errOf("invalid_arguments")
-	}
-	typ, _ := v["type"].(string)
-	if typ != wantType && !(wantType == "" && (typ == "modal" || typ == "home")) {
-		return nil, errOf("invalid_arguments")
-	}
-	if b, ok := v["blocks"]; ok {
-		blocks, aerr := normalizeBlocks(string(mustJSON(b)), 100)
-		if aerr != nil {
-			return nil, aerr
-		}
-		v["blocks"] = blocks
-	}
-	if typ == "modal" {
-		if t, _ := v["title"].(map[string]any); t == nil || textOf(t) == "" {
-			return nil, &apiErr{code: "invalid_arguments", extra: map[string]any{
-				"response_metadata": map[string]any{"messages": []string{"[ERROR] missing required field: title"}},
-			}}
-		} else if utf8.RuneCountInString(textOf(t)) > 24 {
-			return nil, &apiErr{code: "invalid_arguments", extra: map[string]any{
-				"response_metadata": map[string]any{"messages": []string{"[ERROR] must be less than 25 characters [json-pointer:/view/title/text]"}},
-			}}
-		}
-	}
-	return v, nil
-}
-
-func (s *Slack) viewWire(vr *viewRec) map[string]any {
-	out := map[string]any{
-		"id":                    vr.id,
-		"team_id":               TeamID,
-		"type":                  vr.view["type"],
-		"blocks":                []any{},
-		"private_metadata":      "",
-		"callback_id":           "",
-		"state":                 map[string]any{"values": map[string]any{}},
-		"hash":                  fmt.Sprintf("%d.%s", time.Now().Unix(), randHex(8)),
-		"clear_on_close":        false,
-		"notify_on_close":       false,
-		"root_view_id":          vr.id,
-		"previous_view_id":      nil,
-		"app_id":                AppID,
-		"external_id":           "",
-		"app_installed_team_id": TeamID,
-		"bot_id":                BotID,
-	}
-	for k, v := range vr.view {
-		out[k] = v
-	}
-	return out
-}
-
-func (s *Slack) useTrigger(id string) *apiErr {
-	tr := s.triggers[id]
-	switch {
-	case id == "" || tr == nil:
-		return errOf("invalid_trigger_id")
-	case tr.used:
-		return errOf("exchanged_trigger_id")
-	case s.triggerTTL > 0 && time.Since(tr.issued) > s.triggerTTL:
-		return errOf("expired_trigger_id")
-	}
-	tr.used = true
-	return nil
-}
-
-func (s *Slack) newView(user string, v map[string]any) *viewRec {
-	s.seq++
-	vr := &viewRec{id: fmt.Sprintf("V%08d%s", s.seq, randUpper(3)), user: user, view: v}
-	s.views[vr.id] = vr
-	return vr
-}
-
-func (s *Slack) viewsOpen(p map[string]string, _ *http.Request) (map[string]any, *apiErr) {
-	v, aerr := s.parseView(p["view"], "modal")
-	if aerr != nil {
-		return nil, aerr
-	}
-	if aerr := s.useTrigger(p["trigger_id"]); aerr != nil {
-		return nil, aerr
-	}
-	return map[string]any{"view": s.viewWire(s.newView("", v))}, nil
-}
-
-func (s *Slack) viewsPush(p map[string]string, r *http.Request) (map[string]any, *apiErr) {
-	return s.viewsOpen(p, r)
-}
-
-func (s *Slack) viewsPublish(p map[string]string, _ *http.Request) (map[string]any, *apiErr) {
-	if !isUserID(p["user_id"]) {
-		return nil, errOf("user_not_found")
-	}
-	v, aerr := s.parseView(p["view"], "home")
-	if aerr != nil {
-		return nil, aerr
-	}
-	for _, vr := range s.views {
-		if vr.user == p["user_id"] && vr.view["type"] == "home" {
-			vr.view = v
-			return map[string]any{"view": s.viewWire(vr)}, nil
-		}
-	}
-	return map[string]any{"view": s.viewWire(s.newView(p["user_id"], v))}, nil
-}
-
-func (s *Slack) viewsUpdate(p map[string]string, _ *http.Request) (map[string]any, *apiErr) {
-	v, aerr := s.parseView(p["view"], "")
-	if aerr != nil {
-		return nil, aerr
-	}
-	var vr *viewRec
-	if id := p["view_id"]; id != "" {
-		vr = s.views[id]
-	} else if ext := p["external_id"]; ext != "" {
-		for _, x := range s.views {
-			if x.view["external_id"] == ext {
-				vr = x
-			}
-		}
-	} else {
-		return nil, errOf("invalid_arguments")
-	}
-	if vr == nil {
-		return nil, errOf("not_found")
-	}
-	vr.view = v
-	return map[string]any{"view": s.viewWire(vr)}, nil
-}
-
 // ---- Block Kit validation (the subset of Slack's rules a bot can trip) ----
 
 func textOf(obj any) string {
@@ -1056,6 +920,19 @@ func normalizeBlocks(raw string, max int) (json.RawMessage, *apiErr) {
 				}
 			}
 		}
+		// Slack names an input element that has no action_id.
+		if el, ok := b["element"].(map[string]any); ok && b["type"] == "input" {
+			if _, ok := el["action_id"].(string); !ok {
+				for {
+					id := randB64(3)[:4]
+					if !actionIDs[id] {
+						actionIDs[id] = true
+						el["action_id"] = id
+						break
+					}
+				}
+			}
+		}
 	}
 	return json.RawMessage(mustJSON(blocks)), nil
 }
@@ -1110,6 +987,14 @@ func validateBlock(typ string, b map[string]any, ptr string, actionIDs map[strin
 			el, _ := e.(map[string]any)
 			errs = append(errs, validateElement(el, fmt.Sprintf("%s/elements/%d", ptr, i), actionIDs)...)
 		}
+	case "input":
+		errs = append(errs, checkText(b["label"], ptr+"/label", 2000, true)...)
+		errs = append(errs, checkText(b["hint"], ptr+"/hint", 2000, false)...)
+		if el, ok := b["element"].(map[string]any); !ok {
+			errs = append(errs, "missing required field: element [json-pointer:"+ptr+"]")
+		} else {
+			errs = append(errs, validateElement(el, ptr+"/element", actionIDs)...)
+		}
 	case "context":
 		els, _ := b["elements"].([]any)
 		if len(els) == 0 || len(els) > 10 {
@@ -1133,7 +1018,8 @@ func validateElement(el map[string]any, ptr string, actionIDs map[string]bool) [
 		}
 		actionIDs[id] = true
 	}
-	if typ, _ := el["type"].(string); typ == "button" {
+	switch typ, _ := el["type"].(string); typ {
+	case "button":
 		errs = append(errs, checkText(el["text"], ptr+"/text", 75, true)...)
 		if v, ok := el["value"].(string); ok && utf8.RuneCountInString(v) > 2000 {
 			errs = append(errs, "must be less than 2001 characters [json-pointer:"+ptr+"/value]")
@@ -1144,8 +1030,32 @@ func validateElement(el map[string]any, ptr string, actionIDs map[string]bool) [
 		if st, ok := el["style"].(string); ok && st != "primary" && st != "danger" {
 			errs = append(errs, "must be one of primary, danger [json-pointer:"+ptr+"/style]")
 		}
+	case "plain_text_input":
+		errs = append(errs, checkText(el["placeholder"], ptr+"/placeholder", 150, false)...)
+		maxLen, hasMax := intOf(el["max_length"])
+		if hasMax && (maxLen < 1 || maxLen > 3000) {
+			errs = append(errs, "must be between 1 and 3000 [json-pointer:"+ptr+"/max_length]")
+		}
+		if minLen, ok := intOf(el["min_length"]); ok && (minLen < 0 || minLen > 3000 || (hasMax && minLen > maxLen)) {
+			errs = append(errs, "must be between 0 and 3000 and not more than max_length [json-pointer:"+ptr+"/min_length]")
+		}
+		if iv, ok := el["initial_value"].(string); ok && hasMax && utf8.RuneCountInString(iv) > maxLen {
+			errs = append(errs, "must be no longer than max_length [json-pointer:"+ptr+"/initial_value]")
+		}
 	}
 	return errs
+}
+
+// intOf reads a JSON number (json.Number or float64).
+func intOf(v any) (int, bool) {
+	switch n := v.(type) {
+	case json.Number:
+		i, err := n.Int64()
+		return int(i), err == nil
+	case float64:
+		return int(n), true
+	}
+	return 0, false
 }
 
 // findButton finds an interactive element by action_id (and block_id if

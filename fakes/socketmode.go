@@ -36,6 +36,9 @@ type BlockAction struct {
 	UserID, ActionID, BlockID, Value string
 	// ChannelID and MessageTS name the message the button was on.
 	ChannelID, MessageTS string
+	// ViewID, when set, names the view (Home tab or modal) the button is on
+	// instead of a message; ChannelID and MessageTS must then be empty.
+	ViewID string
 }
 
 type envelope struct {
@@ -48,6 +51,9 @@ type envelope struct {
 	// for slash commands: where the ack payload is shown
 	respond   *hook
 	responded bool
+	// viewID is the view a view_submission envelope submits; its ack
+	// decides what happens to that view.
+	viewID string
 }
 
 type smState struct {
@@ -243,6 +249,20 @@ func (s *Slack) recordAck(data []byte) {
 				s.log.logf(s.closed, "fakes: Slack: ack payload of %s refused: %s", a.EnvelopeID, e)
 			}
 		}
+		// Slack waits 3 seconds for the answer to a view submission; the
+		// first ack decides.
+		if env.viewID != "" && !env.responded {
+			env.responded = true
+			if d := now.Sub(ack.SentAt); d > viewAckDeadline {
+				s.log.logf(s.closed, "fakes: Slack: view_submission %s acked after %v (> %v): Slack shows the user an error and leaves view %s open",
+					a.EnvelopeID, d.Round(time.Millisecond), viewAckDeadline, env.viewID)
+				if vr := s.views[env.viewID]; vr != nil {
+					vr.notes = append(vr.notes, "late ack of "+a.EnvelopeID)
+				}
+			} else {
+				s.applyViewAck(env.viewID, a.EnvelopeID, ack.Payload)
+			}
+		}
 	}
 	s.sm.acks = append(s.sm.acks, ack)
 	s.sm.ackTaken = append(s.sm.ackTaken, false)
@@ -382,9 +402,9 @@ func (s *Slack) SendSlashCommand(t testing.TB, c SlashCommand) (envelopeID strin
 	}
 	s.mu.Lock()
 	if c.TriggerID == "" {
-		c.TriggerID = s.newTrigger()
+		c.TriggerID = s.newTrigger(c.UserID, "")
 	} else if s.triggers[c.TriggerID] == nil {
-		s.triggers[c.TriggerID] = &triggerRec{issued: time.Now()}
+		s.triggers[c.TriggerID] = &triggerRec{issued: time.Now(), user: c.UserID}
 	}
 	h := s.newHook("commands", c.UserID, c.ChannelID, "", false)
 	// Socket Mode slash-command payloads are the form fields as strings.
@@ -416,31 +436,53 @@ func (s *Slack) SendSlashCommand(t testing.TB, c SlashCommand) (envelopeID strin
 // it). ChannelID defaults to the channel of the message with MessageTS, else
 // the user's DM with the app. A click on an ephemeral message has
 // container.is_ephemeral true and no "message", as in Slack.
+//
+// With ViewID set, the click is on a view the fake stores (the user's Home
+// tab or an open modal): the button must be in it, and the payload is what
+// Slack sends for a view: container {"type":"view","view_id"}, the "view"
+// object, and no "message", "channel" or "response_url".
 func (s *Slack) SendBlockAction(t testing.TB, a BlockAction) (envelopeID string) {
 	t.Helper()
 	s.mu.Lock()
-	var src *msgRec
-	if a.MessageTS != "" {
-		for _, m := range s.msgs {
-			if m.TS == a.MessageTS && !m.deleted && (a.ChannelID == "" || m.Channel == a.ChannelID) &&
-				(!m.ephemeral || m.User == a.UserID) {
-				src = m
+	var (
+		src    *msgRec
+		vr     *viewRec
+		blocks json.RawMessage
+	)
+	if a.ViewID != "" {
+		var problem string
+		vr, problem = s.blockActionView(a)
+		if problem != "" {
+			s.mu.Unlock()
+			t.Fatalf("fakes: Slack: SendBlockAction: %s\n%s", problem, s.Dump())
+		}
+		blocks, _ = vr.view["blocks"].(json.RawMessage)
+	} else {
+		if a.MessageTS != "" {
+			for _, m := range s.msgs {
+				if m.TS == a.MessageTS && !m.deleted && (a.ChannelID == "" || m.Channel == a.ChannelID) &&
+					(!m.ephemeral || m.User == a.UserID) {
+					src = m
+				}
 			}
 		}
-	}
-	if a.ChannelID == "" {
+		if a.ChannelID == "" {
+			if src != nil {
+				a.ChannelID = src.Channel
+			} else {
+				a.ChannelID = DMChannel(a.UserID)
+			}
+		}
+		if a.MessageTS == "" {
+			a.MessageTS = s.nextTS()
+		}
 		if src != nil {
-			a.ChannelID = src.Channel
-		} else {
-			a.ChannelID = DMChannel(a.UserID)
+			blocks = src.Blocks
 		}
 	}
-	if a.MessageTS == "" {
-		a.MessageTS = s.nextTS()
-	}
 	action := map[string]any{"type": "button", "action_id": a.ActionID}
-	if src != nil {
-		if bid, el := findButton(src.Blocks, a.ActionID, a.BlockID); el != nil {
+	if blocks != nil {
+		if bid, el := findButton(blocks, a.ActionID, a.BlockID); el != nil {
 			if a.BlockID == "" {
 				a.BlockID = bid
 			}
@@ -468,26 +510,32 @@ func (s *Slack) SendBlockAction(t testing.TB, a BlockAction) (envelopeID string)
 	action["value"] = a.Value
 	action["action_ts"] = fmt.Sprintf("%d.%06d", time.Now().Unix(), time.Now().Nanosecond()/1000)
 
-	ephemeral := src != nil && src.ephemeral
-	h := s.newHook("actions", a.UserID, a.ChannelID, a.MessageTS, ephemeral)
 	u := s.user(a.UserID)
 	payload := map[string]any{
 		"type":                  "block_actions",
 		"user":                  map[string]any{"id": a.UserID, "username": u.name, "name": u.name, "team_id": TeamID},
 		"api_app_id":            AppID,
 		"token":                 VerificationToken,
-		"container":             map[string]any{"type": "message", "message_ts": a.MessageTS, "channel_id": a.ChannelID, "is_ephemeral": ephemeral},
-		"trigger_id":            s.newTrigger(),
 		"team":                  map[string]any{"id": TeamID, "domain": TeamDomain},
 		"enterprise":            nil,
 		"is_enterprise_install": false,
-		"channel":               map[string]any{"id": a.ChannelID, "name": channelName(a.ChannelID)},
 		"state":                 map[string]any{"values": map[string]any{}},
-		"response_url":          h.url,
 		"actions":               []any{action},
 	}
-	if src != nil && !ephemeral {
-		payload["message"] = src.wire()
+	if vr != nil {
+		payload["container"] = map[string]any{"type": "view", "view_id": vr.id}
+		payload["trigger_id"] = s.newTrigger(a.UserID, vr.id)
+		payload["view"] = s.viewWire(vr, nil)
+	} else {
+		ephemeral := src != nil && src.ephemeral
+		h := s.newHook("actions", a.UserID, a.ChannelID, a.MessageTS, ephemeral)
+		payload["container"] = map[string]any{"type": "message", "message_ts": a.MessageTS, "channel_id": a.ChannelID, "is_ephemeral": ephemeral}
+		payload["trigger_id"] = s.newTrigger(a.UserID, "")
+		payload["channel"] = map[string]any{"id": a.ChannelID, "name": channelName(a.ChannelID)}
+		payload["response_url"] = h.url
+		if src != nil && !ephemeral {
+			payload["message"] = src.wire()
+		}
 	}
 	env := s.register("interactive", mustJSON(payload), false, nil)
 	s.mu.Unlock()

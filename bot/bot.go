@@ -27,12 +27,24 @@ type Config struct {
 	BotToken, AppToken string
 	// SlackAPIURL is the Web API base with a trailing slash.
 	SlackAPIURL string
-	// Approver is the Slack user ID of the designated approver.
-	Approver string
-	Store    approvals.Store
-	SignIn   *graph.Authenticator
-	Graph    graph.ClientOptions
-	Logger   *slog.Logger
+	// Policy says who may ask, who may decide, and how long requests live.
+	Policy approvals.Policy
+	// ApproverUPNs maps approver Slack IDs to the Entra username each must
+	// sign in as; an approver missing here is checked against their Slack
+	// profile email.
+	ApproverUPNs map[string]string
+	Store        approvals.Store
+	SignIn       *graph.Authenticator
+	Graph        graph.ClientOptions
+	// SignInTTL is how long an approver's sign-in is reused (0: never).
+	SignInTTL time.Duration
+	// AllowedStatuses are the Cloud PC statuses in which a reprovision may
+	// be sent.
+	AllowedStatuses []string
+	// TrackEvery is the first wait before looking at a reprovisioning Cloud
+	// PC (then it backs off); TrackFor is how long to follow it.
+	TrackEvery, TrackFor time.Duration
+	Logger               *slog.Logger
 	// ShutdownGrace is how long in-flight Graph calls may run on after a
 	// stop signal; the process must exit within 10 s.
 	ShutdownGrace time.Duration
@@ -65,13 +77,25 @@ type Bot struct {
 	cancelExec context.CancelFunc
 	workers    sync.WaitGroup
 
-	seen envelopeLog
+	seen     envelopeLog
+	sessions sessions
+	// homeViewers are users who opened the App Home since start; their Home
+	// tab is kept current.
+	homeViewers userSet
+	// wake nudges the scheduler (expiry, tracking) when a deadline moved.
+	wake chan struct{}
 }
 
 // New builds a Bot; nothing is contacted until Run.
 func New(cfg Config) (*Bot, error) {
-	if cfg.Store == nil || cfg.SignIn == nil || cfg.Approver == "" {
-		return nil, errors.New("bot: store, sign-in and approver are required")
+	if cfg.Store == nil || cfg.SignIn == nil {
+		return nil, errors.New("bot: store and sign-in are required")
+	}
+	if err := cfg.Policy.Validate(); err != nil {
+		return nil, fmt.Errorf("bot: %w", err)
+	}
+	if cfg.TrackEvery <= 0 {
+		cfg.TrackEvery = time.Minute
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -96,6 +120,8 @@ func New(cfg Config) (*Bot, error) {
 			slack.OptionAPIURL(cfg.SlackAPIURL),
 			slack.OptionHTTPClient(httpClient)),
 	}
+	b.wake = make(chan struct{}, 1)
+	b.sessions.ttl = cfg.SignInTTL
 	b.signInCtx, b.cancelSignIn = context.WithCancel(context.Background())
 	b.execCtx, b.cancelExec = context.WithCancel(context.Background())
 	return b, nil
@@ -112,6 +138,7 @@ func (b *Bot) Run(ctx context.Context) error {
 		return fmt.Errorf("slack: checking SLACK_BOT_TOKEN: %w", err)
 	}
 	b.resumeAfterRestart(ctx)
+	b.spawn(b.schedule)
 
 	sm := socketmode.New(b.api)
 	socketCtx, stopSocket := context.WithCancel(context.Background())
@@ -131,7 +158,7 @@ loop:
 			runErr = fmt.Errorf("slack socket mode: %w", err)
 			break loop
 		case evt := <-sm.Events:
-			b.dispatch(ctx, sm, evt)
+			b.dispatch(sm, evt)
 		}
 	}
 	stopSocket()
@@ -168,7 +195,7 @@ func (b *Bot) spawn(work func()) {
 
 // dispatch acks every envelope first (Slack redelivers unacked ones after a
 // few seconds), then handles it. Slow work goes to a worker.
-func (b *Bot) dispatch(ctx context.Context, sm *socketmode.Client, evt socketmode.Event) {
+func (b *Bot) dispatch(sm *socketmode.Client, evt socketmode.Event) {
 	switch evt.Type {
 	case socketmode.EventTypeConnecting:
 		b.log.Info("connecting to Slack")
@@ -203,12 +230,22 @@ func (b *Bot) dispatch(ctx context.Context, sm *socketmode.Client, evt socketmod
 		}
 		b.handleSlashCommand(sm, evt.Request, cmd)
 	case socketmode.EventTypeInteractive:
-		b.ack(sm, evt.Request, nil)
 		callback, ok := evt.Data.(slack.InteractionCallback)
 		if !ok {
+			b.ack(sm, evt.Request, nil)
 			return
 		}
-		b.spawn(func() { b.handleInteraction(callback) })
+		if callback.Type == slack.InteractionTypeViewSubmission {
+			b.handleViewSubmission(sm, evt.Request, callback)
+			return
+		}
+		b.ack(sm, evt.Request, nil)
+		b.spawn(func() { b.handleBlockAction(callback) })
+	case socketmode.EventTypeEventsAPI:
+		b.ack(sm, evt.Request, nil)
+		if user, ok := appHomeOpened(evt.Data); ok {
+			b.spawn(func() { b.homeOpened(user) })
+		}
 	default:
 		b.ack(sm, evt.Request, nil)
 	}
@@ -254,4 +291,33 @@ func (l *envelopeLog) firstTime(id string) bool {
 	}
 	l.seen[id] = now
 	return true
+}
+
+// userSet is a small concurrent set of Slack user IDs.
+type userSet struct {
+	mu    sync.Mutex
+	users map[string]bool
+}
+
+func (s *userSet) add(user string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.users == nil {
+		s.users = map[string]bool{}
+	}
+	s.users[user] = true
+}
+
+func (s *userSet) has(user string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.users[user]
+}
+
+// nudge wakes the scheduler without blocking.
+func (b *Bot) nudge() {
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
 }

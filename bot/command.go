@@ -2,6 +2,7 @@ package bot
 
 import (
 	"errors"
+	"regexp"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -9,60 +10,141 @@ import (
 	"github.com/reprovision-bot/reprovision-bot/approvals"
 )
 
+// TargetKind says how a Cloud PC was named.
+type TargetKind int
+
+const (
+	TargetID         TargetKind = iota + 1 // a Cloud PC id (GUID)
+	TargetDeviceName                       // a device name such as CPC-alice-8X2K1
+	TargetUPN                              // the user's principal name, alice@contoso.com
+)
+
 // Command is a parsed `/reprovision` invocation.
 type Command struct {
 	// Help is set for `/reprovision` alone or `/reprovision help`.
 	Help bool
-	// CloudPCID is the validated Cloud PC id, lower case.
-	CloudPCID string
+	// Target is the Cloud PC as named: id (lower case), device name or UPN.
+	Target string
+	Kind   TargetKind
+	// Reason is why; empty means the bot must ask for it.
+	Reason string
 }
 
-// maxCommandText bounds what we even look at: a GUID is 36 characters, so
-// anything much longer is not a Cloud PC id.
-const maxCommandText = 200
+// CloudPCID is the id when the target is one, else "".
+func (c Command) CloudPCID() string {
+	if c.Kind == TargetID {
+		return c.Target
+	}
+	return ""
+}
+
+const (
+	// maxCommandText bounds what we even look at.
+	maxCommandText = 600
+	// MaxReason keeps a reason readable on a prompt (Slack sections hold 3000).
+	MaxReason = 500
+)
 
 // Usage is the reply to `/reprovision help`.
-const Usage = "*Usage:* `/reprovision <cloud PC id>`\n" +
-	"Asks the designated approver to reprovision that Windows 365 Cloud PC. " +
-	"The id is a GUID, e.g. `4e1f0b9a-2c3d-4e5f-8a9b-0c1d2e3f4a5b` (Intune › Devices › Windows 365 › the Cloud PC › Device ID).\n" +
+const Usage = "*Usage:* `/reprovision <cloud PC id | device name | user@domain> <reason>`\n" +
+	"Asks an approver to reprovision that Windows 365 Cloud PC. Name it by its id (a GUID such as " +
+	"`4e1f0b9a-2c3d-4e5f-8a9b-0c1d2e3f4a5b`), its device name (`CPC-alice-8X2K1`) or its user's sign-in name. " +
+	"Say why after it; without a reason you are asked for one.\n" +
 	"Reprovisioning signs the user out and *deletes all their data and apps*."
+
+var (
+	// deviceNamePattern: Windows device names (NetBIOS-like, no spaces).
+	deviceNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+	// upnPattern: a conservative user principal name; no path or quote
+	// characters beyond the apostrophe some names have.
+	upnPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._'+-]{0,63}@[A-Za-z0-9]([A-Za-z0-9-]{0,62}\.)+[A-Za-z]{2,63}$`)
+)
 
 // ParseCommand validates the text after `/reprovision`. The returned error is
 // safe to show to the user as is: it never echoes their input back (which
 // could carry Slack markup).
 func ParseCommand(text string) (Command, error) {
 	if len(text) > maxCommandText {
-		return Command{}, errors.New("That is too long to be a Cloud PC id (a GUID has 36 characters).")
+		return Command{}, errors.New("That is too long: name one Cloud PC and give a short reason.")
 	}
 	if !utf8.ValidString(text) {
 		return Command{}, errors.New("The text is not valid UTF-8.")
 	}
 	for _, r := range text {
 		// Slack turns newlines into spaces for slash commands, but a
-		// payload could still carry them; no control character is ever
-		// part of an id.
+		// payload could still carry them; no control character belongs in
+		// a target or a reason.
 		if unicode.IsControl(r) && r != ' ' && r != '\t' {
-			return Command{}, errors.New("The text contains control characters; expected a Cloud PC id.")
+			return Command{}, errors.New("The text contains control characters.")
 		}
 	}
 	fields := strings.Fields(text)
+	if len(fields) == 0 || (len(fields) == 1 && strings.EqualFold(fields[0], "help")) {
+		return Command{Help: true}, nil
+	}
+	target, err := parseTarget(fields[0])
+	if err != nil {
+		return Command{}, err
+	}
+	target.Reason = strings.Join(fields[1:], " ")
+	if err := CheckReason(target.Reason, false); err != nil {
+		return Command{}, err
+	}
+	return target, nil
+}
+
+func parseTarget(s string) (Command, error) {
 	switch {
-	case len(fields) == 0:
-		return Command{Help: true}, nil
-	case len(fields) == 1 && strings.EqualFold(fields[0], "help"):
-		return Command{Help: true}, nil
-	case len(fields) > 1:
-		return Command{}, errors.New("Expected exactly one Cloud PC id and nothing after it.")
-	}
-	id := fields[0]
-	if strings.ContainsAny(id, "<>&*_~`|") {
-		return Command{}, errors.New("A Cloud PC id contains no markup or mentions; expected a GUID.")
-	}
-	if strings.ContainsAny(id, `/\%`) || strings.Contains(id, "..") {
-		return Command{}, errors.New("A Cloud PC id contains no path characters (`/`, `\\`, `%`, `..`).")
-	}
-	if !approvals.ValidCloudPCID(id) {
+	case strings.ContainsAny(s, "<>&*_~`|\"") && !upnPattern.MatchString(s):
+		return Command{}, errors.New("A Cloud PC is named by its id, device name or user's sign-in name: no markup or mentions.")
+	case strings.ContainsAny(s, `/\%?#`) || strings.Contains(s, ".."):
+		return Command{}, errors.New("A Cloud PC name contains no path characters (`/`, `\\`, `%`, `?`, `#`, `..`).")
+	case approvals.ValidCloudPCID(s):
+		return Command{Target: strings.ToLower(s), Kind: TargetID}, nil
+	case strings.Contains(s, "@"):
+		if !upnPattern.MatchString(s) {
+			return Command{}, errors.New("That is not a user sign-in name (user@domain).")
+		}
+		return Command{Target: strings.ToLower(s), Kind: TargetUPN}, nil
+	case looksLikeBrokenGUID(s):
 		return Command{}, errors.New("That is not a Cloud PC id: expected a GUID like `4e1f0b9a-2c3d-4e5f-8a9b-0c1d2e3f4a5b`.")
+	case deviceNamePattern.MatchString(s):
+		return Command{Target: s, Kind: TargetDeviceName}, nil
 	}
-	return Command{CloudPCID: strings.ToLower(id)}, nil
+	return Command{}, errors.New("That is not a Cloud PC id (a GUID), a device name or a user sign-in name.")
+}
+
+// looksLikeBrokenGUID catches a mistyped id, so it is not searched for as
+// a device name.
+func looksLikeBrokenGUID(s string) bool {
+	return strings.Count(s, "-") >= 3 && strings.Trim(strings.ToLower(s), "0123456789abcdef-{}") == ""
+}
+
+// CheckReason validates a reason typed after the target or in the form.
+// Reasons are free text, shown escaped, never part of a URL; but one that
+// starts like a shell command or another id is a mistake, not a reason.
+func CheckReason(reason string, required bool) error {
+	reason = strings.TrimSpace(reason)
+	if reason == "" {
+		if required {
+			return errors.New("Please give a reason.")
+		}
+		return nil
+	}
+	if utf8.RuneCountInString(reason) > MaxReason {
+		return errors.New("The reason is too long (500 characters at most).")
+	}
+	for _, r := range reason {
+		if unicode.IsControl(r) && r != '\n' && r != ' ' && r != '\t' {
+			return errors.New("The reason contains control characters.")
+		}
+	}
+	first, _ := utf8.DecodeRuneInString(reason)
+	if !unicode.IsLetter(first) && !unicode.IsDigit(first) {
+		return errors.New("Name exactly one Cloud PC, then a reason in words (it must start with a letter or digit).")
+	}
+	if approvals.ValidCloudPCID(strings.Fields(reason)[0]) {
+		return errors.New("Name exactly one Cloud PC per request.")
+	}
+	return nil
 }

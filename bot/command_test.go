@@ -5,18 +5,33 @@ import (
 	"testing"
 )
 
-func TestParseCommandAcceptsACloudPCID(t *testing.T) {
-	for _, text := range []string{
-		"4e1f0b9a-2c3d-4e5f-8a9b-0c1d2e3f4a5b",
-		"  4E1F0B9A-2C3D-4E5F-8A9B-0C1D2E3F4A5B  ",
-		"\t4e1f0b9a-2c3d-4e5f-8a9b-0c1d2e3f4a5b",
-	} {
-		got, err := ParseCommand(text)
+const id = "4e1f0b9a-2c3d-4e5f-8a9b-0c1d2e3f4a5b"
+
+func TestParseCommandTargets(t *testing.T) {
+	cases := []struct {
+		text   string
+		target string
+		kind   TargetKind
+		reason string
+	}{
+		{id + " profile corrupt", id, TargetID, "profile corrupt"},
+		{"  4E1F0B9A-2C3D-4E5F-8A9B-0C1D2E3F4A5B  disk full ", id, TargetID, "disk full"},
+		{"\t" + id, id, TargetID, ""},
+		{"CPC-alice-8X2K1 apps broken after update; please redo", "CPC-alice-8X2K1", TargetDeviceName, "apps broken after update; please redo"},
+		{"Alice.O'Brien@Contoso.com 2nd try", "alice.o'brien@contoso.com", TargetUPN, "2nd try"},
+		{"john_doe@contoso.co.uk", "john_doe@contoso.co.uk", TargetUPN, ""},
+	}
+	for _, c := range cases {
+		got, err := ParseCommand(c.text)
 		if err != nil {
-			t.Fatalf("ParseCommand(%q): %v", text, err)
+			t.Errorf("ParseCommand(%q): %v", c.text, err)
+			continue
 		}
-		if got.Help || got.CloudPCID != "4e1f0b9a-2c3d-4e5f-8a9b-0c1d2e3f4a5b" {
-			t.Errorf("ParseCommand(%q) = %+v, want the lower-case id", text, got)
+		if got.Help || got.Target != c.target || got.Kind != c.kind || got.Reason != c.reason {
+			t.Errorf("ParseCommand(%q) = %+v, want target %q kind %d reason %q", c.text, got, c.target, c.kind, c.reason)
+		}
+		if (c.kind == TargetID) != (got.CloudPCID() == c.target) {
+			t.Errorf("ParseCommand(%q).CloudPCID() = %q", c.text, got.CloudPCID())
 		}
 	}
 }
@@ -30,26 +45,31 @@ func TestParseCommandHelp(t *testing.T) {
 	}
 }
 
-func TestParseCommandRefusesWhatIsNotAnID(t *testing.T) {
-	const id = "4e1f0b9a-2c3d-4e5f-8a9b-0c1d2e3f4a5b"
+func TestParseCommandRefusesWhatIsNotACloudPC(t *testing.T) {
 	cases := map[string]struct{ text, wantMsg string }{
-		"not a guid":         {"alice-laptop", "not a Cloud PC id"},
-		"guid too short":     {"9e1f0b9a-2c3d-4e5f-8a9b-0c1d2e3f4a5", "not a Cloud PC id"},
+		"broken guid":        {"9e1f0b9a-2c3d-4e5f-8a9b-0c1d2e3f4a5", "not a Cloud PC id"},
 		"slash":              {id + "/../../users", "path characters"},
 		"dot dot":            {"..", "path characters"},
 		"encoded dot":        {"%2e%2e", "path characters"},
-		"backslash":          {`4e1f0b9a\2c3d`, "path characters"},
+		"query":              {"CPC-a?x=1", "path characters"},
+		"backslash":          {`CPC\alice`, "path characters"},
 		"mention markup":     {"<@U123>", "markup"},
 		"link markup":        {"<https://evil.example|click>", "markup"},
 		"newline":            {id + "\nrm -rf /", "control characters"},
 		"nul":                {id + "\x00", "control characters"},
 		"escape":             {"\x1b[31m" + id, "control characters"},
-		"extra shell text":   {id + " ; rm -rf /", "nothing after it"},
-		"two ids":            {id + " " + id, "nothing after it"},
-		"over-long":          {strings.Repeat("a", 201), "too long"},
+		"shell after id":     {id + " ; rm -rf /", "start with a letter or digit"},
+		"and-and after id":   {id + " && curl evil", "start with a letter or digit"},
+		"subshell after id":  {id + " $(reboot)", "start with a letter or digit"},
+		"two ids":            {id + " " + id, "exactly one Cloud PC"},
+		"over-long":          {strings.Repeat("a", 601), "too long"},
+		"long reason":        {id + " " + strings.Repeat("b", 501), "too long"},
 		"invalid utf8":       {"\xff\xfe", "UTF-8"},
 		"braced guid":        {"{" + id + "}", "not a Cloud PC id"},
 		"unicode look-alike": {"４e1f0b9a-2c3d-4e5f-8a9b-0c1d2e3f4a5b", "not a Cloud PC id"},
+		"bad upn":            {"alice@", "not a user sign-in name"},
+		"quote in name":      {`CPC"x`, "markup"},
+		"long device name":   {strings.Repeat("9", 70), "not a Cloud PC id"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -60,9 +80,18 @@ func TestParseCommandRefusesWhatIsNotAnID(t *testing.T) {
 			if !strings.Contains(err.Error(), c.wantMsg) {
 				t.Errorf("error %q does not mention %q", err, c.wantMsg)
 			}
-			if strings.Contains(err.Error(), c.text) && len(c.text) > 2 {
+			if len(c.text) > 2 && strings.Contains(err.Error(), c.text) {
 				t.Errorf("error %q echoes the input back", err)
 			}
 		})
+	}
+}
+
+func TestCheckReasonRequiredInTheForm(t *testing.T) {
+	if err := CheckReason("  ", true); err == nil {
+		t.Error("a blank reason passed where one is required")
+	}
+	if err := CheckReason("Laptop stolen,\nwipe it", true); err != nil {
+		t.Errorf("a two-line reason from the form was refused: %v", err)
 	}
 }

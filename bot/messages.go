@@ -3,88 +3,211 @@ package bot
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/slack-go/slack"
 
 	"github.com/reprovision-bot/reprovision-bot/approvals"
 )
 
-// Action IDs of the buttons on the approval prompt. The button value is the
-// request reference; both are checked before use.
+// Action IDs of the bot's buttons. Every button value is a request
+// reference (or reference|cloud PC id for a pick); both are checked before use.
 const (
-	actionApprove = "approve"
-	actionDeny    = "deny"
+	actionApprove     = "approve"
+	actionDeny        = "deny"
+	actionCancel      = "cancel"          // requester withdraws a pending request
+	actionConfirm     = "confirm"         // approver: Reprovision now
+	actionAbort       = "abort"           // approver: Cancel at the confirmation
+	actionPick        = "pick"            // approver picks one of several Cloud PCs
+	actionResumeTrack = "resume_tracking" // approver signs in again to follow a reprovision
+	actionRequestOver = "request_again"   // requester re-asks after expiry
+	actionSignInLink  = "signin_link"     // URL button; Slack still sends a click
+)
+
+// Modal callback IDs.
+const (
+	callbackReason = "reprovision_reason"
+	callbackDeny   = "deny_reason"
+	// blockReason/inputReason name the reason input in both modals.
+	blockReason = "reason"
+	inputReason = "reason_input"
 )
 
 // wipeWarning is on every prompt: the approver must know what Approve does.
 const wipeWarning = ":warning: Reprovisioning *signs the user out and deletes all their data and apps* on this Cloud PC. It cannot be undone."
 
+// targetLabel names the Cloud PC as well as we know it.
+func targetLabel(r *approvals.Request) string {
+	if r.Device != nil && r.Device.ManagedDeviceName != "" {
+		return fmt.Sprintf("%s of %s", r.Device.ManagedDeviceName, r.Device.UserPrincipalName)
+	}
+	if r.CloudPCID != "" {
+		return r.CloudPCID
+	}
+	return r.Target
+}
+
 // promptText is the notification/fallback text of the approval prompt.
 func promptText(r *approvals.Request) string {
-	return fmt.Sprintf("Reprovision request %s for Cloud PC %s from <@%s>", r.ID, r.CloudPCID, r.RequesterID)
+	return fmt.Sprintf("Reprovision request %s for %s from <@%s>", r.ID, escapeText(targetLabel(r)), r.RequesterID)
 }
 
 // promptBlocks renders the approval prompt for r in its current state. The
-// buttons are shown only while the request is pending; status is the line
-// that says what is happening now.
-func promptBlocks(r *approvals.Request, status string) []slack.Block {
-	header := slack.NewSectionBlock(mrkdwn(fmt.Sprintf("*Reprovision request %s*", r.ID)), nil, nil)
-	facts := slack.NewSectionBlock(nil, []*slack.TextBlockObject{
-		mrkdwn(fmt.Sprintf("*Cloud PC*\n`%s`", r.CloudPCID)),
-		mrkdwn(fmt.Sprintf("*Requested by*\n<@%s>", r.RequesterID)),
-		mrkdwn(fmt.Sprintf("*When*\n%s", slackDate(r))),
-		mrkdwn(fmt.Sprintf("*Approver*\n<@%s>", r.ApproverID)),
-	}, nil)
-	warning := slack.NewSectionBlock(mrkdwn(wipeWarning), nil, nil)
-	blocks := []slack.Block{header, facts, warning}
-	if r.State == approvals.StatePending {
+// decision buttons show only while it is pending.
+func promptBlocks(r *approvals.Request) []slack.Block {
+	blocks := []slack.Block{
+		section(fmt.Sprintf("*Reprovision request %s*", r.ID)),
+		slack.NewSectionBlock(nil, []*slack.TextBlockObject{
+			mrkdwn(fmt.Sprintf("*Cloud PC*\n`%s`", escapeText(targetOf(r)))),
+			mrkdwn(fmt.Sprintf("*Requested by*\n<@%s>", r.RequesterID)),
+			mrkdwn(fmt.Sprintf("*When*\n%s", slackDate(r.CreatedAt))),
+			mrkdwn(fmt.Sprintf("*Approvers*\n%s", mentions(r.Approvers))),
+		}, nil),
+	}
+	if r.Reason != "" {
+		blocks = append(blocks, section("*Reason*\n"+escapeText(r.Reason)))
+	}
+	if r.Device != nil {
+		blocks = append(blocks, slack.NewSectionBlock(nil, deviceFields(*r.Device), nil))
+	}
+	blocks = append(blocks, section(wipeWarning))
+	switch {
+	case r.State == approvals.StatePending:
 		approve := slack.NewButtonBlockElement(actionApprove, r.ID, plain("Approve")).
 			WithStyle(slack.StyleDanger).
 			WithConfirm(slack.NewConfirmationBlockObject(
 				plain("Reprovision this Cloud PC?"),
-				mrkdwn(fmt.Sprintf("`%s` will be wiped: the user is signed out and all data and apps are deleted. You will be asked to sign in.", r.CloudPCID)),
+				mrkdwn(fmt.Sprintf("`%s` will be wiped: the user is signed out and all data and apps are deleted.", escapeText(targetOf(r)))),
 				plain("Approve"), plain("Go back")))
 		deny := slack.NewButtonBlockElement(actionDeny, r.ID, plain("Deny"))
 		blocks = append(blocks, slack.NewActionBlock("decision:"+r.ID, approve, deny))
+	case r.State == approvals.StateSucceeded && r.Tracking.Active() && r.Tracking.Paused:
+		resume := slack.NewButtonBlockElement(actionResumeTrack, r.ID, plain("Resume tracking"))
+		blocks = append(blocks, slack.NewActionBlock("tracking:"+r.ID, resume))
 	}
-	if status != "" {
-		blocks = append(blocks, slack.NewContextBlock("status:"+r.ID, mrkdwn(status)))
-	}
+	blocks = append(blocks, slack.NewContextBlock("status:"+r.ID, mrkdwn(statusLine(r))))
 	return blocks
 }
 
-// slackDate shows the request time in each reader's own time zone.
-func slackDate(r *approvals.Request) string {
-	return fmt.Sprintf("<!date^%d^{date_short_pretty} {time}|%s>", r.CreatedAt.Unix(), r.CreatedAt.UTC().Format("2006-01-02 15:04 UTC"))
+// targetOf is the Cloud PC id once known, else what was typed.
+func targetOf(r *approvals.Request) string {
+	if r.CloudPCID != "" {
+		return r.CloudPCID
+	}
+	return r.Target
+}
+
+// deviceFields are what will be wiped, as Graph described it.
+func deviceFields(d approvals.CloudPC) []*slack.TextBlockObject {
+	field := func(name, value string) *slack.TextBlockObject {
+		if value == "" {
+			value = "—"
+		}
+		return mrkdwn(fmt.Sprintf("*%s*\n%s", name, escapeText(value)))
+	}
+	status := d.Status
+	if d.StatusDetails != "" {
+		status += " (" + d.StatusDetails + ")"
+	}
+	modified := "—"
+	if !d.LastModified.IsZero() {
+		modified = slackDate(d.LastModified)
+	}
+	return []*slack.TextBlockObject{
+		field("Device", d.ManagedDeviceName),
+		field("User", d.UserPrincipalName),
+		field("Name", d.DisplayName),
+		field("Status", status),
+		field("Plan", d.ServicePlanName),
+		field("Provisioning policy", d.ProvisioningPolicyName),
+		mrkdwn("*Last modified*\n" + modified),
+		field("Cloud PC id", d.ID),
+	}
+}
+
+// slackDate shows a time in each reader's own time zone.
+func slackDate(t time.Time) string {
+	return fmt.Sprintf("<!date^%d^{date_short_pretty} {time}|%s>", t.Unix(), t.UTC().Format("2006-01-02 15:04 UTC"))
+}
+
+func mentions(users []string) string {
+	var out []string
+	for _, u := range users {
+		out = append(out, "<@"+u+">")
+	}
+	return strings.Join(out, ", ")
 }
 
 // statusLine says in one line where the request is, for the prompt and for
 // late clickers.
 func statusLine(r *approvals.Request) string {
+	note := ""
+	if r.Outcome != "" {
+		note = " " + r.Outcome
+	}
 	switch r.State {
 	case approvals.StatePending:
-		if r.Outcome != "" {
-			return fmt.Sprintf(":hourglass: Awaiting a decision. %s", r.Outcome)
-		}
-		return ":hourglass: Awaiting a decision."
+		return ":hourglass: Awaiting a decision." + note
 	case approvals.StateApproved:
 		return fmt.Sprintf(":key: Approved by <@%s>. Waiting for <@%s> to sign in (see the sign-in message).", r.DecidedBy, r.DecidedBy)
+	case approvals.StateConfirming:
+		return fmt.Sprintf(":eyes: Approved by <@%s>, signed in as %s. Waiting for their final confirmation.", r.DecidedBy, escapeText(r.SignedInAs))
 	case approvals.StateExecuting:
 		return fmt.Sprintf(":gear: Approved by <@%s>. Reprovisioning…", r.DecidedBy)
 	case approvals.StateSucceeded:
-		return fmt.Sprintf(":white_check_mark: Approved by <@%s>. Reprovision started: Microsoft Graph accepted the request.%s", r.DecidedBy, requestIDSuffix(r))
+		return fmt.Sprintf(":white_check_mark: Approved by <@%s>. Reprovision started: Microsoft Graph accepted the request.%s%s",
+			r.DecidedBy, requestIDSuffix(r), trackingNote(r))
 	case approvals.StateFailed:
-		return fmt.Sprintf(":x: Approved by <@%s>. Reprovision failed: %s", r.DecidedBy, r.Outcome)
+		return fmt.Sprintf(":x: Reprovision failed: %s", r.Outcome)
 	case approvals.StateOutcomeUnknown:
-		return fmt.Sprintf(":grey_question: Approved by <@%s>. Outcome unknown — check the Cloud PC. %s", r.DecidedBy, r.Outcome)
+		return fmt.Sprintf(":grey_question: Approved by <@%s>. Outcome unknown — check the Cloud PC.%s", r.DecidedBy, note)
 	case approvals.StateDenied:
-		return fmt.Sprintf(":no_entry_sign: Denied by <@%s>.", r.DecidedBy)
+		s := fmt.Sprintf(":no_entry_sign: Denied by <@%s>.", r.DecidedBy)
+		if r.DecisionReason != "" {
+			s += " Reason: " + escapeText(r.DecisionReason)
+		}
+		return s
 	case approvals.StateExpired:
-		return ":clock3: Expired: nobody decided in time."
+		return ":clock3: EXPIRED: nobody decided in time."
 	case approvals.StateCanceled:
+		if r.DecidedBy != "" && r.DecidedBy != r.RequesterID {
+			return fmt.Sprintf(":leftwards_arrow_with_hook: Canceled by <@%s> at the final confirmation.", r.DecidedBy)
+		}
 		return ":leftwards_arrow_with_hook: Canceled by the requester."
 	}
 	return string(r.State)
+}
+
+// trackingNote is the follow-through part of a succeeded request's status.
+func trackingNote(r *approvals.Request) string {
+	t := r.Tracking
+	switch {
+	case t.Until.IsZero():
+		return ""
+	case t.Result == approvals.TrackProvisioned:
+		return " :tada: Done: the Cloud PC is provisioned again."
+	case t.Result == approvals.TrackFailed:
+		return " :x: But the reprovision failed: the Cloud PC's status is failed." + detailsSuffix(r)
+	case t.Result == approvals.TrackTimedOut:
+		return fmt.Sprintf(" :clock3: Stopped following it at the deadline; last status %s. Check the Cloud PC.", escapeText(orDash(t.LastStatus)))
+	case t.Paused:
+		return " :pause_button: Tracking paused: no valid sign-in to look with. Click Resume tracking to sign in."
+	}
+	return fmt.Sprintf(" Following it: status %s.", escapeText(orDash(t.LastStatus)))
+}
+
+func detailsSuffix(r *approvals.Request) string {
+	if r.Device != nil && r.Device.StatusDetails != "" {
+		return " " + escapeText(r.Device.StatusDetails)
+	}
+	return ""
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "—"
+	}
+	return s
 }
 
 func requestIDSuffix(r *approvals.Request) string {
@@ -97,26 +220,110 @@ func requestIDSuffix(r *approvals.Request) string {
 // requesterUpdate is what the requester is told when their request reaches a
 // decision or an outcome.
 func requesterUpdate(r *approvals.Request) string {
-	return fmt.Sprintf("Your request %s to reprovision Cloud PC `%s`: %s", r.ID, r.CloudPCID, statusLine(r))
+	return fmt.Sprintf("Your request %s to reprovision `%s`: %s", r.ID, escapeText(targetLabel(r)), statusLine(r))
 }
 
 // requestSummary is the same news for someone other than the requester.
 func requestSummary(r *approvals.Request) string {
-	return fmt.Sprintf("Request %s to reprovision Cloud PC `%s` from <@%s>: %s", r.ID, r.CloudPCID, r.RequesterID, statusLine(r))
+	return fmt.Sprintf("Request %s to reprovision `%s` from <@%s>: %s", r.ID, escapeText(targetLabel(r)), r.RequesterID, statusLine(r))
+}
+
+// requesterConfirmation is the requester's private receipt, with Cancel.
+func requesterConfirmation(r *approvals.Request) (string, []slack.Block) {
+	text := fmt.Sprintf("Request %s: asking %s to approve reprovisioning `%s`. I'll tell you when they decide.",
+		r.ID, mentions(r.Approvers), escapeText(targetOf(r)))
+	cancel := slack.NewButtonBlockElement(actionCancel, r.ID, plain("Cancel request"))
+	return text, []slack.Block{section(text), slack.NewActionBlock("request:"+r.ID, cancel)}
+}
+
+// expiredNotice tells the requester their request expired, with a one-click
+// retry.
+func expiredNotice(r *approvals.Request) (string, []slack.Block) {
+	text := fmt.Sprintf(":clock3: Your request %s to reprovision `%s` EXPIRED: nobody decided in time.", r.ID, escapeText(targetOf(r)))
+	again := slack.NewButtonBlockElement(actionRequestOver, r.ID, plain("Request again"))
+	return text, []slack.Block{section(text), slack.NewActionBlock("expired:"+r.ID, again)}
+}
+
+// confirmBlocks ask the approver, signed in, for the final word on one
+// Cloud PC, or to pick one of several.
+func confirmBlocks(r *approvals.Request) (string, []slack.Block) {
+	cancel := slack.NewButtonBlockElement(actionAbort, r.ID, plain("Cancel"))
+	if len(r.Candidates) > 1 {
+		text := fmt.Sprintf("%d Cloud PCs match `%s` (request %s). Pick the one to reprovision:", len(r.Candidates), escapeText(r.Target), r.ID)
+		blocks := []slack.Block{section(text), section(wipeWarning)}
+		for _, c := range r.Candidates {
+			// action_ids stay unique within a message: one button per candidate.
+			pick := slack.NewButtonBlockElement(actionPick+":"+c.ID, r.ID+"|"+c.ID, plain("Reprovision this one")).WithStyle(slack.StyleDanger)
+			blocks = append(blocks,
+				slack.NewDividerBlock(),
+				slack.NewSectionBlock(nil, deviceFields(c), nil),
+				slack.NewActionBlock("pick:"+c.ID, pick))
+		}
+		return text, append(blocks, slack.NewActionBlock("abort:"+r.ID, cancel))
+	}
+	d := r.Device
+	text := fmt.Sprintf("Reprovision %s of %s now? This signs them out and deletes all their data and apps.",
+		escapeText(d.ManagedDeviceName), escapeText(d.UserPrincipalName))
+	now := slack.NewButtonBlockElement(actionConfirm, r.ID, plain("Reprovision now")).WithStyle(slack.StyleDanger)
+	return text, []slack.Block{
+		section(fmt.Sprintf("*Request %s:* %s", r.ID, text)),
+		slack.NewSectionBlock(nil, deviceFields(*d), nil),
+		slack.NewActionBlock("confirm:"+r.ID, now, cancel),
+	}
 }
 
 // signInBlocks is the DM with the device code. The verification URL comes
 // from Entra and is checked to be https before it becomes a link button.
-func signInBlocks(ref, verificationURL, userCode string) []slack.Block {
-	text := fmt.Sprintf("*Sign in to approve %s.* Open the Microsoft sign-in page and enter the code `%s`. "+
-		"Sign in as yourself: the reprovision runs with your account.", ref, userCode)
-	button := slack.NewButtonBlockElement("signin_link", ref, plain("Open Microsoft sign-in")).WithURL(verificationURL)
+func signInBlocks(why, verificationURL, userCode string) []slack.Block {
+	text := fmt.Sprintf("*Sign in to %s.* Open the Microsoft sign-in page and enter the code `%s`. "+
+		"Sign in as yourself: Microsoft Graph is called with your account.", why, userCode)
+	button := slack.NewButtonBlockElement(actionSignInLink, "signin", plain("Open Microsoft sign-in")).WithURL(verificationURL)
 	return []slack.Block{
 		slack.NewSectionBlock(mrkdwn(text), nil, slack.NewAccessory(button)),
 		slack.NewContextBlock("", mrkdwn(fmt.Sprintf("Code: `%s` · expires in about 15 minutes · never share it", userCode))),
 	}
 }
 
+// reasonModal asks the requester why, when the command had no reason.
+func reasonModal(privateMetadata, target string) slack.ModalViewRequest {
+	return slack.ModalViewRequest{
+		Type:            slack.VTModal,
+		CallbackID:      callbackReason,
+		PrivateMetadata: privateMetadata,
+		Title:           plain("Reprovision"),
+		Submit:          plain("Ask for approval"),
+		Close:           plain("Cancel"),
+		Blocks: slack.Blocks{BlockSet: []slack.Block{
+			section(fmt.Sprintf("Reprovision `%s`? %s", escapeText(target), wipeWarning)),
+			reasonInput("Why does it need reprovisioning?"),
+		}},
+	}
+}
+
+// denyModal asks the approver why they deny.
+func denyModal(r *approvals.Request) slack.ModalViewRequest {
+	return slack.ModalViewRequest{
+		Type:            slack.VTModal,
+		CallbackID:      callbackDeny,
+		PrivateMetadata: r.ID,
+		Title:           plain("Deny request"),
+		Submit:          plain("Deny"),
+		Close:           plain("Back"),
+		Blocks: slack.Blocks{BlockSet: []slack.Block{
+			section(fmt.Sprintf("Deny %s from <@%s> to reprovision `%s`?", r.ID, r.RequesterID, escapeText(targetOf(r)))),
+			reasonInput("Reason (the requester sees it)"),
+		}},
+	}
+}
+
+func reasonInput(label string) *slack.InputBlock {
+	input := slack.NewPlainTextInputBlockElement(plain("e.g. profile corrupt, apps broken after update"), inputReason)
+	input.Multiline = true
+	input.MaxLength = MaxReason
+	return slack.NewInputBlock(blockReason, plain(label), nil, input)
+}
+
+func section(text string) *slack.SectionBlock { return slack.NewSectionBlock(mrkdwn(text), nil, nil) }
 func mrkdwn(s string) *slack.TextBlockObject {
 	return slack.NewTextBlockObject(slack.MarkdownType, s, false, false)
 }
@@ -124,8 +331,8 @@ func plain(s string) *slack.TextBlockObject {
 	return slack.NewTextBlockObject(slack.PlainTextType, s, false, false)
 }
 
-// escapeText makes s safe inside Slack mrkdwn: Graph messages and other
-// outside text must not turn into mentions or links.
+// escapeText makes s safe inside Slack mrkdwn: Graph messages, reasons and
+// other outside text must not turn into mentions or links.
 func escapeText(s string) string {
 	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
 }

@@ -15,20 +15,31 @@ import (
 // tellUser answers one user privately: through the interaction's response_url
 // when it is a Slack hooks URL, else chat.postEphemeral in the channel, else a DM.
 func (b *Bot) tellUser(ctx context.Context, responseURL, channel, user, text string) {
+	b.tellUserBlocks(ctx, responseURL, channel, user, text, nil)
+}
+
+// tellUserBlocks is tellUser with Block Kit content (text is the fallback).
+func (b *Bot) tellUserBlocks(ctx context.Context, responseURL, channel, user, text string, blocks []slack.Block) {
 	if b.validResponseURL(responseURL) {
+		msg := &slack.WebhookMessage{Text: text, ResponseType: slack.ResponseTypeEphemeral}
+		if blocks != nil {
+			msg.Blocks = &slack.Blocks{BlockSet: blocks}
+		}
 		err := b.slackCall(ctx, "response_url", func(ctx context.Context) error {
-			return slack.PostWebhookCustomHTTPContext(ctx, responseURL, b.httpClient, &slack.WebhookMessage{
-				Text: text, ResponseType: slack.ResponseTypeEphemeral,
-			})
+			return slack.PostWebhookCustomHTTPContext(ctx, responseURL, b.httpClient, msg)
 		})
 		if err == nil {
 			return
 		}
 		b.log.Warn("response_url post failed", "err", err)
 	}
-	if channel != "" {
+	options := []slack.MsgOption{slack.MsgOptionText(text, false)}
+	if blocks != nil {
+		options = append(options, slack.MsgOptionBlocks(blocks...))
+	}
+	if channel != "" && channel[0] != 'D' {
 		err := b.slackCall(ctx, "chat.postEphemeral", func(ctx context.Context) error {
-			_, err := b.api.PostEphemeralContext(ctx, channel, user, slack.MsgOptionText(text, false))
+			_, err := b.api.PostEphemeralContext(ctx, channel, user, options...)
 			return err
 		})
 		if err == nil {
@@ -36,7 +47,21 @@ func (b *Bot) tellUser(ctx context.Context, responseURL, channel, user, text str
 		}
 		b.log.Warn("ephemeral post failed", "err", err)
 	}
-	b.dm(ctx, user, text)
+	b.dmBlocks(ctx, user, options...)
+}
+
+// replaceOriginal rewrites the message a button was on (ephemeral messages
+// can only be changed this way).
+func (b *Bot) replaceOriginal(ctx context.Context, responseURL, text string) bool {
+	if !b.validResponseURL(responseURL) {
+		return false
+	}
+	err := b.slackCall(ctx, "response_url", func(ctx context.Context) error {
+		return slack.PostWebhookCustomHTTPContext(ctx, responseURL, b.httpClient, &slack.WebhookMessage{
+			Text: text, ReplaceOriginal: true, Blocks: &slack.Blocks{BlockSet: []slack.Block{section(text)}},
+		})
+	})
+	return err == nil
 }
 
 // validResponseURL: a response_url comes from the Slack payload; only post
@@ -60,10 +85,19 @@ func (b *Bot) apiHost() string {
 	return u.Host
 }
 
+func msgText(text string) slack.MsgOption { return slack.MsgOptionText(text, false) }
+func msgBlocks(blocks []slack.Block) slack.MsgOption {
+	return slack.MsgOptionBlocks(blocks...)
+}
+
 // dm posts text to the user's direct messages with the app.
 func (b *Bot) dm(ctx context.Context, user, text string) {
+	b.dmBlocks(ctx, user, slack.MsgOptionText(text, false))
+}
+
+func (b *Bot) dmBlocks(ctx context.Context, user string, options ...slack.MsgOption) {
 	err := b.slackCall(ctx, "chat.postMessage", func(ctx context.Context) error {
-		_, _, err := b.api.PostMessageContext(ctx, user, slack.MsgOptionText(text, false))
+		_, _, err := b.api.PostMessageContext(ctx, user, options...)
 		return err
 	})
 	if err != nil {
@@ -71,20 +105,41 @@ func (b *Bot) dm(ctx context.Context, user, text string) {
 	}
 }
 
-// updatePrompt redraws the approval prompt for r's current state; buttons
-// show only while it is pending.
-func (b *Bot) updatePrompt(ctx context.Context, r *approvals.Request) {
-	if r.PromptChannelID == "" || r.PromptTS == "" {
+// updatePrompts redraws every approver's copy of the prompt for r's current
+// state (buttons only while pending), and keeps Home tabs current.
+func (b *Bot) updatePrompts(ctx context.Context, r *approvals.Request) {
+	for _, p := range r.Prompts {
+		err := b.slackCall(ctx, "chat.update", func(ctx context.Context) error {
+			_, _, _, err := b.api.UpdateMessageContext(ctx, p.ChannelID, p.TS,
+				slack.MsgOptionText(promptText(r), false),
+				slack.MsgOptionBlocks(promptBlocks(r)...))
+			return err
+		})
+		if err != nil {
+			b.log.Error("approval prompt not updated", "ref", r.ID, "channel", p.ChannelID, "err", err)
+		}
+	}
+	b.refreshHomes(ctx, r)
+}
+
+// threadReply posts progress under the deciding approver's prompt (or the
+// first prompt).
+func (b *Bot) threadReply(ctx context.Context, r *approvals.Request, text string) {
+	if len(r.Prompts) == 0 {
 		return
 	}
-	err := b.slackCall(ctx, "chat.update", func(ctx context.Context) error {
-		_, _, _, err := b.api.UpdateMessageContext(ctx, r.PromptChannelID, r.PromptTS,
-			slack.MsgOptionText(promptText(r), false),
-			slack.MsgOptionBlocks(promptBlocks(r, statusLine(r))...))
+	p := r.Prompts[0]
+	for _, candidate := range r.Prompts {
+		if candidate.UserID == r.DecidedBy {
+			p = candidate
+		}
+	}
+	err := b.slackCall(ctx, "chat.postMessage", func(ctx context.Context) error {
+		_, _, err := b.api.PostMessageContext(ctx, p.ChannelID, slack.MsgOptionText(text, false), slack.MsgOptionTS(p.TS))
 		return err
 	})
 	if err != nil {
-		b.log.Error("approval prompt not updated", "ref", r.ID, "err", err)
+		b.log.Error("thread reply failed", "ref", r.ID, "err", err)
 	}
 }
 

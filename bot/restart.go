@@ -10,39 +10,51 @@ import (
 // resumeAfterRestart settles what a previous process left half done:
 //   - executing: the Graph call may have been sent; mark the outcome unknown
 //     and tell both sides, never resend;
-//   - approved: the device-code sign-in died with the process; reopen the
-//     request so the approver can click Approve again.
+//   - approved or awaiting confirmation: the sign-in died with the process
+//     (sign-ins live only in memory); reopen the request so an approver can
+//     click Approve again;
+//   - being tracked: nobody is signed in to look, so tracking pauses and the
+//     prompt offers Resume tracking.
 //
-// Pending requests need nothing: their prompts still work.
+// Pending requests need nothing: their prompts still work. Expiries missed
+// while down are handled by the scheduler's first run.
 func (b *Bot) resumeAfterRestart(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	stuck, err := b.cfg.Store.ListByState(ctx, approvals.StateExecuting, approvals.StateApproved)
+	stuck, err := b.cfg.Store.ListByState(ctx, approvals.StateExecuting, approvals.StateApproved, approvals.StateConfirming)
 	if err != nil {
 		b.log.Error("could not list unfinished requests", "err", err)
 		return
 	}
 	for _, r := range stuck {
-		log := b.log.With("ref", r.ID)
-		var to approvals.State
-		var outcome string
-		switch r.State {
-		case approvals.StateExecuting:
-			to, outcome = approvals.StateOutcomeUnknown, "The bot stopped while the reprovision call may have been in flight; it was not sent again."
-		default:
-			to, outcome = approvals.StatePending, "The bot restarted during sign-in. Approve again to retry."
-		}
-		r, err := b.cfg.Store.Transition(ctx, r.ID, to, func(r *approvals.Request) { r.Outcome = outcome })
-		if err != nil {
-			log.Error("could not settle request after restart", "err", err)
+		if r.State != approvals.StateExecuting {
+			b.log.Warn("sign-in lost in restart; request reopened", "ref", r.ID)
+			b.reopen(ctx, r, "The bot restarted during sign-in. Approve again to retry.")
 			continue
 		}
-		log.Warn("settled after restart", "state", string(r.State))
-		b.updatePrompt(ctx, r)
-		if to == approvals.StateOutcomeUnknown {
-			b.audit(ctx, r.ID, approvals.EventOutcomeUnknown, "", map[string]string{"reason": "restart while executing"})
-			b.dm(ctx, r.RequesterID, requesterUpdate(r))
-			b.dm(ctx, r.ApproverID, requestSummary(r))
+		unknown, err := b.cfg.Store.Transition(ctx, r.ID, approvals.StateOutcomeUnknown, func(r *approvals.Request) {
+			r.Outcome = "The bot stopped while the reprovision call may have been in flight; it was not sent again."
+		})
+		if err != nil {
+			b.log.Error("could not settle request after restart", "ref", r.ID, "err", err)
+			continue
+		}
+		b.log.Warn("call may have been in flight at the last stop: outcome unknown", "ref", r.ID)
+		b.audit(ctx, r.ID, approvals.EventOutcomeUnknown, "", map[string]string{"reason": "restart while executing"})
+		b.updatePrompts(ctx, unknown)
+		b.dm(ctx, unknown.RequesterID, requesterUpdate(unknown))
+		if unknown.DecidedBy != "" {
+			b.dm(ctx, unknown.DecidedBy, requestSummary(unknown))
+		}
+	}
+	tracked, err := b.cfg.Store.ListTracking(ctx)
+	if err != nil {
+		b.log.Error("could not list tracked requests", "err", err)
+		return
+	}
+	for _, r := range tracked {
+		if !r.Tracking.Paused {
+			b.pauseTracking(ctx, r)
 		}
 	}
 }

@@ -7,8 +7,10 @@ import (
 	"net/url"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/kelseyhightower/envconfig"
 )
@@ -16,15 +18,25 @@ import (
 // config is the whole environment contract. The variable names are fixed:
 // deployment docs and outside test harnesses rely on them.
 type config struct {
-	SlackAppToken string `envconfig:"SLACK_APP_TOKEN" required:"true" desc:"app-level token (xapp-…) for Socket Mode"`
-	SlackBotToken string `envconfig:"SLACK_BOT_TOKEN" required:"true" desc:"bot token (xoxb-…)"`
-	SlackAPIURL   string `envconfig:"SLACK_API_URL" default:"https://slack.com/api/" desc:"Slack Web API base URL"`
-	Approver      string `envconfig:"REPROVISION_APPROVER" required:"true" desc:"Slack user ID of the designated approver"`
-	TenantID      string `envconfig:"AZURE_TENANT_ID" required:"true" desc:"Entra tenant (ID or domain)"`
-	ClientID      string `envconfig:"AZURE_CLIENT_ID" required:"true" desc:"Entra app (public client) used for the approver's sign-in"`
-	AuthorityHost string `envconfig:"AZURE_AUTHORITY_HOST" default:"https://login.microsoftonline.com/" desc:"Entra authority; any other value disables instance discovery"`
-	GraphURL      string `envconfig:"GRAPH_URL" default:"https://graph.microsoft.com/beta" desc:"Microsoft Graph base URL"`
-	DBPath        string `envconfig:"REPROVISION_DB" default:"reprovision.db" desc:"embedded store path (SQLite)"`
+	SlackAppToken string   `envconfig:"SLACK_APP_TOKEN" required:"true" desc:"app-level token (xapp-…) for Socket Mode"`
+	SlackBotToken string   `envconfig:"SLACK_BOT_TOKEN" required:"true" desc:"bot token (xoxb-…)"`
+	SlackAPIURL   string   `envconfig:"SLACK_API_URL" default:"https://slack.com/api/" desc:"Slack Web API base URL"`
+	Approvers     []string `envconfig:"REPROVISION_APPROVER" required:"true" desc:"Slack user ID(s) of the approver(s), comma-separated; any one decides"`
+	TenantID      string   `envconfig:"AZURE_TENANT_ID" required:"true" desc:"Entra tenant (ID or domain)"`
+	ClientID      string   `envconfig:"AZURE_CLIENT_ID" required:"true" desc:"Entra app (public client) used for the approver's sign-in"`
+	AuthorityHost string   `envconfig:"AZURE_AUTHORITY_HOST" default:"https://login.microsoftonline.com/" desc:"Entra authority; any other value disables instance discovery"`
+	GraphURL      string   `envconfig:"GRAPH_URL" default:"https://graph.microsoft.com/beta" desc:"Microsoft Graph base URL"`
+	DBPath        string   `envconfig:"REPROVISION_DB" default:"reprovision.db" desc:"embedded store path (SQLite)"`
+
+	Requesters        []string          `envconfig:"REPROVISION_REQUESTERS" desc:"Slack user IDs allowed to ask (comma-separated); empty: everyone"`
+	Channels          []string          `envconfig:"REPROVISION_CHANNELS" desc:"channel IDs where /reprovision may be used (comma-separated); empty: anywhere"`
+	AllowSelfApproval bool              `envconfig:"REPROVISION_ALLOW_SELF_APPROVAL" default:"false" desc:"may a requester approve their own request"`
+	ApprovalTTL       time.Duration     `envconfig:"REPROVISION_APPROVAL_TTL" default:"24h" desc:"how long a request waits for a decision; 0: forever"`
+	ApproverUPNs      map[string]string `envconfig:"REPROVISION_APPROVER_UPNS" desc:"expected Entra sign-in per approver (U0AAA:alice@contoso.com,…); unset: the approver's Slack profile email"`
+	SignInTTL         time.Duration     `envconfig:"REPROVISION_SIGNIN_TTL" default:"1h" desc:"how long an approver's sign-in is reused; 0: a fresh sign-in for every approval"`
+	AllowedStatuses   []string          `envconfig:"REPROVISION_ALLOWED_STATUSES" default:"provisioned,failed" desc:"Cloud PC statuses in which reprovisioning is allowed"`
+	TrackEvery        time.Duration     `envconfig:"REPROVISION_TRACK_EVERY" default:"1m" desc:"first look at a reprovisioning Cloud PC after this, then with backoff"`
+	TrackFor          time.Duration     `envconfig:"REPROVISION_TRACK_FOR" default:"3h" desc:"how long to follow a reprovision before giving up"`
 }
 
 // loadConfig reads the variables through getenv, applies defaults and checks
@@ -45,11 +57,15 @@ func loadConfig(getenv func(string) string) (config, error) {
 		if value == "" {
 			value = f.Tag.Get("default")
 		}
-		if value == "" && f.Tag.Get("required") == "true" {
-			problems = append(problems, name+" is required but not set")
+		if value == "" {
+			if f.Tag.Get("required") == "true" {
+				problems = append(problems, name+" is required but not set")
+			}
 			continue
 		}
-		v.Field(i).SetString(value)
+		if err := decodeValue(v.Field(i), value); err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", name, err))
+		}
 	}
 	problems = append(problems, c.check()...)
 	if len(problems) > 0 {
@@ -61,9 +77,52 @@ func loadConfig(getenv func(string) string) (config, error) {
 	return c, nil
 }
 
+// decodeValue parses value into field the way envconfig does for the kinds
+// config uses: comma-separated slices, key:value,… maps, Go durations, bools.
+func decodeValue(field reflect.Value, value string) error {
+	switch field.Interface().(type) {
+	case string:
+		field.SetString(value)
+	case bool:
+		b, err := strconv.ParseBool(value)
+		if err != nil {
+			return fmt.Errorf("must be true or false")
+		}
+		field.SetBool(b)
+	case time.Duration:
+		d, err := time.ParseDuration(value)
+		if err != nil || d < 0 {
+			return fmt.Errorf("must be a duration such as 90s, 30m or 24h")
+		}
+		field.SetInt(int64(d))
+	case []string:
+		var items []string
+		for _, item := range strings.Split(value, ",") {
+			if item = strings.TrimSpace(item); item != "" {
+				items = append(items, item)
+			}
+		}
+		field.Set(reflect.ValueOf(items))
+	case map[string]string:
+		m := map[string]string{}
+		for _, pair := range strings.Split(value, ",") {
+			k, val, ok := strings.Cut(strings.TrimSpace(pair), ":")
+			if !ok || strings.TrimSpace(k) == "" || strings.TrimSpace(val) == "" {
+				return fmt.Errorf("must be key:value pairs separated by commas")
+			}
+			m[strings.TrimSpace(k)] = strings.TrimSpace(val)
+		}
+		field.Set(reflect.ValueOf(m))
+	default:
+		return fmt.Errorf("unsupported type %s", field.Type())
+	}
+	return nil
+}
+
 var (
-	slackUserID = regexp.MustCompile(`^[UW][A-Z0-9]{2,20}$`)
-	guid        = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+	slackUserID    = regexp.MustCompile(`^[UW][A-Z0-9]{2,20}$`)
+	slackChannelID = regexp.MustCompile(`^[CGD][A-Z0-9]{2,20}$`)
+	guid           = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 	// tenantName: a tenant may be given by domain; it becomes a URL path
 	// segment, so only host-name characters.
 	tenantName = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]{0,250}[A-Za-z0-9])?$`)
@@ -79,8 +138,31 @@ func (c config) check() []string {
 	if c.SlackBotToken != "" && !strings.HasPrefix(c.SlackBotToken, "xoxb-") {
 		p = append(p, "SLACK_BOT_TOKEN must be a bot token starting with xoxb-")
 	}
-	if c.Approver != "" && !slackUserID.MatchString(c.Approver) {
-		p = append(p, fmt.Sprintf("REPROVISION_APPROVER must be a Slack user ID like U0123ABCD, not %q", c.Approver))
+	for _, id := range c.Approvers {
+		if !slackUserID.MatchString(id) {
+			p = append(p, fmt.Sprintf("REPROVISION_APPROVER must list Slack user IDs like U0123ABCD, not %q", id))
+		}
+	}
+	for _, id := range c.Requesters {
+		if !slackUserID.MatchString(id) {
+			p = append(p, fmt.Sprintf("REPROVISION_REQUESTERS must list Slack user IDs like U0123ABCD, not %q", id))
+		}
+	}
+	for _, id := range c.Channels {
+		if !slackChannelID.MatchString(id) {
+			p = append(p, fmt.Sprintf("REPROVISION_CHANNELS must list Slack channel IDs like C0123ABCD, not %q", id))
+		}
+	}
+	for id, upn := range c.ApproverUPNs {
+		if !slackUserID.MatchString(id) || !strings.Contains(upn, "@") {
+			p = append(p, fmt.Sprintf("REPROVISION_APPROVER_UPNS entries must be U…:user@domain, not %q", id+":"+upn))
+		}
+	}
+	if len(c.AllowedStatuses) == 0 && c.GraphURL != "" {
+		p = append(p, "REPROVISION_ALLOWED_STATUSES must name at least one status")
+	}
+	if c.TrackEvery <= 0 && c.GraphURL != "" {
+		p = append(p, "REPROVISION_TRACK_EVERY must be positive")
 	}
 	if c.TenantID != "" && !guid.MatchString(c.TenantID) && !tenantName.MatchString(c.TenantID) {
 		p = append(p, "AZURE_TENANT_ID must be a tenant GUID or domain name")
@@ -116,8 +198,9 @@ func checkURL(raw string, schemes ...string) string {
 // usageFormat is envconfig's table format with the requirement spelled out.
 const usageFormat = `reprovision-bot: approve-and-reprovision Windows 365 Cloud PCs from Slack.
 
-Usage: reprovision-bot            run the bot (configured by the environment)
-       reprovision-bot --help     this text
+Usage: reprovision-bot                                     run the bot (configured by the environment)
+       reprovision-bot audit [-since 24h] [-format jsonl|csv]  print the audit trail from REPROVISION_DB
+       reprovision-bot --help                              this text
 
 Environment:
 VARIABLE	REQUIRED	DEFAULT	MEANING

@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func env(m map[string]string) func(string) string {
@@ -27,12 +29,13 @@ func TestLoadConfigDefaults(t *testing.T) {
 	}
 	want := config{
 		SlackAppToken: "xapp-1-abc", SlackBotToken: "xoxb-123-abc",
-		SlackAPIURL: "https://slack.com/api/", Approver: "U0APPROVER",
+		SlackAPIURL: "https://slack.com/api/", Approvers: []string{"U0APPROVER"},
 		TenantID: "00000000-0000-0000-0000-0000000000aa", ClientID: "00000000-0000-0000-0000-0000000000bb",
 		AuthorityHost: "https://login.microsoftonline.com/", GraphURL: "https://graph.microsoft.com/beta",
-		DBPath: "reprovision.db",
+		DBPath: "reprovision.db", ApprovalTTL: 24 * time.Hour, SignInTTL: time.Hour,
+		AllowedStatuses: []string{"provisioned", "failed"}, TrackEvery: time.Minute, TrackFor: 3 * time.Hour,
 	}
-	if c != want {
+	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got %+v\nwant %+v", c, want)
 	}
 }
@@ -96,6 +99,46 @@ func TestUsageListsEveryVariable(t *testing.T) {
 		"https://slack.com/api/", "https://graph.microsoft.com/beta", "reprovision.db"} {
 		if !strings.Contains(out.String(), name) {
 			t.Errorf("usage lacks %s:\n%s", name, out.String())
+		}
+	}
+}
+
+func TestLoadConfigPolicyVariables(t *testing.T) {
+	e := validEnv()
+	e["REPROVISION_APPROVER"] = "U0AAA, U0BBB"
+	e["REPROVISION_REQUESTERS"] = "U0REQ"
+	e["REPROVISION_CHANNELS"] = "C0HELP,C0OPS"
+	e["REPROVISION_ALLOW_SELF_APPROVAL"] = "true"
+	e["REPROVISION_APPROVAL_TTL"] = "2h30m"
+	e["REPROVISION_APPROVER_UPNS"] = "U0AAA:alice@contoso.com,U0BBB:bob@contoso.com"
+	e["REPROVISION_SIGNIN_TTL"] = "0"
+	c, err := loadConfig(env(e))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(c.Approvers, []string{"U0AAA", "U0BBB"}) || !reflect.DeepEqual(c.Channels, []string{"C0HELP", "C0OPS"}) ||
+		!reflect.DeepEqual(c.Requesters, []string{"U0REQ"}) || !c.AllowSelfApproval || c.ApprovalTTL != 150*time.Minute ||
+		c.ApproverUPNs["U0BBB"] != "bob@contoso.com" || len(c.ApproverUPNs) != 2 || c.SignInTTL != 0 {
+		t.Errorf("got %+v", c)
+	}
+}
+
+func TestLoadConfigRefusesMalformedPolicyVariables(t *testing.T) {
+	e := validEnv()
+	e["REPROVISION_APPROVER"] = "U0AAA,bob"
+	e["REPROVISION_CHANNELS"] = "general"
+	e["REPROVISION_ALLOW_SELF_APPROVAL"] = "maybe"
+	e["REPROVISION_APPROVAL_TTL"] = "a day"
+	e["REPROVISION_APPROVER_UPNS"] = "U0AAA=alice@contoso.com"
+	e["REPROVISION_TRACK_EVERY"] = "-1m"
+	_, err := loadConfig(env(e))
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, name := range []string{"REPROVISION_APPROVER", "REPROVISION_CHANNELS", "REPROVISION_ALLOW_SELF_APPROVAL",
+		"REPROVISION_APPROVAL_TTL", "REPROVISION_APPROVER_UPNS", "REPROVISION_TRACK_EVERY"} {
+		if !strings.Contains(err.Error(), name) {
+			t.Errorf("error does not name %s: %v", name, err)
 		}
 	}
 }

@@ -19,7 +19,7 @@ func TestApproveSignInReprovision(t *testing.T) {
 	h := newHarness(t)
 	h.start()
 
-	ack := h.request(requesterID, cloudPCID)
+	ack := h.request(requesterID, cloudPCID+" "+reason)
 	t.Logf("slash-command ack latency: %s", ack.AckedAt.Sub(ack.SentAt))
 	text := ackText(t, ack)
 	if !strings.Contains(text, "R-") || !strings.Contains(text, "<@"+approverID+">") {
@@ -46,6 +46,10 @@ func TestApproveSignInReprovision(t *testing.T) {
 		t.Fatalf("%d Graph calls before the approver signed in", n)
 	}
 	h.signIn(approverUPN)
+	confirmation := h.confirm(prompt, "confirm")
+	if want := "Reprovision " + deviceName + " of " + userUPN + " now? This signs them out and deletes all their data and apps."; !strings.Contains(confirmation.Text, want) {
+		t.Errorf("confirmation %q lacks %q", confirmation.Text, want)
+	}
 
 	h.waitDM(requesterID, "Reprovision started")
 	posts := h.reprovisionPOSTs()
@@ -79,11 +83,11 @@ func TestDeny(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.start()
-	h.request(requesterID, cloudPCID)
+	h.request(requesterID, cloudPCID+" "+reason)
 	prompt := h.prompt()
-	h.click(approverID, "deny", prompt)
-	h.waitPrompt(prompt.TS, "Denied by <@"+approverID+">")
-	h.waitDM(requesterID, "Denied by")
+	h.deny(approverID, prompt, "Try a restart first")
+	h.waitPrompt(prompt.TS, "Denied by <@"+approverID+">. Reason: Try a restart first")
+	h.waitDM(requesterID, "Denied by <@"+approverID+">. Reason: Try a restart first")
 	if strings.Contains(blocks(h.promptNow(prompt.TS)), `"action_id":"approve"`) {
 		t.Error("buttons still on a denied prompt")
 	}
@@ -96,7 +100,7 @@ func TestOnlyTheApproverDecides(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.start()
-	h.request(requesterID, cloudPCID)
+	h.request(requesterID, cloudPCID+" "+reason)
 	prompt := h.prompt()
 	before := h.promptNow(prompt.TS)
 
@@ -112,7 +116,7 @@ func TestOnlyTheApproverDecides(t *testing.T) {
 		t.Error("a non-approver's click reached Entra or Graph")
 	}
 	// The request is still decidable by the approver.
-	h.click(approverID, "deny", prompt)
+	h.deny(approverID, prompt, "not needed")
 	h.waitPrompt(prompt.TS, "Denied by")
 }
 
@@ -121,7 +125,9 @@ func TestBadInputIsRefusedAndNothingHappens(t *testing.T) {
 	h := newHarness(t)
 	h.start()
 	for _, text := range []string{
-		"not-a-guid",
+		"4e1f0b9a-2c3d-4e5f-8a9b",
+		"not/a-name",
+		"名前",
 		cloudPCID + "/../../users",
 		"..",
 		"%2e%2e",
@@ -155,7 +161,7 @@ func TestDoubleApproveAndRedeliveryCallGraphOnce(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.start()
-	requestEnvelope := h.slack.SendSlashCommand(t, fakes.SlashCommand{UserID: requesterID, ChannelID: channelID, Command: "/reprovision", Text: cloudPCID})
+	requestEnvelope := h.slack.SendSlashCommand(t, fakes.SlashCommand{UserID: requesterID, ChannelID: channelID, Command: "/reprovision", Text: cloudPCID + " " + reason})
 	h.slack.WaitAck(t, requestEnvelope, wait)
 	h.slack.Redeliver(t, requestEnvelope)
 	prompt := h.prompt()
@@ -165,6 +171,7 @@ func TestDoubleApproveAndRedeliveryCallGraphOnce(t *testing.T) {
 	h.slack.Redeliver(t, first)            // Slack redelivers the first
 	h.waitEphemeral(approverID, "already handled")
 	h.signIn(approverUPN)
+	h.confirm(prompt, "confirm")
 	h.waitDM(requesterID, "Reprovision started")
 	h.click(approverID, "approve", prompt) // a late click after the outcome
 	h.slack.WaitFor(t, wait, "the late clicker is told the outcome", func() bool {
@@ -182,8 +189,19 @@ func TestDoubleApproveAndRedeliveryCallGraphOnce(t *testing.T) {
 	if n := len(h.entra.DeviceCodes()); n != 1 {
 		t.Errorf("%d sign-ins started, want 1", n)
 	}
-	if n := len(h.slack.Messages(h.slack.DMChannel(approverID))); n != 2 { // prompt + sign-in code
-		t.Errorf("approver got %d messages, want the prompt and the sign-in code only", n)
+	prompts, codes, confirmations := 0, 0, 0
+	for _, m := range h.dmsTo(approverID) {
+		switch {
+		case strings.Contains(m, "Reprovision request"):
+			prompts++
+		case strings.Contains(m, "enter the code"):
+			codes++
+		case strings.Contains(m, "Confirmed: reprovisioning"):
+			confirmations++
+		}
+	}
+	if prompts != 1 || codes != 1 || confirmations != 1 {
+		t.Errorf("approver got %d prompts, %d sign-in codes, %d confirmations; want one each", prompts, codes, confirmations)
 	}
 }
 
@@ -192,10 +210,11 @@ func TestGraphNotFoundIsShownWithItsCode(t *testing.T) {
 	h := newHarness(t)
 	h.graph.QueueReprovision(cloudPCID, fakes.GraphError(http.StatusNotFound, "ResourceNotFound", "Cloud PC not found"))
 	h.start()
-	h.request(requesterID, cloudPCID)
+	h.request(requesterID, cloudPCID+" "+reason)
 	prompt := h.prompt()
 	h.click(approverID, "approve", prompt)
 	h.signIn(approverUPN)
+	h.confirm(prompt, "confirm")
 	h.waitDM(requesterID, "ResourceNotFound")
 	final := h.waitPrompt(prompt.TS, "ResourceNotFound")
 	posts := h.reprovisionPOSTs()
@@ -216,10 +235,11 @@ func TestThrottledCallIsRetriedAfterRetryAfter(t *testing.T) {
 	throttled.Header = http.Header{"Retry-After": {"1"}}
 	h.graph.QueueReprovision(cloudPCID, throttled) // then the default 204
 	h.start()
-	h.request(requesterID, cloudPCID)
+	h.request(requesterID, cloudPCID+" "+reason)
 	prompt := h.prompt()
 	h.click(approverID, "approve", prompt)
 	h.signIn(approverUPN)
+	h.confirm(prompt, "confirm")
 	h.waitDM(requesterID, "Reprovision started")
 	posts := h.reprovisionPOSTs()
 	if len(posts) != 2 {
@@ -238,10 +258,11 @@ func TestServerErrorIsNotResent(t *testing.T) {
 	h := newHarness(t)
 	h.graph.QueueReprovision(cloudPCID, fakes.GraphError(http.StatusInternalServerError, "InternalServerError", "Something went wrong"))
 	h.start()
-	h.request(requesterID, cloudPCID)
+	h.request(requesterID, cloudPCID+" "+reason)
 	prompt := h.prompt()
 	h.click(approverID, "approve", prompt)
 	h.signIn(approverUPN)
+	h.confirm(prompt, "confirm")
 	h.waitDM(requesterID, "InternalServerError")
 	h.waitPrompt(prompt.TS, "InternalServerError")
 	if n := len(h.reprovisionPOSTs()); n != 1 {
@@ -253,7 +274,7 @@ func TestDeclinedSignInLeavesTheRequestApprovable(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.start()
-	h.request(requesterID, cloudPCID)
+	h.request(requesterID, cloudPCID+" "+reason)
 	prompt := h.prompt()
 	h.click(approverID, "approve", prompt)
 	dc := h.entra.WaitDeviceCode(t, wait)
@@ -266,6 +287,7 @@ func TestDeclinedSignInLeavesTheRequestApprovable(t *testing.T) {
 	}
 	h.click(approverID, "approve", prompt)
 	h.signIn(approverUPN)
+	h.confirm(prompt, "confirm")
 	h.waitDM(requesterID, "Reprovision started")
 	if n := len(h.reprovisionPOSTs()); n != 1 {
 		t.Errorf("%d calls, want 1", n)
@@ -276,7 +298,7 @@ func TestPendingPromptWorksAfterRestart(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.start()
-	h.request(requesterID, cloudPCID)
+	h.request(requesterID, cloudPCID+" "+reason)
 	prompt := h.prompt()
 	if _, err := h.stop(); err != nil {
 		t.Fatalf("run returned %v on stop", err)
@@ -284,6 +306,7 @@ func TestPendingPromptWorksAfterRestart(t *testing.T) {
 	h.start()
 	h.click(approverID, "approve", prompt)
 	h.signIn(approverUPN)
+	h.confirm(prompt, "confirm")
 	h.waitDM(requesterID, "Reprovision started")
 	if n := len(h.reprovisionPOSTs()); n != 1 {
 		t.Errorf("%d calls, want 1", n)
@@ -296,7 +319,7 @@ func TestInFlightCallBeforeCrashIsOutcomeUnknown(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.start()
-	h.request(requesterID, cloudPCID)
+	h.request(requesterID, cloudPCID+" "+reason)
 	prompt := h.prompt()
 	h.stop()
 
@@ -330,7 +353,7 @@ func TestShutdownDuringSignInExitsPromptlyAndReopensTheRequest(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.start()
-	h.request(requesterID, cloudPCID)
+	h.request(requesterID, cloudPCID+" "+reason)
 	prompt := h.prompt()
 	h.click(approverID, "approve", prompt)
 	h.entra.WaitDeviceCode(t, wait)
@@ -347,6 +370,7 @@ func TestShutdownDuringSignInExitsPromptlyAndReopensTheRequest(t *testing.T) {
 	h.waitPrompt(prompt.TS, `"action_id":"approve"`)
 	h.click(approverID, "approve", prompt)
 	h.signIn(approverUPN)
+	h.confirm(prompt, "confirm")
 	h.waitDM(requesterID, "Reprovision started")
 }
 
@@ -355,10 +379,11 @@ func TestShutdownLetsAnInFlightCallFinish(t *testing.T) {
 	h := newHarness(t)
 	h.graph.QueueReprovision(cloudPCID, fakes.Response{Status: http.StatusNoContent, Delay: 2 * time.Second})
 	h.start()
-	h.request(requesterID, cloudPCID)
+	h.request(requesterID, cloudPCID+" "+reason)
 	prompt := h.prompt()
 	h.click(approverID, "approve", prompt)
 	h.signIn(approverUPN)
+	h.confirm(prompt, "confirm")
 	h.slack.WaitFor(t, wait, "the Graph call is in flight", func() bool { return len(h.reprovisionPOSTs()) == 1 })
 	took, err := h.stop()
 	t.Logf("shutdown with a Graph call in flight took %s", took)

@@ -39,7 +39,10 @@ const (
 	strangerID  = "U0STRANGER"
 	channelID   = "C0HELPDESK"
 	cloudPCID   = "4e1f0b9a-2c3d-4e5f-8a9b-0c1d2e3f4a5b"
+	deviceName  = "CPC-alice-8X2K1"
+	userUPN     = "alice@contoso.example"
 	approverUPN = "approver@contoso.example"
+	reason      = "profile corrupt after the update"
 	// wait bounds every wait for the bot; generous for a loaded 2-core CI box.
 	wait = 15 * time.Second
 )
@@ -55,6 +58,8 @@ type harness struct {
 
 	cancel context.CancelFunc
 	done   chan error
+
+	seenPrompts map[string]bool
 }
 
 func newHarness(t *testing.T) *harness {
@@ -65,18 +70,25 @@ func newHarness(t *testing.T) *harness {
 		entra:  fakes.NewEntra(t),
 		graph:  fakes.NewGraph(t),
 		stderr: &syncBuffer{},
+
+		seenPrompts: map[string]bool{},
 	}
 	h.env = map[string]string{
-		"SLACK_APP_TOKEN":      fakes.AppToken,
-		"SLACK_BOT_TOKEN":      fakes.BotToken,
-		"SLACK_API_URL":        h.slack.APIURL(),
-		"REPROVISION_APPROVER": approverID,
-		"AZURE_TENANT_ID":      fakes.TenantID,
-		"AZURE_CLIENT_ID":      fakes.ClientID,
-		"AZURE_AUTHORITY_HOST": h.entra.AuthorityHost(),
-		"GRAPH_URL":            h.graph.URL(),
-		"REPROVISION_DB":       filepath.Join(t.TempDir(), "reprovision.db"),
+		"SLACK_APP_TOKEN":           fakes.AppToken,
+		"SLACK_BOT_TOKEN":           fakes.BotToken,
+		"SLACK_API_URL":             h.slack.APIURL(),
+		"REPROVISION_APPROVER":      approverID,
+		"AZURE_TENANT_ID":           fakes.TenantID,
+		"AZURE_CLIENT_ID":           fakes.ClientID,
+		"AZURE_AUTHORITY_HOST":      h.entra.AuthorityHost(),
+		"GRAPH_URL":                 h.graph.URL(),
+		"REPROVISION_DB":            filepath.Join(t.TempDir(), "reprovision.db"),
+		"REPROVISION_APPROVER_UPNS": approverID + ":" + approverUPN,
 	}
+	h.graph.AddCloudPC(fakes.CloudPC{
+		ID: cloudPCID, DisplayName: "Alice's Cloud PC", UserPrincipalName: userUPN, ManagedDeviceName: deviceName,
+		ServicePlanName: "Cloud PC Enterprise 2vCPU/8GB/128GB", ProvisioningPolicyName: "Standard", Status: "provisioned",
+	})
 	t.Cleanup(func() {
 		if h.cancel != nil {
 			h.stop()
@@ -139,18 +151,21 @@ func ackText(t *testing.T, a fakes.Ack) string {
 }
 
 // prompt waits for the approval prompt in the approver's DM and returns it.
+// Each call returns a prompt not returned before.
 func (h *harness) prompt() fakes.Message {
 	h.t.Helper()
 	var m fakes.Message
+	seen := h.seenPrompts
 	h.slack.WaitFor(h.t, wait, "the approval prompt reaches the approver", func() bool {
 		for _, msg := range h.slack.Messages(h.slack.DMChannel(approverID)) {
-			if strings.Contains(msg.Text, "Reprovision request") {
+			if strings.Contains(msg.Text, "Reprovision request") && !seen[msg.TS] {
 				m = msg
 				return true
 			}
 		}
 		return false
 	})
+	h.seenPrompts[m.TS] = true
 	return m
 }
 
@@ -236,6 +251,63 @@ func (h *harness) waitEphemeral(user, want string) {
 		}
 		return false
 	})
+}
+
+// confirm waits for the final confirmation in the approver's DM (shown
+// after a fresh sign-in) and clicks action on it (confirm or abort).
+func (h *harness) confirm(prompt fakes.Message, action string) fakes.Message {
+	h.t.Helper()
+	r := ref(h.t, prompt)
+	m := h.waitDMMessage(approverID, `"block_id":"confirm:`+r+`"`)
+	env := h.slack.SendBlockAction(h.t, fakes.BlockAction{
+		UserID: approverID, ActionID: action, BlockID: "confirm:" + r, Value: r, ChannelID: m.Channel, MessageTS: m.TS,
+	})
+	h.slack.WaitAck(h.t, env, wait)
+	return m
+}
+
+// waitDMMessage waits for a message in user's DM whose text or blocks
+// contain want, and returns it.
+func (h *harness) waitDMMessage(user, want string) fakes.Message {
+	h.t.Helper()
+	var found fakes.Message
+	h.slack.WaitFor(h.t, wait, fmt.Sprintf("a DM to %s containing %q", user, want), func() bool {
+		for _, m := range h.slack.Messages(h.slack.DMChannel(user)) {
+			if strings.Contains(m.Text+" "+blocks(m), want) {
+				found = m
+				return true
+			}
+		}
+		return false
+	})
+	return found
+}
+
+// submitForm fills the reason input of user's open modal callbackID and
+// submits it, returning the ack.
+func (h *harness) submitForm(user, callbackID, text string) fakes.Ack {
+	h.t.Helper()
+	view := h.slack.WaitView(h.t, user, callbackID, wait)
+	env := h.slack.SendViewSubmission(h.t, fakes.ViewSubmission{
+		UserID: user, ViewID: view.ID, Values: map[string]map[string]string{"reason": {"reason_input": text}},
+	})
+	return h.slack.WaitAck(h.t, env, wait)
+}
+
+// deny clicks Deny as user and gives why in the form.
+func (h *harness) deny(user string, prompt fakes.Message, why string) {
+	h.t.Helper()
+	h.click(user, "deny", prompt)
+	h.submitForm(user, "deny_reason", why)
+}
+
+// approveWithSignIn is the approver's whole path without a valid sign-in:
+// Approve, sign in, confirm.
+func (h *harness) approveWithSignIn(prompt fakes.Message) {
+	h.t.Helper()
+	h.click(approverID, "approve", prompt)
+	h.signIn(approverUPN)
+	h.confirm(prompt, "confirm")
 }
 
 // signIn waits for the device code, checks it reached the approver, and

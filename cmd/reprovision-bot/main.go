@@ -10,30 +10,32 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 
+	"github.com/reprovision-bot/reprovision-bot/approvals"
 	"github.com/reprovision-bot/reprovision-bot/approvals/sqlite"
 	"github.com/reprovision-bot/reprovision-bot/bot"
 	"github.com/reprovision-bot/reprovision-bot/graph"
 )
 
 func main() {
-	for _, arg := range os.Args[1:] {
-		switch arg {
-		case "-h", "-help", "--help", "help":
-			if err := printUsage(os.Stdout); err != nil {
-				fmt.Fprintln(os.Stderr, err)
-				os.Exit(1)
-			}
-			return
-		default:
-			fmt.Fprintf(os.Stderr, "reprovision-bot: unknown argument %q (try --help)\n", arg)
-			os.Exit(2)
-		}
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	if err := run(ctx, os.Getenv, os.Stderr); err != nil {
+	args := os.Args[1:]
+	var err error
+	switch {
+	case len(args) > 0 && args[0] == "audit":
+		err = runAudit(ctx, args[1:], os.Getenv, os.Stdout)
+	case len(args) > 0 && slices.Contains([]string{"-h", "-help", "--help", "help"}, args[0]):
+		err = printUsage(os.Stdout)
+	case len(args) > 0:
+		fmt.Fprintf(os.Stderr, "reprovision-bot: unknown argument %q (try --help)\n", args[0])
+		os.Exit(2)
+	default:
+		err = run(ctx, os.Getenv, os.Stderr)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "reprovision-bot:", err)
 		os.Exit(1)
 	}
@@ -62,15 +64,26 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 
 	b, err := bot.New(bot.Config{
 		BotToken: cfg.SlackBotToken, AppToken: cfg.SlackAppToken, SlackAPIURL: cfg.SlackAPIURL,
-		Approver: cfg.Approver,
-		Store:    store,
-		SignIn:   auth,
-		Graph:    graph.ClientOptions{BaseURL: cfg.GraphURL},
-		Logger:   log,
+		Policy: approvals.Policy{
+			Approvers:         cfg.Approvers,
+			Requesters:        cfg.Requesters,
+			Channels:          cfg.Channels,
+			AllowSelfApproval: cfg.AllowSelfApproval,
+			ApprovalTTL:       cfg.ApprovalTTL,
+		},
+		ApproverUPNs:    cfg.ApproverUPNs,
+		Store:           store,
+		SignIn:          auth,
+		Graph:           graph.ClientOptions{BaseURL: cfg.GraphURL},
+		SignInTTL:       cfg.SignInTTL,
+		AllowedStatuses: cfg.AllowedStatuses,
+		TrackEvery:      cfg.TrackEvery,
+		TrackFor:        cfg.TrackFor,
+		Logger:          log,
 	})
 	if err != nil {
 		return err
 	}
-	log.Info("starting", "approver", cfg.Approver, "graph", cfg.GraphURL, "db", cfg.DBPath)
+	log.Info("starting", "approvers", cfg.Approvers, "graph", cfg.GraphURL, "db", cfg.DBPath)
 	return b.Run(ctx)
 }

@@ -1,0 +1,101 @@
+package bot
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/slack-go/slack"
+	"github.com/slack-go/slack/slackevents"
+
+	"github.com/reprovision-bot/reprovision-bot/approvals"
+)
+
+// homeListLimit: "Your requests" shows the latest 20; "Awaiting you" at
+// most as many, so the tab stays under Slack's 100 blocks.
+const homeListLimit = 20
+
+// appHomeOpened extracts the user from an app_home_opened event on the Home tab.
+func appHomeOpened(data any) (string, bool) {
+	outer, ok := data.(slackevents.EventsAPIEvent)
+	if !ok {
+		return "", false
+	}
+	ev, ok := outer.InnerEvent.Data.(*slackevents.AppHomeOpenedEvent)
+	if !ok || ev.Tab != "home" || ev.User == "" {
+		return "", false
+	}
+	return ev.User, true
+}
+
+func (b *Bot) homeOpened(user string) {
+	ctx, cancel := context.WithTimeout(b.execCtx, interactionTimeout)
+	defer cancel()
+	b.homeViewers.add(user)
+	b.publishHome(ctx, user)
+}
+
+// refreshHomes keeps the Home tab current for everyone r concerns who has
+// looked at it since the bot started.
+func (b *Bot) refreshHomes(ctx context.Context, r *approvals.Request) {
+	for _, user := range append([]string{r.RequesterID}, r.Approvers...) {
+		if b.homeViewers.has(user) {
+			b.publishHome(ctx, user)
+		}
+	}
+}
+
+// publishHome renders user's Home tab: for approvers the requests awaiting
+// them (with their buttons), for everyone their own latest requests.
+func (b *Bot) publishHome(ctx context.Context, user string) {
+	blocks := []slack.Block{slack.NewHeaderBlock(plain("Cloud PC reprovisioning"))}
+	if slices.Contains(b.cfg.Policy.Approvers, user) {
+		blocks = append(blocks, section("*Awaiting you*"))
+		pending, err := b.cfg.Store.ListByState(ctx, approvals.StatePending)
+		if err != nil {
+			b.log.Error("home: pending requests not listed", "err", err)
+			return
+		}
+		shown := 0
+		for _, r := range pending {
+			if !r.IsApprover(user) || shown == homeListLimit {
+				continue
+			}
+			shown++
+			text := fmt.Sprintf("*%s* `%s` from <@%s>, %s", r.ID, escapeText(targetLabel(r)), r.RequesterID, slackDate(r.CreatedAt))
+			if r.Reason != "" {
+				text += "\n" + escapeText(r.Reason)
+			}
+			// action_ids stay unique within the view: suffixed with the reference.
+			approve := slack.NewButtonBlockElement(actionApprove+":"+r.ID, r.ID, plain("Approve")).WithStyle(slack.StyleDanger).
+				WithConfirm(slack.NewConfirmationBlockObject(plain("Reprovision this Cloud PC?"),
+					mrkdwn(wipeWarning), plain("Approve"), plain("Go back")))
+			deny := slack.NewButtonBlockElement(actionDeny+":"+r.ID, r.ID, plain("Deny"))
+			blocks = append(blocks, section(text), slack.NewActionBlock("home-decision:"+r.ID, approve, deny))
+		}
+		if shown == 0 {
+			blocks = append(blocks, section("_Nothing is waiting for you._"))
+		}
+		blocks = append(blocks, slack.NewDividerBlock())
+	}
+	blocks = append(blocks, section("*Your requests*"))
+	mine, err := b.cfg.Store.ListByRequester(ctx, user, homeListLimit)
+	if err != nil {
+		b.log.Error("home: requests not listed", "err", err)
+		return
+	}
+	for _, r := range mine {
+		blocks = append(blocks, section(fmt.Sprintf("*%s* `%s`, %s\n%s", r.ID, escapeText(targetLabel(r)), slackDate(r.CreatedAt), statusLine(r))))
+	}
+	if len(mine) == 0 {
+		blocks = append(blocks, section("_None yet. Use `/reprovision <cloud PC> <reason>` to ask._"))
+	}
+	view := slack.HomeTabViewRequest{Type: slack.VTHomeTab, Blocks: slack.Blocks{BlockSet: blocks}}
+	err = b.slackCall(ctx, "views.publish", func(ctx context.Context) error {
+		_, err := b.api.PublishViewContext(ctx, slack.PublishViewContextRequest{UserID: user, View: view})
+		return err
+	})
+	if err != nil {
+		b.log.Error("home not published", "user", user, "err", err)
+	}
+}

@@ -1,0 +1,170 @@
+package bot
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/reprovision-bot/reprovision-bot/approvals"
+	"github.com/reprovision-bot/reprovision-bot/graph"
+)
+
+// maxTrackInterval caps the backoff between looks at a reprovisioning
+// Cloud PC: reprovisioning takes tens of minutes, no need to look more often,
+// nor to leave people waiting much longer than that for the news.
+const maxTrackInterval = 15 * time.Minute
+
+// trackInterval is the wait before look number checks+1: TrackEvery, then
+// doubling.
+func (b *Bot) trackInterval(checks int) time.Duration {
+	d := b.cfg.TrackEvery
+	for i := 0; i < checks && d < maxTrackInterval; i++ {
+		d *= 2
+	}
+	return min(d, maxTrackInterval)
+}
+
+// track looks at a reprovisioning Cloud PC once (one GET, plus the remote
+// action results when the status alone cannot tell) and records what it
+// saw. It returns the updated request.
+func (b *Bot) track(ctx context.Context, r *approvals.Request) *approvals.Request {
+	log := b.log.With("ref", r.ID)
+	s := b.sessions.forRequest(r.ID, r.DecidedBy)
+	if s == nil {
+		return b.pauseTracking(ctx, r)
+	}
+	client, err := graph.NewClient(s.Credential(), b.cfg.Graph)
+	if err != nil {
+		return b.pauseTracking(ctx, r)
+	}
+	device, call, err := client.GetCloudPC(ctx, r.CloudPCID)
+	b.auditGraphCall(r.ID, r.DecidedBy, call)
+	now := time.Now().UTC()
+	t := r.Tracking
+	t.Checks++
+	t.NextCheck = now.Add(b.trackInterval(t.Checks))
+	if err != nil {
+		why := graph.Explain(err, "GET")
+		log.Warn("tracking look failed", "kind", why.Kind, "err", err)
+		if why.Kind == graph.KindSignInAgain {
+			b.sessions.forget(r.DecidedBy, r.ID)
+			return b.pauseTracking(ctx, r)
+		}
+	} else {
+		seen := device.Status
+		switch {
+		case seen == "failed":
+			t.Result = approvals.TrackFailed
+		case seen == "provisioned" && b.reprovisionDone(ctx, client, r, t):
+			t.Result = approvals.TrackProvisioned
+		}
+		if seen != t.LastStatus && t.Result == "" {
+			b.threadReply(ctx, r, fmt.Sprintf("%s: status *%s*%s.", r.ID, escapeText(orDash(seen)), statusDetailSuffix(device)))
+		}
+		t.LastStatus = seen
+	}
+	if t.Result == "" && !now.Before(t.Until) {
+		t.Result = approvals.TrackTimedOut
+	}
+	updated, uerr := b.cfg.Store.Update(ctx, r.ID, func(r *approvals.Request) {
+		r.Tracking = t
+		if err == nil {
+			r.Device = &device
+		}
+	})
+	if uerr != nil {
+		log.Error("tracking state not stored", "err", uerr)
+		return nil
+	}
+	b.audit(ctx, r.ID, approvals.EventTracked, "", map[string]string{"status": t.LastStatus, "result": t.Result})
+	if t.Result != "" {
+		b.sessions.release(r.ID)
+		log.Info("tracking finished", "result", t.Result)
+		b.updatePrompts(ctx, updated)
+		b.threadReply(ctx, updated, statusLine(updated))
+		b.dm(ctx, updated.RequesterID, requesterUpdate(updated))
+	}
+	return updated
+}
+
+func statusDetailSuffix(d approvals.CloudPC) string {
+	if d.StatusDetails == "" {
+		return ""
+	}
+	return " (" + escapeText(d.StatusDetails) + ")"
+}
+
+// reprovisionDone tells whether a Cloud PC that reads "provisioned" has
+// finished reprovisioning, or simply has not started yet. Once another
+// status was seen, it has finished; otherwise the reprovision action's own
+// state decides.
+func (b *Bot) reprovisionDone(ctx context.Context, client *graph.Client, r *approvals.Request, t approvals.Tracking) bool {
+	if t.LastStatus != "" && t.LastStatus != "provisioned" {
+		return true
+	}
+	actions, call, err := client.RemoteActionResults(ctx, r.CloudPCID)
+	b.auditGraphCall(r.ID, r.DecidedBy, call)
+	if err != nil {
+		return false
+	}
+	for i := len(actions) - 1; i >= 0; i-- {
+		if actions[i].Name == "Reprovision" || actions[i].Name == "reprovision" {
+			return actions[i].State == "done"
+		}
+	}
+	return false
+}
+
+// pauseTracking records that nobody is signed in to look with, and offers
+// Resume tracking on the prompt.
+func (b *Bot) pauseTracking(ctx context.Context, r *approvals.Request) *approvals.Request {
+	updated, err := b.cfg.Store.Update(ctx, r.ID, func(r *approvals.Request) { r.Tracking.Paused = true })
+	if err != nil {
+		b.log.Error("could not pause tracking", "ref", r.ID, "err", err)
+		return nil
+	}
+	b.log.Info("tracking paused: no valid sign-in", "ref", r.ID)
+	b.updatePrompts(ctx, updated)
+	b.threadReply(ctx, updated, fmt.Sprintf("%s: tracking paused, there is no valid sign-in to look with. Click *Resume tracking* on the prompt to sign in.", r.ID))
+	return updated
+}
+
+// resumeTracking signs an approver in again (unless they are signed in) and
+// restarts the follow-through.
+func (b *Bot) resumeTracking(ctx context.Context, c click) {
+	r := c.request
+	if !r.IsApprover(c.user) {
+		b.tell(ctx, c, fmt.Sprintf("Only an approver of %s (%s) can resume tracking.", r.ID, mentions(r.Approvers)))
+		return
+	}
+	if r.State != approvals.StateSucceeded || !r.Tracking.Active() || !r.Tracking.Paused {
+		b.tell(ctx, c, fmt.Sprintf("%s is not paused: %s", r.ID, statusLine(r)))
+		return
+	}
+	b.spawn(func() {
+		s := b.sessions.valid(c.user)
+		if s == nil {
+			var err error
+			if s, err = b.signIn(r, c.user, "resume tracking "+r.ID); err != nil {
+				cctx, cancel := context.WithTimeout(context.WithoutCancel(b.execCtx), cleanupTimeout)
+				defer cancel()
+				b.dm(cctx, c.user, fmt.Sprintf("%s Tracking of %s stays paused.", b.signInProblem(err), r.ID))
+				return
+			}
+		}
+		b.sessions.remember(c.user, r.ID, s)
+		ctx, cancel := context.WithTimeout(b.execCtx, interactionTimeout)
+		defer cancel()
+		updated, err := b.cfg.Store.Update(ctx, r.ID, func(r *approvals.Request) {
+			r.Tracking.Paused = false
+			r.Tracking.NextCheck = time.Now().UTC()
+		})
+		if err != nil {
+			b.log.Error("could not resume tracking", "ref", r.ID, "err", err)
+			return
+		}
+		b.log.Info("tracking resumed", "ref", r.ID, "by", c.user)
+		b.updatePrompts(ctx, updated)
+		b.nudge()
+	})
+}

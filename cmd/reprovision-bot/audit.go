@@ -1,0 +1,58 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/reprovision-bot/reprovision-bot/approvals"
+	"github.com/reprovision-bot/reprovision-bot/approvals/sqlite"
+)
+
+// runAudit prints the audit trail from REPROVISION_DB. It only reads, and
+// works while the bot runs on the same file (SQLite WAL readers never block
+// the writer). Nothing here can edit or delete a record.
+func runAudit(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	flags := flag.NewFlagSet("audit", flag.ContinueOnError)
+	flags.SetOutput(stdout)
+	since := flags.Duration("since", 0, "only events from the last DURATION (e.g. 24h); 0: all")
+	format := flags.String("format", "jsonl", "output format: jsonl or csv")
+	if err := flags.Parse(args); err != nil {
+		return err
+	}
+	if flags.NArg() > 0 {
+		return fmt.Errorf("audit: unexpected argument %q", flags.Arg(0))
+	}
+	if *since < 0 {
+		return fmt.Errorf("audit: -since must not be negative")
+	}
+	if *format != "jsonl" && *format != "csv" {
+		return fmt.Errorf("audit: -format must be jsonl or csv")
+	}
+	path := strings.TrimSpace(getenv("REPROVISION_DB"))
+	if path == "" {
+		path = "reprovision.db"
+	}
+	// Opening a missing file would create an empty store: say so instead.
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("audit: no store at REPROVISION_DB %q: %w", path, err)
+	}
+	store, err := sqlite.Open(path)
+	if err != nil {
+		return fmt.Errorf("opening REPROVISION_DB %q: %w", path, err)
+	}
+	defer store.Close()
+	var from time.Time
+	if *since > 0 {
+		from = time.Now().Add(-*since)
+	}
+	events, err := store.Events(ctx, from)
+	if err != nil {
+		return err
+	}
+	return approvals.WriteEvents(stdout, events, *format)
+}

@@ -1,0 +1,337 @@
+package main
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/reprovision-bot/reprovision-bot/fakes"
+)
+
+// Details before destruction: what the approver sees, the status gate,
+// finding a Cloud PC by name or user, and following the reprovision through.
+
+const (
+	secondPCID   = "7a2b3c4d-5e6f-4a1b-9c8d-0e1f2a3b4c5d"
+	secondDevice = "CPC-alice-3Q9Z7"
+)
+
+// graphCalls counts Graph requests by method and path suffix.
+func (h *harness) graphCalls(method, suffix string) int {
+	n := 0
+	for _, r := range h.graph.Requests() {
+		if r.Method == method && strings.HasSuffix(r.Path, suffix) {
+			n++
+		}
+	}
+	return n
+}
+
+func TestValidSignInPutsDetailsOnThePromptAndApproveIsFinal(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.graph.AddCloudPC(fakes.CloudPC{ID: secondPCID, UserPrincipalName: "bob@contoso.example", ManagedDeviceName: "CPC-bob-77K2P", Status: "failed"})
+	h.start()
+
+	// First approval: fresh sign-in, then the confirmation step.
+	h.request(requesterID, cloudPCID+" "+reason)
+	first := h.prompt()
+	h.approveWithSignIn(first)
+	h.waitDM(requesterID, "Reprovision started")
+
+	// Second request while the approver's sign-in is still valid: the
+	// prompt shows the details at once, and Approve is final.
+	h.request(requesterID, secondPCID+" apps broken")
+	second := h.prompt()
+	h.waitPrompt(second.TS, "CPC-bob-77K2P")
+	for _, want := range []string{"bob@contoso.example", "failed"} {
+		if !strings.Contains(blocks(h.promptNow(second.TS)), want) {
+			t.Errorf("prompt lacks %q", want)
+		}
+	}
+	h.click(approverID, "approve", second)
+	h.waitPrompt(second.TS, "Reprovision started")
+	if n := len(h.entra.DeviceCodes()); n != 1 {
+		t.Errorf("%d sign-ins, want 1: the second approval reuses the first", n)
+	}
+	if n := h.graphCalls("POST", secondPCID+"/reprovision"); n != 1 {
+		t.Errorf("%d reprovision calls for the second Cloud PC, want 1", n)
+	}
+	// One GET for the prompt, one right before the POST.
+	if n := h.graphCalls("GET", "cloudPCs/"+secondPCID); n != 2 {
+		t.Errorf("%d GETs of the second Cloud PC, want 2 (prompt details, re-check before the POST)", n)
+	}
+}
+
+func TestStatusGateRefusesAndTellsBothSides(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.graph.SetCloudPCStatus(cloudPCID, "inGracePeriod")
+	h.start()
+	h.request(requesterID, cloudPCID+" "+reason)
+	prompt := h.prompt()
+	h.click(approverID, "approve", prompt)
+	h.signIn(approverUPN)
+	h.waitDM(requesterID, "inGracePeriod")
+	h.waitDM(approverID, "inGracePeriod")
+	h.waitPrompt(prompt.TS, "inGracePeriod")
+	if n := len(h.reprovisionPOSTs()); n != 0 {
+		t.Errorf("%d reprovision calls for a Cloud PC in grace period", n)
+	}
+}
+
+func TestStatusChangedBeforeConfirmationIsCaughtByTheRecheck(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.start()
+	h.request(requesterID, cloudPCID+" "+reason)
+	prompt := h.prompt()
+	h.click(approverID, "approve", prompt)
+	h.signIn(approverUPN)
+	h.waitDMMessage(approverID, `"block_id":"confirm:`)
+	h.graph.SetCloudPCStatus(cloudPCID, "deprovisioning") // changes while the approver reads
+	h.confirm(prompt, "confirm")
+	h.waitDM(requesterID, "deprovisioning")
+	if n := len(h.reprovisionPOSTs()); n != 0 {
+		t.Errorf("%d reprovision calls after the status changed", n)
+	}
+}
+
+func TestAllowedStatusesAreConfigurable(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.env["REPROVISION_ALLOWED_STATUSES"] = "provisioned,failed,provisionedWithWarnings"
+	h.graph.SetCloudPCStatus(cloudPCID, "provisionedWithWarnings")
+	h.start()
+	h.request(requesterID, cloudPCID+" "+reason)
+	prompt := h.prompt()
+	h.approveWithSignIn(prompt)
+	h.waitDM(requesterID, "Reprovision started")
+}
+
+func TestFindByDeviceNameOneMatch(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.start()
+	h.request(requesterID, deviceName+" "+reason)
+	prompt := h.prompt()
+	h.approveWithSignIn(prompt)
+	h.waitDM(requesterID, "Reprovision started")
+	posts := h.reprovisionPOSTs()
+	if len(posts) != 1 || posts[0].Path != reprovisionPath {
+		t.Fatalf("reprovision calls %+v, want one for %s", posts, cloudPCID)
+	}
+}
+
+func TestFindByUPNSeveralMatchesApproverPicks(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.graph.AddCloudPC(fakes.CloudPC{ID: secondPCID, UserPrincipalName: userUPN, ManagedDeviceName: secondDevice, Status: "provisioned"})
+	h.start()
+	h.request(requesterID, userUPN+" "+reason)
+	prompt := h.prompt()
+	h.click(approverID, "approve", prompt)
+	h.signIn(approverUPN)
+	picker := h.waitDMMessage(approverID, `"block_id":"pick:`+secondPCID+`"`)
+	for _, want := range []string{deviceName, secondDevice, "2 Cloud PCs match"} {
+		if !strings.Contains(picker.Text+blocks(picker), want) {
+			t.Errorf("the choice lacks %q", want)
+		}
+	}
+	r := ref(t, prompt)
+	env := h.slack.SendBlockAction(t, fakes.BlockAction{UserID: approverID, ActionID: "pick:" + secondPCID, BlockID: "pick:" + secondPCID,
+		Value: r + "|" + secondPCID, ChannelID: picker.Channel, MessageTS: picker.TS})
+	h.slack.WaitAck(t, env, wait)
+	h.waitDM(requesterID, "Reprovision started")
+	if n := h.graphCalls("POST", secondPCID+"/reprovision"); n != 1 || h.graphCalls("POST", cloudPCID+"/reprovision") != 0 {
+		t.Errorf("want exactly one call, for the picked Cloud PC")
+	}
+}
+
+func TestFindWithNoMatchTellsBothSides(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.start()
+	h.request(requesterID, "CPC-nobody-0000 "+reason)
+	prompt := h.prompt()
+	h.click(approverID, "approve", prompt)
+	h.signIn(approverUPN)
+	h.waitDM(requesterID, "No Cloud PC matches")
+	h.waitDM(approverID, "No Cloud PC matches")
+	h.waitPrompt(prompt.TS, "No Cloud PC matches")
+	if n := h.graphCalls("POST", "/reprovision"); n != 0 {
+		t.Errorf("%d reprovision calls with no match", n)
+	}
+}
+
+// trackingHarness follows reprovisions quickly.
+func trackingHarness(t *testing.T) *harness {
+	h := newHarness(t)
+	h.env["REPROVISION_TRACK_EVERY"] = "100ms"
+	h.env["REPROVISION_TRACK_FOR"] = "1m"
+	return h
+}
+
+// threadReplies are the replies under the approver's prompt.
+func (h *harness) threadReplies(prompt fakes.Message) []string {
+	var out []string
+	for _, m := range h.slack.Messages(h.slack.DMChannel(approverID)) {
+		if m.ThreadTS == prompt.TS && m.TS != prompt.TS {
+			out = append(out, m.Text)
+		}
+	}
+	return out
+}
+
+func (h *harness) waitThread(prompt fakes.Message, want string) {
+	h.t.Helper()
+	h.slack.WaitFor(h.t, wait, "a thread reply containing "+want, func() bool {
+		for _, text := range h.threadReplies(prompt) {
+			if strings.Contains(text, want) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+func TestFollowThroughToProvisioned(t *testing.T) {
+	t.Parallel()
+	h := trackingHarness(t)
+	h.start()
+	h.request(requesterID, cloudPCID+" "+reason)
+	prompt := h.prompt()
+	h.approveWithSignIn(prompt)
+	h.waitThread(prompt, "accepted")
+	h.waitThread(prompt, "provisioning")
+	h.graph.SetCloudPCStatus(cloudPCID, "provisioned")
+	h.waitDM(requesterID, "provisioned again")
+	h.waitPrompt(prompt.TS, "provisioned again")
+	h.waitThread(prompt, "provisioned again")
+}
+
+func TestFollowThroughToFailed(t *testing.T) {
+	t.Parallel()
+	h := trackingHarness(t)
+	h.start()
+	h.request(requesterID, cloudPCID+" "+reason)
+	prompt := h.prompt()
+	h.approveWithSignIn(prompt)
+	h.waitThread(prompt, "provisioning")
+	h.graph.SetCloudPCStatus(cloudPCID, "failed")
+	h.waitDM(requesterID, "reprovision failed")
+	h.waitPrompt(prompt.TS, "reprovision failed")
+}
+
+func TestTrackingPausesOverRestartAndResumesAfterSignIn(t *testing.T) {
+	t.Parallel()
+	h := trackingHarness(t)
+	h.start()
+	h.request(requesterID, cloudPCID+" "+reason)
+	prompt := h.prompt()
+	h.approveWithSignIn(prompt)
+	h.waitThread(prompt, "provisioning")
+	h.stop()
+	h.graph.SetCloudPCStatus(cloudPCID, "provisioned") // finishes while the bot is down
+
+	h.start()
+	h.waitPrompt(prompt.TS, "Tracking paused")
+	h.waitPrompt(prompt.TS, `"action_id":"resume_tracking"`)
+	r := ref(t, prompt)
+	env := h.slack.SendBlockAction(t, fakes.BlockAction{UserID: approverID, ActionID: "resume_tracking", BlockID: "tracking:" + r,
+		Value: r, ChannelID: prompt.Channel, MessageTS: prompt.TS})
+	h.slack.WaitAck(t, env, wait)
+	h.signIn(approverUPN)
+	h.waitDM(requesterID, "provisioned again")
+	if n := len(h.entra.DeviceCodes()); n != 2 {
+		t.Errorf("%d sign-ins, want 2 (approval, resume)", n)
+	}
+	if n := len(h.reprovisionPOSTs()); n != 1 {
+		t.Errorf("%d reprovision calls, want 1: resuming tracking never resends", n)
+	}
+}
+
+func TestGraphErrorsPeopleCanActOn(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name       string
+		response   fakes.Response
+		want       string // on the requester's DM
+		approvable bool
+	}{
+		// A claims challenge the approver's refresh token can satisfy is met
+		// without them (the call was refused, so resending it is safe).
+		{"claims challenge met silently", fakes.ClaimsChallenge(http.StatusUnauthorized), "Reprovision started", false},
+		{"forbidden", fakes.GraphError(http.StatusForbidden, "Forbidden", "Insufficient privileges"), "Forbidden", true},
+		{"conflict", fakes.GraphError(http.StatusConflict, "Conflict", "The Cloud PC is busy"), "Conflict", false},
+		{"bad request", fakes.GraphError(http.StatusBadRequest, "BadRequest", "Action not allowed now"), "BadRequest", false},
+		{"gateway timeout", fakes.GraphError(http.StatusGatewayTimeout, "GatewayTimeout", "Upstream timed out"), "Outcome unknown", false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t)
+			h.graph.QueueReprovision(cloudPCID, c.response)
+			h.start()
+			h.request(requesterID, cloudPCID+" "+reason)
+			prompt := h.prompt()
+			h.approveWithSignIn(prompt)
+			h.waitDM(requesterID, c.want)
+			posts := h.reprovisionPOSTs()
+			if len(posts) == 0 {
+				t.Fatal("no reprovision call")
+			}
+			if !strings.Contains(strings.Join(h.dmsTo(requesterID), "\n"), posts[len(posts)-1].RequestID) {
+				t.Errorf("the requester is not shown Graph's request-id %s", posts[len(posts)-1].RequestID)
+			}
+			if c.approvable {
+				h.waitPrompt(prompt.TS, `"action_id":"approve"`)
+			} else if strings.Contains(blocks(h.promptNow(prompt.TS)), `"action_id":"approve"`) {
+				t.Error("the request is approvable again after Graph acted or may have acted")
+			}
+		})
+	}
+}
+
+func TestThrottledLookUpIsWaitedAndRetried(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.graph.Queue(http.MethodGet, "/deviceManagement/virtualEndpoint/cloudPCs/"+cloudPCID, fakes.Throttled(http.StatusTooManyRequests, 1))
+	h.start()
+	h.request(requesterID, cloudPCID+" "+reason)
+	prompt := h.prompt()
+	begin := time.Now()
+	h.approveWithSignIn(prompt)
+	h.waitDM(requesterID, "Reprovision started")
+	if took := time.Since(begin); took < time.Second {
+		t.Errorf("finished %s after approval; the 429 asked for 1 s", took)
+	}
+}
+
+// When the approver's session is revoked (Conditional Access, continuous
+// access evaluation), Graph's claims challenge cannot be met silently: the
+// approver must sign in again, and nothing is sent until they do.
+func TestRevokedSignInAsksForAFreshOne(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.graph.RequireTokensFrom(h.entra)
+	h.start()
+	h.request(requesterID, cloudPCID+" "+reason)
+	prompt := h.prompt()
+	h.click(approverID, "approve", prompt)
+	h.signIn(approverUPN)
+	h.waitDMMessage(approverID, `"block_id":"confirm:`)
+	h.entra.Revoke(approverUPN)
+	h.confirm(prompt, "confirm")
+	h.waitPrompt(prompt.TS, "sign in")
+	h.waitPrompt(prompt.TS, `"action_id":"approve"`)
+	if n := len(h.reprovisionPOSTs()); n != 0 {
+		t.Fatalf("%d reprovision calls with a revoked sign-in", n)
+	}
+	// Approving again asks for a new sign-in, and then it goes through.
+	h.click(approverID, "approve", prompt)
+	h.signIn(approverUPN)
+	h.confirm(prompt, "confirm")
+	h.waitDM(requesterID, "Reprovision started")
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/reprovision-bot/reprovision-bot/approvals"
@@ -160,11 +161,15 @@ func (b *Bot) lookUpFailed(ctx context.Context, r *approvals.Request, err error)
 	if why.Kind == graph.KindSignInAgain {
 		b.sessions.forget(r.DecidedBy, r.ID)
 	}
-	if why.Kind == graph.KindNotFound {
+	if why.Kind == graph.KindNotFound || why.Kind == graph.KindInvalid {
 		b.failBeforeCall(ctx, r, why.Text)
 		return
 	}
-	if r = b.reopen(context.WithoutCancel(ctx), r, why.Text+" Nothing was sent; approve again to retry."); r != nil {
+	note := why.Text
+	if !strings.Contains(note, "nothing was sent") {
+		note += " The reprovision was not sent."
+	}
+	if r = b.reopen(context.WithoutCancel(ctx), r, note+" Approve again to retry."); r != nil {
 		b.dm(ctx, r.DecidedBy, requestSummary(r))
 		b.dm(ctx, r.RequesterID, requesterUpdate(r))
 	}

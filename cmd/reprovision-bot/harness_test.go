@@ -49,7 +49,7 @@ const (
 
 // harness is one bot process (run) wired to fresh fakes.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	slack  *fakes.Slack
 	entra  *fakes.Entra
 	graph  *fakes.Graph
@@ -62,7 +62,7 @@ type harness struct {
 	seenPrompts map[string]bool
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	h := &harness{
 		t:      t,
@@ -135,7 +135,7 @@ func (h *harness) request(user, text string) fakes.Ack {
 }
 
 // ackText is the ephemeral text the bot put in a slash-command ack.
-func ackText(t *testing.T, a fakes.Ack) string {
+func ackText(t testing.TB, a fakes.Ack) string {
 	t.Helper()
 	var p struct {
 		ResponseType string `json:"response_type"`
@@ -197,7 +197,7 @@ func blocks(m fakes.Message) string {
 }
 
 // ref is the request reference on a prompt.
-func ref(t *testing.T, m fakes.Message) string {
+func ref(t testing.TB, m fakes.Message) string {
 	t.Helper()
 	i := strings.Index(m.Text, "R-")
 	if i < 0 || len(m.Text) < i+8 {

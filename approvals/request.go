@@ -163,6 +163,9 @@ type CloudPC struct {
 
 // Tracking is the follow-through of an accepted reprovision.
 type Tracking struct {
+	// Since is when Graph accepted the reprovision: remote actions and
+	// statuses from before it say nothing about this one.
+	Since time.Time
 	// Until is the deadline; zero means the request is not tracked.
 	Until time.Time
 	// NextCheck is when to look at the Cloud PC next.

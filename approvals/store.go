@@ -25,6 +25,12 @@ type Store interface {
 	// allowed, or ErrNotFound.
 	Transition(ctx context.Context, id string, to State, update func(*Request)) (*Request, error)
 
+	// TransitionFrom is Transition that also requires the request to be in
+	// one of the states from (else *TransitionError). It is how a worker
+	// claims a step: of two workers racing from the same state, one wins,
+	// and a worker whose step was taken over never undoes the winner's.
+	TransitionFrom(ctx context.Context, id string, from []State, to State, update func(*Request)) (*Request, error)
+
 	// Update changes a request without moving its state (prompt locations,
 	// details, tracking), atomically like Transition. update must not change
 	// ID, Target, RequesterID, RequestChannelID, Approvers, CreatedAt or

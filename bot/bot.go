@@ -54,6 +54,10 @@ type Config struct {
 // outcome of a call cut short (finishTimeout) and closing the store.
 const defaultShutdownGrace = 6 * time.Second
 
+// stopBudget is the most a stop may take before Run returns (the process
+// must exit within 10 s of SIGTERM; the store is closed after this).
+const stopBudget = 9 * time.Second
+
 // cleanupTimeout bounds the Slack and store writes that record an interrupted
 // sign-in or call while shutting down.
 const cleanupTimeout = 2 * time.Second
@@ -100,7 +104,7 @@ func New(cfg Config) (*Bot, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.ShutdownGrace <= 0 {
+	if cfg.ShutdownGrace <= 0 || cfg.ShutdownGrace >= stopBudget {
 		cfg.ShutdownGrace = defaultShutdownGrace
 	}
 	apiURL, err := url.Parse(cfg.SlackAPIURL)
@@ -178,7 +182,13 @@ func (b *Bot) shutdown() {
 	case <-time.After(b.cfg.ShutdownGrace):
 		b.log.Warn("shutdown grace over; interrupting Graph calls still in flight")
 		b.cancelExec()
-		<-done
+		select {
+		case <-done:
+		case <-time.After(stopBudget - b.cfg.ShutdownGrace):
+			// Whatever is still running is recorded as it stands: a call
+			// cut off in executing is settled as outcome unknown at start.
+			b.log.Error("workers still running at the stop deadline; exiting anyway")
+		}
 	}
 	b.cancelExec()
 	b.log.Info("stopped", "took", time.Since(start).Round(time.Millisecond).String())

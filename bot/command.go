@@ -2,12 +2,12 @@ package bot
 
 import (
 	"errors"
-	"regexp"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/reprovision-bot/reprovision-bot/approvals"
+	"github.com/reprovision-bot/reprovision-bot/graph"
 )
 
 // TargetKind says how a Cloud PC was named.
@@ -52,14 +52,6 @@ const Usage = "*Usage:* `/reprovision <cloud PC id | device name | user@domain> 
 	"Say why after it; without a reason you are asked for one.\n" +
 	"Reprovisioning signs the user out and *deletes all their data and apps*."
 
-var (
-	// deviceNamePattern: Windows device names (NetBIOS-like, no spaces).
-	deviceNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
-	// upnPattern: a conservative user principal name; no path or quote
-	// characters beyond the apostrophe some names have.
-	upnPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._'+-]{0,63}@[A-Za-z0-9]([A-Za-z0-9-]{0,62}\.)+[A-Za-z]{2,63}$`)
-)
-
 // ParseCommand validates the text after `/reprovision`. The returned error is
 // safe to show to the user as is: it never echoes their input back (which
 // could carry Slack markup).
@@ -95,20 +87,20 @@ func ParseCommand(text string) (Command, error) {
 
 func parseTarget(s string) (Command, error) {
 	switch {
-	case strings.ContainsAny(s, "<>&*_~`|\"") && !upnPattern.MatchString(s):
+	case strings.ContainsAny(s, "<>&*_~`|\"") && !graph.ValidUPN(s):
 		return Command{}, errors.New("A Cloud PC is named by its id, device name or user's sign-in name: no markup or mentions.")
 	case strings.ContainsAny(s, `/\%?#`) || strings.Contains(s, ".."):
 		return Command{}, errors.New("A Cloud PC name contains no path characters (`/`, `\\`, `%`, `?`, `#`, `..`).")
 	case approvals.ValidCloudPCID(s):
 		return Command{Target: strings.ToLower(s), Kind: TargetID}, nil
 	case strings.Contains(s, "@"):
-		if !upnPattern.MatchString(s) {
+		if !graph.ValidUPN(s) {
 			return Command{}, errors.New("That is not a user sign-in name (user@domain).")
 		}
 		return Command{Target: strings.ToLower(s), Kind: TargetUPN}, nil
 	case looksLikeBrokenGUID(s):
 		return Command{}, errors.New("That is not a Cloud PC id: expected a GUID like `4e1f0b9a-2c3d-4e5f-8a9b-0c1d2e3f4a5b`.")
-	case deviceNamePattern.MatchString(s):
+	case graph.ValidDeviceName(s):
 		return Command{Target: s, Kind: TargetDeviceName}, nil
 	}
 	return Command{}, errors.New("That is not a Cloud PC id (a GUID), a device name or a user sign-in name.")

@@ -20,6 +20,10 @@ const finishTimeout = 3 * time.Second
 // graphTimeout bounds the look-ups before a reprovision.
 const graphTimeout = 2 * time.Minute
 
+// maxCandidates: one message holds 50 blocks, three per Cloud PC to pick.
+// More matches than this is a name too vague to wipe by.
+const maxCandidates = 15
+
 // signInThenConfirm runs after Approve when the details were not on the
 // prompt: the approver signs in (unless s is a valid sign-in already), the
 // bot looks the Cloud PC up with their token, and asks them to confirm (or
@@ -32,7 +36,7 @@ func (b *Bot) signInThenConfirm(r *approvals.Request, s *graph.Session) {
 			return
 		}
 	} else {
-		b.sessions.remember(r.DecidedBy, r.ID, s)
+		b.sessions.pin(r.ID, s)
 	}
 	ctx, cancel := context.WithTimeout(b.execCtx, graphTimeout)
 	defer cancel()
@@ -57,12 +61,23 @@ func (b *Bot) signInThenConfirm(r *approvals.Request, s *graph.Session) {
 			b.lookUpFailed(ctx, r, err)
 			return
 		}
+		found = uniqueCloudPCs(found)
 		b.audit(ctx, r.ID, approvals.EventResolved, r.DecidedBy, map[string]string{"target": r.Target, "matches": strconv.Itoa(len(found))})
 	}
 
+	// The final confirmation gets its own approval window.
+	expires := time.Time{}
+	if b.cfg.Policy.ApprovalTTL > 0 {
+		expires = time.Now().UTC().Add(b.cfg.Policy.ApprovalTTL)
+	}
+	var confirming *approvals.Request
 	switch {
 	case len(found) == 0:
 		b.failBeforeCall(ctx, r, fmt.Sprintf("No Cloud PC matches `%s`.", escapeText(r.Target)))
+		return
+	case len(found) > maxCandidates:
+		b.failBeforeCall(ctx, r, fmt.Sprintf("%d Cloud PCs match `%s`: too many to choose from. Ask again with the Cloud PC's id or device name.",
+			len(found), escapeText(r.Target)))
 		return
 	case len(found) == 1:
 		device := found[0]
@@ -72,31 +87,59 @@ func (b *Bot) signInThenConfirm(r *approvals.Request, s *graph.Session) {
 			b.failBeforeCall(ctx, r, refusal)
 			return
 		}
-		var err error
-		r, err = b.cfg.Store.Transition(ctx, r.ID, approvals.StateConfirming, func(r *approvals.Request) {
-			r.CloudPCID, r.Device, r.SignedInAs = device.ID, &device, s.Username
+		confirming, err = b.cfg.Store.TransitionFrom(ctx, r.ID, beforeCall, approvals.StateConfirming, func(r *approvals.Request) {
+			r.CloudPCID, r.Device, r.SignedInAs, r.ExpiresAt = device.ID, &device, s.Username, expires
 		})
-		if err != nil {
+		if err != nil && !isTransitionError(err) {
 			b.failBeforeCall(ctx, r, b.openRequestConflict(ctx, r, device.ID, err))
 			return
 		}
 	default:
-		r, err = b.cfg.Store.Transition(ctx, r.ID, approvals.StateConfirming, func(r *approvals.Request) {
-			r.Candidates, r.SignedInAs = found, s.Username
+		confirming, err = b.cfg.Store.TransitionFrom(ctx, r.ID, beforeCall, approvals.StateConfirming, func(r *approvals.Request) {
+			r.Candidates, r.SignedInAs, r.ExpiresAt = found, s.Username, expires
 		})
-		if err != nil {
-			b.log.Error("could not record the candidates", "ref", r.ID, "err", err)
+		if err != nil && !isTransitionError(err) {
+			b.failBeforeCall(ctx, r, "The matching Cloud PCs could not be recorded; nothing was sent.")
 			return
 		}
 	}
-	text, blocks := confirmBlocks(r)
-	b.dmBlocks(ctx, r.DecidedBy, msgText(text), msgBlocks(blocks))
-	b.updatePrompts(ctx, r)
+	if err != nil { // the request moved on meanwhile (e.g. a restart elsewhere): leave it
+		b.log.Info("request moved on during look-up", "ref", r.ID, "err", err)
+		return
+	}
+	b.nudge() // its expiry moved
+	text, blocks := confirmBlocks(confirming)
+	if err := b.dmBlocks(ctx, confirming.DecidedBy, msgText(text), msgBlocks(blocks)); err != nil {
+		b.reopen(context.WithoutCancel(ctx), confirming, "The final confirmation could not be sent on Slack. Approve again to retry.")
+		return
+	}
+	b.updatePrompts(ctx, confirming)
+}
+
+// uniqueCloudPCs drops repeats (a Cloud PC matching twice across pages).
+func uniqueCloudPCs(pcs []approvals.CloudPC) []approvals.CloudPC {
+	seen := map[string]bool{}
+	var out []approvals.CloudPC
+	for _, pc := range pcs {
+		if !seen[pc.ID] {
+			seen[pc.ID] = true
+			out = append(out, pc)
+		}
+	}
+	return out
+}
+
+func isTransitionError(err error) bool {
+	var te *approvals.TransitionError
+	return errors.As(err, &te)
 }
 
 // execute sends the one reprovision call, after checking the Cloud PC's
-// status once more right before it.
+// status once more right before it. The caller has claimed r (sessions.claim)
+// so one process runs one execute per request; the store's compare-and-swap
+// to executing decides between processes.
 func (b *Bot) execute(r *approvals.Request, s *graph.Session) {
+	defer b.sessions.unclaim(r.ID)
 	log := b.log.With("ref", r.ID)
 	ctx, cancel := context.WithTimeout(b.execCtx, graphTimeout)
 	defer cancel()
@@ -120,17 +163,22 @@ func (b *Bot) execute(r *approvals.Request, s *graph.Session) {
 
 	// Marked executing *before* the call: if the process dies mid-call, the
 	// restart sees it and never resends.
-	r, err = b.cfg.Store.Transition(ctx, r.ID, approvals.StateExecuting, func(r *approvals.Request) {
+	executing, err := b.cfg.Store.TransitionFrom(ctx, r.ID, beforeCall, approvals.StateExecuting, func(r *approvals.Request) {
 		r.Device, r.SignedInAs = &device, s.Username
 	})
-	if err != nil {
+	switch {
+	case isTransitionError(err):
+		log.Info("request moved on before the call; not calling Graph", "err", err)
+		return
+	case err != nil:
 		log.Error("could not mark the request executing; not calling Graph", "err", err)
+		b.reopen(context.WithoutCancel(ctx), r, "The request could not be recorded as running, so nothing was sent. Approve again to retry.")
 		return
 	}
-	b.updatePrompts(ctx, r)
-	call, err = client.Reprovision(b.execCtx, r.CloudPCID)
-	b.auditGraphCall(r.ID, r.DecidedBy, call)
-	b.finish(r, call, err)
+	b.updatePrompts(ctx, executing)
+	call, err = client.Reprovision(b.execCtx, executing.CloudPCID)
+	b.auditGraphCall(executing.ID, executing.DecidedBy, call)
+	b.finish(executing, call, err)
 }
 
 // statusRefusal says why the Cloud PC may not be reprovisioned in its
@@ -143,14 +191,12 @@ func (b *Bot) statusRefusal(d approvals.CloudPC) string {
 		escapeText(orDash(d.Status)), escapeText(joinOr(b.cfg.AllowedStatuses)))
 }
 
+// joinOr is "a", "a or b", "a, b or c".
 func joinOr(items []string) string {
-	switch len(items) {
-	case 0:
-		return ""
-	case 1:
-		return items[0]
+	if len(items) < 2 {
+		return strings.Join(items, "")
 	}
-	return fmt.Sprint(items[:len(items)-1]) + " or " + items[len(items)-1]
+	return strings.Join(items[:len(items)-1], ", ") + " or " + items[len(items)-1]
 }
 
 // lookUpFailed handles a failed look-up before any reprovision was sent:
@@ -159,7 +205,7 @@ func (b *Bot) lookUpFailed(ctx context.Context, r *approvals.Request, err error)
 	why := graph.Explain(err, "GET")
 	b.log.Warn("look-up failed", "ref", r.ID, "kind", why.Kind, "err", err)
 	if why.Kind == graph.KindSignInAgain {
-		b.sessions.forget(r.DecidedBy, r.ID)
+		b.sessions.forget(r.DecidedBy, r.ID, claimsOf(err))
 	}
 	if why.Kind == graph.KindNotFound || why.Kind == graph.KindInvalid {
 		b.failBeforeCall(ctx, r, why.Text)
@@ -169,10 +215,21 @@ func (b *Bot) lookUpFailed(ctx context.Context, r *approvals.Request, err error)
 	if !strings.Contains(note, "nothing was sent") {
 		note += " The reprovision was not sent."
 	}
-	if r = b.reopen(context.WithoutCancel(ctx), r, note+" Approve again to retry."); r != nil {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+	defer cancel()
+	if r = b.reopen(ctx, r, note+" Approve again to retry."); r != nil {
 		b.dm(ctx, r.DecidedBy, requestSummary(r))
 		b.dm(ctx, r.RequesterID, requesterUpdate(r))
 	}
+}
+
+// claimsOf is the Conditional Access claims challenge in a Graph error, if any.
+func claimsOf(err error) string {
+	var gerr *graph.Error
+	if errors.As(err, &gerr) {
+		return gerr.Claims
+	}
+	return ""
 }
 
 // failBeforeCall ends a request that never reached the reprovision call.
@@ -181,7 +238,7 @@ func (b *Bot) failBeforeCall(ctx context.Context, r *approvals.Request, why stri
 	defer cancel()
 	b.sessions.release(r.ID)
 	device := r.Device
-	failed, err := b.cfg.Store.Transition(ctx, r.ID, approvals.StateFailed, func(r *approvals.Request) {
+	failed, err := b.cfg.Store.TransitionFrom(ctx, r.ID, beforeCall, approvals.StateFailed, func(r *approvals.Request) {
 		r.Outcome = why
 		if device != nil && r.Device == nil && r.CloudPCID == device.ID {
 			r.Device = device
@@ -234,17 +291,17 @@ func (b *Bot) finish(r *approvals.Request, call graph.Call, callErr error) {
 		case graph.KindSignInAgain:
 			// Graph refused before acting: the request may be approved
 			// again, with a fresh sign-in.
-			b.sessions.forget(r.DecidedBy, r.ID)
+			b.sessions.forget(r.DecidedBy, r.ID, claimsOf(callErr))
 			to, kind, outcome = approvals.StatePending, approvals.EventFailed, outcome+" Nothing was done; approve again to sign in afresh."
 		default:
 			to, kind = approvals.StateFailed, approvals.EventFailed
 		}
 	}
-	r, err := b.cfg.Store.Transition(ctx, r.ID, to, func(r *approvals.Request) {
+	done, err := b.cfg.Store.TransitionFrom(ctx, r.ID, []approvals.State{approvals.StateExecuting}, to, func(r *approvals.Request) {
 		r.Outcome = outcome
 		r.GraphRequestID = requestID
 		if to == approvals.StateSucceeded && b.cfg.TrackFor > 0 {
-			r.Tracking = approvals.Tracking{Until: now.Add(b.cfg.TrackFor), NextCheck: now.Add(b.cfg.TrackEvery)}
+			r.Tracking = approvals.Tracking{Since: now, Until: now.Add(b.cfg.TrackFor), NextCheck: now.Add(b.cfg.TrackEvery)}
 		}
 	})
 	if err != nil {
@@ -252,15 +309,15 @@ func (b *Bot) finish(r *approvals.Request, call graph.Call, callErr error) {
 		log.Error("outcome not stored", "outcome", string(to), "err", err)
 		return
 	}
-	if !r.Tracking.Active() {
-		b.sessions.release(r.ID) // tracking keeps the sign-in it looks with
+	if !done.Tracking.Active() {
+		b.sessions.release(done.ID) // tracking keeps the sign-in it looks with
 	}
-	log.Info("reprovision call finished", "state", string(r.State), "graph_request_id", requestID)
-	b.audit(ctx, r.ID, kind, "", map[string]string{"outcome": outcome, "request_id": requestID})
-	b.updatePrompts(ctx, r)
-	b.dm(ctx, r.RequesterID, requesterUpdate(r))
-	if r.Tracking.Active() {
-		b.threadReply(ctx, r, fmt.Sprintf("Reprovision of %s accepted. I'll look at it in %s and post progress here.", escapeText(targetLabel(r)), b.cfg.TrackEvery))
+	log.Info("reprovision call finished", "state", string(done.State), "graph_request_id", requestID)
+	b.audit(ctx, done.ID, kind, "", map[string]string{"outcome": outcome, "request_id": requestID})
+	b.updatePrompts(ctx, done)
+	b.dm(ctx, done.RequesterID, requesterUpdate(done))
+	if done.Tracking.Active() {
+		b.threadReply(ctx, done, fmt.Sprintf("Reprovision of %s accepted. I'll look at it in %s and post progress here.", escapeText(targetLabel(done)), b.cfg.TrackEvery))
 		b.nudge()
 	}
 }
@@ -275,8 +332,6 @@ func lastRequestID(call graph.Call) string {
 
 // auditGraphCall records every HTTP attempt of a Graph call.
 func (b *Bot) auditGraphCall(ref, approver string, call graph.Call) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(b.execCtx), cleanupTimeout)
-	defer cancel()
 	for i, a := range call.Attempts {
 		details := map[string]string{
 			"method": call.Method, "path": call.Path, "attempt": strconv.Itoa(i + 1),
@@ -285,7 +340,7 @@ func (b *Bot) auditGraphCall(ref, approver string, call graph.Call) {
 		if a.Err != "" {
 			details["error"] = a.Err
 		}
-		b.audit(ctx, ref, approvals.EventGraphCall, approver, details)
+		b.audit(b.execCtx, ref, approvals.EventGraphCall, approver, details)
 	}
 }
 

@@ -93,6 +93,12 @@ func (b *Bot) handleBlockAction(cb slack.InteractionCallback) {
 // mayDecide applies the policy to a decision click; a refusal is told,
 // audited, and changes nothing.
 func (b *Bot) mayDecide(ctx context.Context, c click) bool {
+	if c.request.ExpiredAt(time.Now()) {
+		// The scheduler has not got to it yet; a decision now is too late.
+		b.expire(ctx, c.request)
+		b.tell(ctx, c, fmt.Sprintf("%s has expired; nothing was changed.", c.request.ID))
+		return false
+	}
 	err := b.cfg.Policy.MayDecide(c.user, c.request)
 	if err == nil {
 		return true
@@ -132,10 +138,12 @@ func (b *Bot) approve(ctx context.Context, c click) {
 	}
 	b.audit(ctx, r.ID, approvals.EventApproved, c.user, nil)
 	s := b.sessions.valid(c.user)
-	if s != nil && r.CloudPCID != "" && r.Device != nil {
-		// The approver saw the details on the prompt and is signed in:
-		// Approve is final.
-		b.sessions.remember(c.user, r.ID, s)
+	// Approve is final only on the prompt that showed the details, with a
+	// valid sign-in; elsewhere (the Home tab) the approver confirms after
+	// seeing them.
+	onPrompt := c.cb.Container.Type == "message"
+	if s != nil && onPrompt && r.CloudPCID != "" && r.Device != nil && b.sessions.claim(r.ID) {
+		b.sessions.pin(r.ID, s)
 		b.spawn(func() { b.execute(r, s) })
 		return
 	}
@@ -250,6 +258,12 @@ func (b *Bot) confirm(ctx context.Context, c click) {
 		b.reopen(ctx, r, "The sign-in is no longer valid. Approve again to sign in.")
 		return
 	}
+	// One confirmation starts one worker; a second click (or pick) while
+	// it runs is told so.
+	if !b.sessions.claim(r.ID) {
+		b.tell(ctx, c, fmt.Sprintf("%s is already being handled.", r.ID))
+		return
+	}
 	if c.action == actionPick {
 		var chosen *approvals.CloudPC
 		for i := range r.Candidates {
@@ -258,6 +272,7 @@ func (b *Bot) confirm(ctx context.Context, c click) {
 			}
 		}
 		if chosen == nil || r.CloudPCID != "" {
+			b.sessions.unclaim(r.ID)
 			b.tell(ctx, c, "That choice is no longer on offer.")
 			return
 		}
@@ -266,6 +281,7 @@ func (b *Bot) confirm(ctx context.Context, c click) {
 			r.Device = chosen
 		})
 		if err != nil {
+			b.sessions.unclaim(r.ID)
 			b.failBeforeCall(ctx, r, b.openRequestConflict(ctx, r, chosen.ID, err))
 			return
 		}
@@ -283,7 +299,12 @@ func (b *Bot) abort(ctx context.Context, c click) {
 		b.tell(ctx, c, fmt.Sprintf("Only <@%s> can cancel at the confirmation.", c.request.DecidedBy))
 		return
 	}
-	r, err := b.cfg.Store.Transition(ctx, c.request.ID, approvals.StateCanceled, nil)
+	if !b.sessions.claim(c.request.ID) {
+		b.tell(ctx, c, fmt.Sprintf("%s is already being handled.", c.request.ID))
+		return
+	}
+	defer b.sessions.unclaim(c.request.ID)
+	r, err := b.cfg.Store.TransitionFrom(ctx, c.request.ID, []approvals.State{approvals.StateConfirming}, approvals.StateCanceled, nil)
 	if err != nil {
 		b.tellLate(ctx, c, err)
 		return

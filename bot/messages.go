@@ -214,18 +214,26 @@ func requestIDSuffix(r *approvals.Request) string {
 	if r.GraphRequestID == "" {
 		return ""
 	}
-	return fmt.Sprintf(" (request-id `%s`)", r.GraphRequestID)
+	return fmt.Sprintf(" (request-id `%s`)", escapeText(r.GraphRequestID))
 }
 
 // requesterUpdate is what the requester is told when their request reaches a
 // decision or an outcome.
 func requesterUpdate(r *approvals.Request) string {
-	return fmt.Sprintf("Your request %s to reprovision `%s`: %s", r.ID, escapeText(targetLabel(r)), statusLine(r))
+	return fmt.Sprintf("Your request %s to reprovision `%s`%s: %s", r.ID, escapeText(targetLabel(r)), reasonSuffix(r), statusLine(r))
+}
+
+// reasonSuffix repeats why it was asked, so an outcome reads on its own.
+func reasonSuffix(r *approvals.Request) string {
+	if r.Reason == "" {
+		return ""
+	}
+	return " (reason: " + escapeText(r.Reason) + ")"
 }
 
 // requestSummary is the same news for someone other than the requester.
 func requestSummary(r *approvals.Request) string {
-	return fmt.Sprintf("Request %s to reprovision `%s` from <@%s>: %s", r.ID, escapeText(targetLabel(r)), r.RequesterID, statusLine(r))
+	return fmt.Sprintf("Request %s to reprovision `%s` from <@%s>%s: %s", r.ID, escapeText(targetLabel(r)), r.RequesterID, reasonSuffix(r), statusLine(r))
 }
 
 // requesterConfirmation is the requester's private receipt, with Cancel.

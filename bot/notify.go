@@ -47,7 +47,7 @@ func (b *Bot) tellUserBlocks(ctx context.Context, responseURL, channel, user, te
 		}
 		b.log.Warn("ephemeral post failed", "err", err)
 	}
-	b.dmBlocks(ctx, user, options...)
+	_ = b.dmBlocks(ctx, user, options...) // logged; the last way to reach them
 }
 
 // replaceOriginal rewrites the message a button was on (ephemeral messages
@@ -92,10 +92,10 @@ func msgBlocks(blocks []slack.Block) slack.MsgOption {
 
 // dm posts text to the user's direct messages with the app.
 func (b *Bot) dm(ctx context.Context, user, text string) {
-	b.dmBlocks(ctx, user, slack.MsgOptionText(text, false))
+	_ = b.dmBlocks(ctx, user, slack.MsgOptionText(text, false)) // logged; nothing else to do
 }
 
-func (b *Bot) dmBlocks(ctx context.Context, user string, options ...slack.MsgOption) {
+func (b *Bot) dmBlocks(ctx context.Context, user string, options ...slack.MsgOption) error {
 	err := b.slackCall(ctx, "chat.postMessage", func(ctx context.Context) error {
 		_, _, err := b.api.PostMessageContext(ctx, user, options...)
 		return err
@@ -103,6 +103,7 @@ func (b *Bot) dmBlocks(ctx context.Context, user string, options ...slack.MsgOpt
 	if err != nil {
 		b.log.Error("direct message failed", "user", user, "err", err)
 	}
+	return err
 }
 
 // updatePrompts redraws every approver's copy of the prompt for r's current

@@ -51,7 +51,6 @@ func (b *Bot) handleSlashCommand(sm *socketmode.Client, req *socketmode.Request,
 		return
 	}
 	r := b.cfg.Policy.NewRequest(time.Now(), sc.UserID, sc.ChannelID, parsed.Target, parsed.Reason)
-	r.CloudPCID = parsed.CloudPCID()
 	text, blocks := requesterConfirmation(r)
 	b.ack(sm, req, ephemeral{ResponseType: "ephemeral", Text: text, Blocks: blocks})
 	b.spawn(func() { b.openRequest(r, sc.ResponseURL) })
@@ -103,7 +102,6 @@ func (b *Bot) reasonSubmitted(sm *socketmode.Client, req *socketmode.Request, cb
 	}
 	b.ack(sm, req, nil)
 	r := b.cfg.Policy.NewRequest(time.Now(), cb.User.ID, form.Channel, parsed.Target, reason)
-	r.CloudPCID = parsed.CloudPCID()
 	b.spawn(func() {
 		ctx, cancel := context.WithTimeout(b.execCtx, interactionTimeout)
 		defer cancel()
@@ -215,18 +213,19 @@ func (b *Bot) requestAgain(ctx context.Context, cb slack.InteractionCallback, ol
 		return
 	}
 	r := b.cfg.Policy.NewRequest(time.Now(), user, old.RequestChannelID, old.Target, old.Reason)
-	if approvals.ValidCloudPCID(old.Target) {
-		r.CloudPCID = old.Target
-	}
-	text, _ := requesterConfirmation(r)
-	b.tellUser(ctx, cb.ResponseURL, cb.Channel.ID, user, text)
+	text, blocks := requesterConfirmation(r)
+	b.tellUserBlocks(ctx, cb.ResponseURL, cb.Channel.ID, user, text, blocks)
 	b.openRequest(r, cb.ResponseURL)
 }
 
 // audit appends to the trail; a failure is logged, never fatal to the flow
 // (the flow's own state is in the store already).
 func (b *Bot) audit(ctx context.Context, ref string, kind approvals.EventKind, actor string, details map[string]string) {
-	err := b.cfg.Store.Record(context.WithoutCancel(ctx), approvals.Event{
+	// Recorded even when the work that caused it was canceled, but within
+	// the shutdown budget.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	err := b.cfg.Store.Record(ctx, approvals.Event{
 		Time: time.Now().UTC(), RequestID: ref, Kind: kind, Actor: actor, Details: details,
 	})
 	if err != nil {

@@ -32,7 +32,7 @@ func (b *Bot) resumeAfterRestart(ctx context.Context) {
 			b.reopen(ctx, r, "The bot restarted during sign-in. Approve again to retry.")
 			continue
 		}
-		unknown, err := b.cfg.Store.Transition(ctx, r.ID, approvals.StateOutcomeUnknown, func(r *approvals.Request) {
+		unknown, err := b.cfg.Store.TransitionFrom(ctx, r.ID, []approvals.State{approvals.StateExecuting}, approvals.StateOutcomeUnknown, func(r *approvals.Request) {
 			r.Outcome = "The bot stopped while the reprovision call may have been in flight; it was not sent again."
 		})
 		if err != nil {

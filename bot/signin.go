@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -21,11 +20,18 @@ type sessions struct {
 	ttl time.Duration
 
 	mu sync.Mutex
-	// byApprover: reusable sign-ins, valid for ttl after sign-in.
+	// byApprover: reusable sign-ins, valid for ttl after the sign-in itself
+	// (reuse does not extend it).
 	byApprover map[string]signedIn
-	// byRequest: the sign-in an approval in progress runs with, kept until
+	// byRequest: the sign-in a request in progress runs with, kept until
 	// that request is done even when ttl is 0 (a fresh sign-in per approval).
 	byRequest map[string]*graph.Session
+	// claims: a Conditional Access claims challenge the approver's next
+	// sign-in must satisfy.
+	claims map[string]string
+	// busy: requests a worker is acting on in this process (confirm clicks
+	// and final approvals start one worker, not two).
+	busy map[string]bool
 }
 
 type signedIn struct {
@@ -33,19 +39,31 @@ type signedIn struct {
 	at      time.Time
 }
 
-// remember stores a fresh sign-in for the approver and pins it to ref.
-func (s *sessions) remember(approver, ref string, session *graph.Session) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+func (s *sessions) init() {
 	if s.byApprover == nil {
 		s.byApprover, s.byRequest = map[string]signedIn{}, map[string]*graph.Session{}
+		s.claims, s.busy = map[string]string{}, map[string]bool{}
 	}
+}
+
+// signedIn records a fresh sign-in of approver for request ref.
+func (s *sessions) signedIn(approver, ref string, session *graph.Session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.init()
 	if s.ttl > 0 {
 		s.byApprover[approver] = signedIn{session, time.Now()}
 	}
-	if ref != "" {
-		s.byRequest[ref] = session
-	}
+	delete(s.claims, approver)
+	s.byRequest[ref] = session
+}
+
+// pin makes request ref run with session (a reused sign-in).
+func (s *sessions) pin(ref string, session *graph.Session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.init()
+	s.byRequest[ref] = session
 }
 
 // valid returns the approver's reusable sign-in, or nil.
@@ -53,7 +71,11 @@ func (s *sessions) valid(approver string) *graph.Session {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	si, ok := s.byApprover[approver]
-	if !ok || s.ttl <= 0 || time.Since(si.at) >= s.ttl {
+	if !ok {
+		return nil
+	}
+	if s.ttl <= 0 || time.Since(si.at) >= s.ttl {
+		delete(s.byApprover, approver)
 		return nil
 	}
 	return si.session
@@ -87,19 +109,50 @@ func (s *sessions) release(ref string) {
 	delete(s.byRequest, ref)
 }
 
-// forget drops an approver's sign-in (Graph asked for a fresh one).
-func (s *sessions) forget(approver, ref string) {
+// forget drops an approver's sign-in because Graph wants a fresh one, and
+// keeps the claims the next sign-in must satisfy.
+func (s *sessions) forget(approver, ref, claims string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.init()
 	delete(s.byApprover, approver)
 	delete(s.byRequest, ref)
+	if claims != "" {
+		s.claims[approver] = claims
+	}
+}
+
+func (s *sessions) claimsFor(approver string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.claims[approver]
+}
+
+// claim marks ref as being acted on; false if a worker already is.
+func (s *sessions) claim(ref string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.init()
+	if s.busy[ref] {
+		return false
+	}
+	s.busy[ref] = true
+	return true
+}
+
+func (s *sessions) unclaim(ref string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.busy, ref)
 }
 
 // signIn runs the device-code sign-in for approver, DMing them the code,
 // and checks that they signed in as themselves. why completes "Sign in to …".
 func (b *Bot) signIn(r *approvals.Request, approver, why string) (*graph.Session, error) {
 	b.audit(b.execCtx, r.ID, approvals.EventSignInStarted, approver, nil)
-	session, err := b.cfg.SignIn.SignIn(b.signInCtx, func(ctx context.Context, code graph.DeviceCode) error {
+	// A claims challenge from Graph (Conditional Access) must be met by
+	// this sign-in, or Graph will refuse again.
+	session, err := b.cfg.SignIn.SignInWithClaims(b.signInCtx, b.sessions.claimsFor(approver), func(ctx context.Context, code graph.DeviceCode) error {
 		return b.sendSignInCode(ctx, approver, why, code)
 	})
 	if err != nil {
@@ -111,11 +164,11 @@ func (b *Bot) signIn(r *approvals.Request, approver, why string) (*graph.Session
 	if err != nil {
 		return nil, err
 	}
-	if !strings.EqualFold(strings.TrimSpace(session.Username), strings.TrimSpace(expected)) {
+	if !session.MatchesUser(expected) {
 		b.audit(b.execCtx, r.ID, approvals.EventIdentityMismatch, approver, map[string]string{"upn": session.Username, "expected": expected})
 		return nil, &identityMismatch{got: session.Username, want: expected}
 	}
-	b.sessions.remember(approver, r.ID, session)
+	b.sessions.signedIn(approver, r.ID, session)
 	return session, nil
 }
 
@@ -194,10 +247,15 @@ func (b *Bot) signInFailed(r *approvals.Request, err error) {
 		r.ID, reason))
 }
 
+// beforeCall are the states of an approved request before its reprovision
+// call: the only ones a failure before the call may move it from. (A worker
+// that lost the race to another must not undo the winner's executing.)
+var beforeCall = []approvals.State{approvals.StateApproved, approvals.StateConfirming}
+
 // reopen moves r back to pending with a note, and redraws the prompts.
 func (b *Bot) reopen(ctx context.Context, r *approvals.Request, note string) *approvals.Request {
 	b.sessions.release(r.ID)
-	reopened, err := b.cfg.Store.Transition(ctx, r.ID, approvals.StatePending, func(r *approvals.Request) { r.Outcome = note })
+	reopened, err := b.cfg.Store.TransitionFrom(ctx, r.ID, beforeCall, approvals.StatePending, func(r *approvals.Request) { r.Outcome = note })
 	if err != nil {
 		b.log.Error("could not reopen the request", "ref", r.ID, "err", err)
 		return nil

@@ -3,6 +3,7 @@ package bot
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/reprovision-bot/reprovision-bot/approvals"
@@ -47,18 +48,14 @@ func (b *Bot) track(ctx context.Context, r *approvals.Request) *approvals.Reques
 		why := graph.Explain(err, "GET")
 		log.Warn("tracking look failed", "kind", why.Kind, "err", err)
 		if why.Kind == graph.KindSignInAgain {
-			b.sessions.forget(r.DecidedBy, r.ID)
+			b.sessions.forget(r.DecidedBy, r.ID, claimsOf(err))
 			return b.pauseTracking(ctx, r)
 		}
 	} else {
 		seen := device.Status
-		switch {
-		case seen == "failed":
-			t.Result = approvals.TrackFailed
-		case seen == "provisioned" && b.reprovisionDone(ctx, client, r, t):
-			t.Result = approvals.TrackProvisioned
-		}
-		if seen != t.LastStatus && t.Result == "" {
+		if result := b.trackResult(ctx, client, r, t, seen); result != "" {
+			t.Result = result
+		} else if seen != t.LastStatus {
 			b.threadReply(ctx, r, fmt.Sprintf("%s: status *%s*%s.", r.ID, escapeText(orDash(seen)), statusDetailSuffix(device)))
 		}
 		t.LastStatus = seen
@@ -94,25 +91,56 @@ func statusDetailSuffix(d approvals.CloudPC) string {
 	return " (" + escapeText(d.StatusDetails) + ")"
 }
 
-// reprovisionDone tells whether a Cloud PC that reads "provisioned" has
-// finished reprovisioning, or simply has not started yet. Once another
-// status was seen, it has finished; otherwise the reprovision action's own
-// state decides.
-func (b *Bot) reprovisionDone(ctx context.Context, client *graph.Client, r *approvals.Request, t approvals.Tracking) bool {
-	if t.LastStatus != "" && t.LastStatus != "provisioned" {
-		return true
+// trackResult decides from the status seen now whether this reprovision has
+// ended. "provisioned" or "failed" alone is not enough: a Cloud PC reads so
+// before the reprovision starts too (failed is an allowed starting status).
+// It has ended when a working status (provisioning, …) was seen before, or
+// when the reprovision action that began with this request says so.
+func (b *Bot) trackResult(ctx context.Context, client *graph.Client, r *approvals.Request, t approvals.Tracking, seen string) string {
+	var want, actionState string
+	switch seen {
+	case "provisioned":
+		want, actionState = approvals.TrackProvisioned, "done"
+	case "failed":
+		want, actionState = approvals.TrackFailed, "failed"
+	default:
+		return ""
 	}
+	if t.LastStatus != "" && t.LastStatus != "provisioned" && t.LastStatus != "failed" {
+		return want
+	}
+	if b.reprovisionActionState(ctx, client, r, t.Since) == actionState {
+		return want
+	}
+	return ""
+}
+
+// actionClockSkew: Graph stamps the reprovision action when it accepts the
+// call, a little before the bot records Since.
+const actionClockSkew = 5 * time.Minute
+
+// reprovisionActionState is the state of the reprovision remote action that
+// began with this request (one GET), or "" when there is none yet.
+func (b *Bot) reprovisionActionState(ctx context.Context, client *graph.Client, r *approvals.Request, since time.Time) string {
 	actions, call, err := client.RemoteActionResults(ctx, r.CloudPCID)
 	b.auditGraphCall(r.ID, r.DecidedBy, call)
 	if err != nil {
-		return false
+		return ""
 	}
-	for i := len(actions) - 1; i >= 0; i-- {
-		if actions[i].Name == "Reprovision" || actions[i].Name == "reprovision" {
-			return actions[i].State == "done"
+	var latest *graph.RemoteAction
+	for i := range actions {
+		a := &actions[i]
+		if !strings.EqualFold(a.Name, "reprovision") || a.Started.Before(since.Add(-actionClockSkew)) {
+			continue
+		}
+		if latest == nil || a.Started.After(latest.Started) {
+			latest = a
 		}
 	}
-	return false
+	if latest == nil {
+		return ""
+	}
+	return latest.State
 }
 
 // pauseTracking records that nobody is signed in to look with, and offers
@@ -141,7 +169,12 @@ func (b *Bot) resumeTracking(ctx context.Context, c click) {
 		b.tell(ctx, c, fmt.Sprintf("%s is not paused: %s", r.ID, statusLine(r)))
 		return
 	}
+	if !b.sessions.claim(r.ID) {
+		b.tell(ctx, c, fmt.Sprintf("Tracking of %s is already being resumed.", r.ID))
+		return
+	}
 	b.spawn(func() {
+		defer b.sessions.unclaim(r.ID)
 		s := b.sessions.valid(c.user)
 		if s == nil {
 			var err error
@@ -152,7 +185,7 @@ func (b *Bot) resumeTracking(ctx context.Context, c click) {
 				return
 			}
 		}
-		b.sessions.remember(c.user, r.ID, s)
+		b.sessions.pin(r.ID, s)
 		ctx, cancel := context.WithTimeout(b.execCtx, interactionTimeout)
 		defer cancel()
 		updated, err := b.cfg.Store.Update(ctx, r.ID, func(r *approvals.Request) {

@@ -20,6 +20,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/google/uuid"
+
+	"github.com/reprovision-bot/reprovision-bot/approvals"
 )
 
 const (
@@ -209,10 +211,8 @@ type Call struct {
 	Attempts     []Attempt
 }
 
-var guidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-
 // IsGUID reports whether s is a GUID in the 8-4-4-4-12 form.
-func IsGUID(s string) bool { return guidRE.MatchString(s) }
+func IsGUID(s string) bool { return approvals.ValidCloudPCID(s) }
 
 // Reprovision sends POST {BaseURL}/deviceManagement/virtualEndpoint/cloudPCs/{id}/reprovision
 // and expects 204 (any 2xx counts as success). The Call is returned even on error.

@@ -17,7 +17,7 @@ var requestColumns = []string{
 	"id", "target", "cloud_pc_id", "reason", "requester_id", "request_channel_id", "approvers",
 	"state", "decided_by", "decision_reason", "signed_in_as",
 	"prompts", "device", "candidates", "outcome", "graph_request_id",
-	"tracking_until", "tracking_next_check", "tracking_checks", "tracking_last_status",
+	"tracking_since", "tracking_until", "tracking_next_check", "tracking_checks", "tracking_last_status",
 	"tracking_paused", "tracking_result",
 	"created_at", "updated_at", "expires_at",
 	"holds_cloud_pc",
@@ -40,7 +40,7 @@ func encodeRequest(r *approvals.Request) ([]any, error) {
 		string(r.State), r.DecidedBy, r.DecisionReason, r.SignedInAs,
 		e.json("prompts", mapSlice(r.Prompts, promptToJSON)), e.json("device", e.device(r.Device)),
 		e.json("candidates", mapSlice(r.Candidates, e.cloudPC)), r.Outcome, r.GraphRequestID,
-		e.optTime("tracking until", r.Tracking.Until), e.optTime("tracking next check", r.Tracking.NextCheck),
+		e.optTime("tracking since", r.Tracking.Since), e.optTime("tracking until", r.Tracking.Until), e.optTime("tracking next check", r.Tracking.NextCheck),
 		r.Tracking.Checks, r.Tracking.LastStatus, r.Tracking.Paused, r.Tracking.Result,
 		e.time("created at", r.CreatedAt), e.time("updated at", r.UpdatedAt), e.optTime("expires at", r.ExpiresAt),
 		r.Open(),
@@ -53,12 +53,13 @@ func scanRequest(row interface{ Scan(...any) error }) (*approvals.Request, error
 	var (
 		r                                      approvals.Request
 		state, approvers, prompts, device, cds string
-		until, next, created, updated, expires string
+		since, until, next, created, updated   string
+		expires                                string
 	)
 	err := row.Scan(&r.ID, &r.Target, &r.CloudPCID, &r.Reason, &r.RequesterID, &r.RequestChannelID, &approvers,
 		&state, &r.DecidedBy, &r.DecisionReason, &r.SignedInAs,
 		&prompts, &device, &cds, &r.Outcome, &r.GraphRequestID,
-		&until, &next, &r.Tracking.Checks, &r.Tracking.LastStatus, &r.Tracking.Paused, &r.Tracking.Result,
+		&since, &until, &next, &r.Tracking.Checks, &r.Tracking.LastStatus, &r.Tracking.Paused, &r.Tracking.Result,
 		&created, &updated, &expires)
 	if err != nil {
 		return nil, err
@@ -79,6 +80,7 @@ func scanRequest(row interface{ Scan(...any) error }) (*approvals.Request, error
 	var cs []cloudPCJSON
 	d.json("candidates", cds, &cs)
 	r.Candidates = mapSlice(cs, d.cloudPC)
+	r.Tracking.Since = d.optTime("tracking_since", since)
 	r.Tracking.Until = d.optTime("tracking_until", until)
 	r.Tracking.NextCheck = d.optTime("tracking_next_check", next)
 	r.CreatedAt = d.time("created_at", created)
@@ -248,7 +250,7 @@ func normalized(r *approvals.Request) *approvals.Request {
 	c := clone(r)
 	c.CloudPCID = strings.ToLower(c.CloudPCID)
 	c.CreatedAt, c.UpdatedAt, c.ExpiresAt = c.CreatedAt.UTC(), c.UpdatedAt.UTC(), c.ExpiresAt.UTC()
-	c.Tracking.Until, c.Tracking.NextCheck = c.Tracking.Until.UTC(), c.Tracking.NextCheck.UTC()
+	c.Tracking.Since, c.Tracking.Until, c.Tracking.NextCheck = c.Tracking.Since.UTC(), c.Tracking.Until.UTC(), c.Tracking.NextCheck.UTC()
 	if c.Device != nil {
 		c.Device.LastModified = c.Device.LastModified.UTC()
 	}

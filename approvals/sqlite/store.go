@@ -60,6 +60,7 @@ CREATE TABLE requests (
 	candidates           TEXT NOT NULL CHECK (json_valid(candidates) AND json_type(candidates) IN ('array', 'null')),
 	outcome              TEXT NOT NULL,
 	graph_request_id     TEXT NOT NULL,
+	tracking_since       TEXT NOT NULL,
 	tracking_until       TEXT NOT NULL,
 	tracking_next_check  TEXT NOT NULL,
 	tracking_checks      INTEGER NOT NULL CHECK (tracking_checks >= 0),
@@ -328,8 +329,15 @@ func getRequest(ctx context.Context, q queryer, id string) (*approvals.Request, 
 // update runs while the write lock is held: it must be quick and must not call
 // the store (that would wait for the lock it is holding, until busy_timeout).
 func (s *Store) Transition(ctx context.Context, id string, to approvals.State, update func(*approvals.Request)) (*approvals.Request, error) {
+	return s.TransitionFrom(ctx, id, nil, to, update)
+}
+
+// TransitionFrom is Transition that also requires the request to be in one
+// of from (nil: any state the state machine allows), checked under the same
+// write lock.
+func (s *Store) TransitionFrom(ctx context.Context, id string, from []approvals.State, to approvals.State, update func(*approvals.Request)) (*approvals.Request, error) {
 	return s.change(ctx, fmt.Sprintf("transition %s to %s", id, to), id, func(current *approvals.Request) (*approvals.Request, error) {
-		if !current.State.CanMoveTo(to) {
+		if !current.State.CanMoveTo(to) || (from != nil && !slices.Contains(from, current.State)) {
 			return nil, &approvals.TransitionError{Current: current, To: to}
 		}
 		next := clone(current)

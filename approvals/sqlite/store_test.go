@@ -249,6 +249,7 @@ func fullRequest() *approvals.Request {
 		Outcome:        tricky,
 		GraphRequestID: "g-1",
 		Tracking: approvals.Tracking{
+			Since:      time.Date(2025, 3, 9, 21, 0, 0, 3, west),
 			Until:      time.Date(2025, 3, 10, 0, 0, 0, 1, east),
 			NextCheck:  time.Date(2025, 3, 9, 23, 0, 0, 7, west),
 			Checks:     3,
@@ -1426,4 +1427,53 @@ func TestConcurrentOpenOfNewFile(t *testing.T) {
 	}
 	r := mustCreate(t, stores[0], newRequest())
 	mustGet(t, stores[n-1], r.ID)
+}
+
+// TransitionFrom is the claim a worker makes: of two workers moving from the
+// same state, one wins; a worker whose step was taken over cannot undo it,
+// even where the state machine would allow the move from the new state.
+func TestTransitionFromClaimsOnce(t *testing.T) {
+	s := openStore(t, dbPath(t))
+	ctx := context.Background()
+	r := mustCreate(t, s, newRequest())
+	if _, err := s.Transition(ctx, r.ID, approvals.StateApproved, nil); err != nil {
+		t.Fatal(err)
+	}
+	before := []approvals.State{approvals.StateApproved, approvals.StateConfirming}
+	var wg sync.WaitGroup
+	wins := make(chan bool, 10)
+	for i := 0; i < 10; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := s.TransitionFrom(ctx, r.ID, before, approvals.StateExecuting, nil)
+			var te *approvals.TransitionError
+			if err != nil && !errors.As(err, &te) {
+				t.Errorf("TransitionFrom: %v", err)
+			}
+			wins <- err == nil
+		}()
+	}
+	wg.Wait()
+	close(wins)
+	n := 0
+	for w := range wins {
+		if w {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d workers claimed the step, want 1", n)
+	}
+	// executing → pending is a legal move, but not for a worker that expected
+	// the request still to be approved.
+	_, err := s.TransitionFrom(ctx, r.ID, before, approvals.StatePending, nil)
+	var te *approvals.TransitionError
+	if !errors.As(err, &te) || te.Current.State != approvals.StateExecuting {
+		t.Fatalf("a stale worker moved the request: %v", err)
+	}
+	got, _ := s.Get(ctx, r.ID)
+	if got.State != approvals.StateExecuting {
+		t.Errorf("state %s, want executing", got.State)
+	}
 }

@@ -7,12 +7,15 @@ import (
 	"net/url"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
+
+	"github.com/reprovision-bot/reprovision-bot/approvals"
 )
 
 // config is the whole environment contract. The variable names are fixed:
@@ -36,7 +39,7 @@ type config struct {
 	SignInTTL         time.Duration     `envconfig:"REPROVISION_SIGNIN_TTL" default:"1h" desc:"how long an approver's sign-in is reused; 0: a fresh sign-in for every approval"`
 	AllowedStatuses   []string          `envconfig:"REPROVISION_ALLOWED_STATUSES" default:"provisioned,failed" desc:"Cloud PC statuses in which reprovisioning is allowed"`
 	TrackEvery        time.Duration     `envconfig:"REPROVISION_TRACK_EVERY" default:"1m" desc:"first look at a reprovisioning Cloud PC after this, then with backoff"`
-	TrackFor          time.Duration     `envconfig:"REPROVISION_TRACK_FOR" default:"3h" desc:"how long to follow a reprovision before giving up"`
+	TrackFor          time.Duration     `envconfig:"REPROVISION_TRACK_FOR" default:"3h" desc:"how long to follow a reprovision before giving up; 0: do not follow"`
 }
 
 // loadConfig reads the variables through getenv, applies defaults and checks
@@ -138,9 +141,12 @@ func (c config) check() []string {
 	if c.SlackBotToken != "" && !strings.HasPrefix(c.SlackBotToken, "xoxb-") {
 		p = append(p, "SLACK_BOT_TOKEN must be a bot token starting with xoxb-")
 	}
-	for _, id := range c.Approvers {
+	for i, id := range c.Approvers {
 		if !slackUserID.MatchString(id) {
 			p = append(p, fmt.Sprintf("REPROVISION_APPROVER must list Slack user IDs like U0123ABCD, not %q", id))
+		}
+		if slices.Contains(c.Approvers[:i], id) {
+			p = append(p, fmt.Sprintf("REPROVISION_APPROVER lists %s twice", id))
 		}
 	}
 	for _, id := range c.Requesters {
@@ -164,10 +170,10 @@ func (c config) check() []string {
 	if c.TrackEvery <= 0 && c.GraphURL != "" {
 		p = append(p, "REPROVISION_TRACK_EVERY must be positive")
 	}
-	if c.TenantID != "" && !guid.MatchString(c.TenantID) && !tenantName.MatchString(c.TenantID) {
+	if c.TenantID != "" && !approvals.ValidCloudPCID(c.TenantID) && !tenantName.MatchString(c.TenantID) {
 		p = append(p, "AZURE_TENANT_ID must be a tenant GUID or domain name")
 	}
-	if c.ClientID != "" && !guid.MatchString(c.ClientID) {
+	if c.ClientID != "" && !approvals.ValidCloudPCID(c.ClientID) {
 		p = append(p, "AZURE_CLIENT_ID must be the app registration's client ID (a GUID)")
 	}
 	if msg := checkURL(c.SlackAPIURL, "http", "https"); msg != "" {

@@ -335,3 +335,60 @@ func TestRevokedSignInAsksForAFreshOne(t *testing.T) {
 	h.confirm(prompt, "confirm")
 	h.waitDM(requesterID, "Reprovision started")
 }
+
+// Two requests name the same Cloud PC differently: the second, resolved
+// only after sign-in, must end with a pointer to the first, and the bot
+// must keep serving.
+func TestNameResolvingToACloudPCWithAnOpenRequest(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.start()
+	h.request(requesterID, cloudPCID+" "+reason)
+	first := h.prompt()
+	h.request(requesterID, deviceName+" "+reason)
+	second := h.prompt()
+	h.click(approverID, "approve", second)
+	h.signIn(approverUPN)
+	h.waitPrompt(second.TS, "already has an open request: "+ref(t, first))
+	h.waitDM(requesterID, "already has an open request")
+	// Still alive: the first request goes through.
+	h.click(approverID, "approve", first)
+	h.confirm(first, "confirm") // the sign-in is reused; only the confirmation is asked
+	h.waitDM(requesterID, "Reprovision started")
+	if n := len(h.reprovisionPOSTs()); n != 1 {
+		t.Errorf("%d reprovision calls, want 1", n)
+	}
+}
+
+// A double click on Reprovision now starts one call; the second click is
+// told it is already being handled, whatever the first is doing.
+func TestDoubleConfirmCallsGraphOnce(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	// A slow answer keeps the first worker busy while the second click lands.
+	h.graph.QueueReprovision(cloudPCID, fakes.Response{Status: http.StatusNoContent, Delay: 500 * time.Millisecond})
+	h.start()
+	h.request(requesterID, cloudPCID+" "+reason)
+	prompt := h.prompt()
+	h.click(approverID, "approve", prompt)
+	h.signIn(approverUPN)
+	m := h.waitDMMessage(approverID, `"block_id":"confirm:`)
+	r := ref(t, prompt)
+	var envs []string
+	for i := 0; i < 2; i++ {
+		envs = append(envs, h.slack.SendBlockAction(t, fakes.BlockAction{
+			UserID: approverID, ActionID: "confirm", BlockID: "confirm:" + r, Value: r, ChannelID: m.Channel, MessageTS: m.TS,
+		}))
+	}
+	for _, env := range envs {
+		h.slack.WaitAck(t, env, wait)
+	}
+	h.waitDM(requesterID, "Reprovision started")
+	if n := len(h.reprovisionPOSTs()); n != 1 {
+		t.Errorf("%d reprovision calls after a double confirmation, want 1", n)
+	}
+	final := h.promptNow(prompt.TS)
+	if strings.Contains(blocks(final), `"action_id":"approve"`) {
+		t.Error("the prompt offers Approve again after the reprovision started")
+	}
+}

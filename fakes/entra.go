@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -83,9 +82,7 @@ type Entra struct {
 	srv *httptest.Server
 	log safeLog
 
-	mu      sync.Mutex
-	changed notifier
-	closed  bool
+	guarded
 
 	codes         []*deviceCode
 	byDevice      map[string]*deviceCode
@@ -117,10 +114,7 @@ func NewEntra(t testing.TB) *Entra {
 	}
 	e.srv = newTLSServer(http.HandlerFunc(e.serve))
 	t.Cleanup(func() {
-		e.mu.Lock()
-		e.closed = true
-		e.changed.broadcast()
-		e.mu.Unlock()
+		e.markClosed()
 		e.srv.Close()
 	})
 	return e
@@ -167,12 +161,6 @@ func (e *Entra) WaitDeviceCode(t testing.TB, timeout time.Duration) DeviceCodeRe
 		t.Fatalf("fakes: Entra: no device-code request within %v\n%s", timeout, e.Dump())
 	}
 	return got
-}
-
-func (e *Entra) changedC() <-chan struct{} {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.changed.c()
 }
 
 // DeviceCodes returns every device-code request, in order.

@@ -19,9 +19,34 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"sync"
 	"testing"
 	"time"
 )
+
+// guarded is what every fake shares: one lock over all its state, the
+// notifier tests wait on, and whether t.Cleanup closed it.
+type guarded struct {
+	mu      sync.Mutex
+	changed notifier
+	closed  bool
+}
+
+// changedC is the channel closed at the fake's next state change.
+func (g *guarded) changedC() <-chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.changed.c()
+}
+
+// markClosed stops logging and wakes every waiter; the caller then closes
+// its server.
+func (g *guarded) markClosed() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.closed = true
+	g.changed.broadcast()
+}
 
 // notifier wakes waiters when the state of a fake changes. The owner's mutex
 // guards it.

@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -118,9 +117,7 @@ type Graph struct {
 	srv *httptest.Server
 	log safeLog
 
-	mu      sync.Mutex
-	changed notifier
-	closed  bool
+	guarded
 
 	queues  map[string][]Response
 	reqs    []GraphRequest
@@ -145,10 +142,7 @@ func NewGraph(t testing.TB) *Graph {
 	}
 	g.srv = newTLSServer(http.HandlerFunc(g.serve))
 	t.Cleanup(func() {
-		g.mu.Lock()
-		g.closed = true
-		g.changed.broadcast()
-		g.mu.Unlock()
+		g.markClosed()
 		g.srv.Close()
 	})
 	return g
@@ -284,12 +278,6 @@ func (g *Graph) WaitFor(t testing.TB, timeout time.Duration, msg string, cond fu
 	}
 }
 
-func (g *Graph) changedC() <-chan struct{} {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.changed.c()
-}
-
 // Dump describes the recorded requests.
 func (g *Graph) Dump() string {
 	g.mu.Lock()
@@ -331,7 +319,9 @@ func (c *graphCall) write(rs Response) {
 		case <-c.r.Context().Done():
 			t.Stop()
 			c.finish(0, true)
-			return
+			// Drop the connection without an answer, as a server that never
+			// answered would; returning would make net/http write a 200.
+			panic(http.ErrAbortHandler)
 		}
 	}
 	status := rs.Status

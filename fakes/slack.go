@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -96,9 +95,7 @@ type Slack struct {
 	srv *httptest.Server
 	log safeLog
 
-	mu      sync.Mutex
-	changed notifier
-	closed  bool
+	guarded
 
 	calls      []Call
 	msgs       []*msgRec
@@ -281,12 +278,6 @@ func (s *Slack) WaitFor(t testing.TB, timeout time.Duration, msg string, cond fu
 	if !waitUntil(timeout, s.changedC, cond) {
 		t.Fatalf("fakes: Slack: timed out after %v waiting for %s\n%s", timeout, msg, s.Dump())
 	}
-}
-
-func (s *Slack) changedC() <-chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.changed.c()
 }
 
 // Dump describes the recorded calls, messages, hook posts, envelopes and acks.

@@ -319,8 +319,7 @@ func TestPolicyDenyNeedsAReasonAndTheRequesterSeesIt(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.start()
-	h.request(requesterID, cloudPCID+" "+reason)
-	prompt := h.prompt()
+	prompt := h.ask(cloudPCID + " " + reason)
 	r := ref(t, prompt)
 
 	h.click(approverID, "deny", prompt)
@@ -751,8 +750,7 @@ func TestPolicyIdentityMismatchMakesNoCallAndLeavesTheRequestApprovable(t *testi
 	t.Parallel()
 	h := newHarness(t)
 	h.start()
-	h.request(requesterID, cloudPCID+" "+reason)
-	prompt := h.prompt()
+	prompt := h.ask(cloudPCID + " " + reason)
 	r := ref(t, prompt)
 
 	h.click(approverID, "approve", prompt)
@@ -791,8 +789,7 @@ func TestPolicyIdentityFromSlackEmailMatches(t *testing.T) {
 	delete(h.env, "REPROVISION_APPROVER_UPNS")
 	h.slack.SetUserEmail(approverID, "Approver@Contoso.example") // compared case-insensitively
 	h.start()
-	h.request(requesterID, cloudPCID+" "+reason)
-	prompt := h.prompt()
+	prompt := h.ask(cloudPCID + " " + reason)
 	h.approveWithSignIn(prompt)
 	h.waitDM(requesterID, "Reprovision started")
 	if n := len(h.reprovisionPOSTs()); n != 1 {
@@ -813,8 +810,7 @@ func TestPolicyIdentityFromSlackEmailMismatch(t *testing.T) {
 	delete(h.env, "REPROVISION_APPROVER_UPNS")
 	h.slack.SetUserEmail(approverID, "someone.else@contoso.example")
 	h.start()
-	h.request(requesterID, cloudPCID+" "+reason)
-	prompt := h.prompt()
+	prompt := h.ask(cloudPCID + " " + reason)
 	r := ref(t, prompt)
 	h.click(approverID, "approve", prompt)
 	h.signInAs(approverID, approverUPN)

@@ -134,6 +134,13 @@ func (h *harness) request(user, text string) fakes.Ack {
 	return h.slack.WaitAck(h.t, env, wait)
 }
 
+// ask makes a request as the requester and returns its approval prompt.
+func (h *harness) ask(text string) fakes.Message {
+	h.t.Helper()
+	h.request(requesterID, text)
+	return h.prompt()
+}
+
 // ackText is the ephemeral text the bot put in a slash-command ack.
 func ackText(t testing.TB, a fakes.Ack) string {
 	t.Helper()

@@ -20,6 +20,11 @@ const finishTimeout = 3 * time.Second
 // graphTimeout bounds the look-ups before a reprovision.
 const graphTimeout = 2 * time.Minute
 
+// confirmWindow is how long a signed-in approver has for the final
+// confirmation: long enough to read the details, short enough that the
+// sign-in behind "Reprovision now" is fresh even with REPROVISION_SIGNIN_TTL=0.
+const confirmWindow = 30 * time.Minute
+
 // maxCandidates: one message holds 50 blocks, three per Cloud PC to pick.
 // More matches than this is a name too vague to wipe by.
 const maxCandidates = 15
@@ -65,11 +70,9 @@ func (b *Bot) signInThenConfirm(r *approvals.Request, s *graph.Session) {
 		b.audit(ctx, r.ID, approvals.EventResolved, r.DecidedBy, map[string]string{"target": r.Target, "matches": strconv.Itoa(len(found))})
 	}
 
-	// The final confirmation gets its own approval window.
-	expires := time.Time{}
-	if b.cfg.Policy.ApprovalTTL > 0 {
-		expires = time.Now().UTC().Add(b.cfg.Policy.ApprovalTTL)
-	}
+	// The final confirmation has a window of its own: the approver is
+	// reading the details now, and the sign-in it runs with must be recent.
+	expires := time.Now().UTC().Add(confirmWindow)
 	var confirming *approvals.Request
 	switch {
 	case len(found) == 0:
@@ -161,14 +164,20 @@ func (b *Bot) execute(r *approvals.Request, s *graph.Session) {
 		return
 	}
 
+	if r.ExpiredAt(time.Now()) {
+		b.expire(ctx, r)
+		return
+	}
 	// Marked executing *before* the call: if the process dies mid-call, the
 	// restart sees it and never resends.
 	executing, err := b.cfg.Store.TransitionFrom(ctx, r.ID, beforeCall, approvals.StateExecuting, func(r *approvals.Request) {
 		r.Device, r.SignedInAs = &device, s.Username
 	})
+	var late *approvals.TransitionError
 	switch {
-	case isTransitionError(err):
-		log.Info("request moved on before the call; not calling Graph", "err", err)
+	case errors.As(err, &late):
+		log.Info("request moved on before the call; not calling Graph", "state", string(late.Current.State))
+		b.dm(ctx, r.DecidedBy, requestSummary(late.Current))
 		return
 	case err != nil:
 		log.Error("could not mark the request executing; not calling Graph", "err", err)
@@ -236,7 +245,6 @@ func claimsOf(err error) string {
 func (b *Bot) failBeforeCall(ctx context.Context, r *approvals.Request, why string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
 	defer cancel()
-	b.sessions.release(r.ID)
 	device := r.Device
 	failed, err := b.cfg.Store.TransitionFrom(ctx, r.ID, beforeCall, approvals.StateFailed, func(r *approvals.Request) {
 		r.Outcome = why
@@ -248,6 +256,7 @@ func (b *Bot) failBeforeCall(ctx context.Context, r *approvals.Request, why stri
 		b.log.Error("could not record the failure", "ref", r.ID, "err", err)
 		return
 	}
+	b.sessions.release(r.ID)
 	b.log.Info("request failed before any reprovision", "ref", r.ID, "why", why)
 	b.audit(ctx, r.ID, approvals.EventFailed, "", map[string]string{"outcome": why})
 	b.updatePrompts(ctx, failed)
@@ -297,16 +306,34 @@ func (b *Bot) finish(r *approvals.Request, call graph.Call, callErr error) {
 			to, kind = approvals.StateFailed, approvals.EventFailed
 		}
 	}
-	done, err := b.cfg.Store.TransitionFrom(ctx, r.ID, []approvals.State{approvals.StateExecuting}, to, func(r *approvals.Request) {
-		r.Outcome = outcome
-		r.GraphRequestID = requestID
-		if to == approvals.StateSucceeded && b.cfg.TrackFor > 0 {
-			r.Tracking = approvals.Tracking{Since: now, Until: now.Add(b.cfg.TrackFor), NextCheck: now.Add(b.cfg.TrackEvery)}
+	var done *approvals.Request
+	var err error
+	for attempt := 1; attempt <= outcomeWriteAttempts; attempt++ {
+		done, err = b.cfg.Store.TransitionFrom(ctx, r.ID, []approvals.State{approvals.StateExecuting}, to, func(r *approvals.Request) {
+			r.Outcome = outcome
+			r.GraphRequestID = requestID
+			if to == approvals.StateSucceeded && b.cfg.TrackFor > 0 {
+				r.Tracking = approvals.Tracking{Since: now, Until: now.Add(b.cfg.TrackFor), NextCheck: now.Add(b.cfg.TrackEvery)}
+			}
+		})
+		if err == nil || isTransitionError(err) || ctx.Err() != nil {
+			break
 		}
-	})
+		time.Sleep(100 * time.Millisecond * time.Duration(attempt))
+	}
 	if err != nil {
+		// The request stays executing (the next start settles it as
+		// outcome unknown); people must not wait for news that never comes.
 		b.sessions.release(r.ID)
 		log.Error("outcome not stored", "outcome", string(to), "err", err)
+		text := fmt.Sprintf("Request %s: Microsoft Graph answered (%s) but the bot could not record it. Check the Cloud PC before trying again.",
+			r.ID, orDash(outcome))
+		if to == approvals.StateSucceeded {
+			text = fmt.Sprintf("Request %s: Microsoft Graph accepted the reprovision%s, but the bot could not record it and will not follow it.",
+				r.ID, requestIDSuffix(&approvals.Request{GraphRequestID: requestID}))
+		}
+		b.dm(ctx, r.RequesterID, text)
+		b.dm(ctx, r.DecidedBy, text)
 		return
 	}
 	if !done.Tracking.Active() {
@@ -321,6 +348,10 @@ func (b *Bot) finish(r *approvals.Request, call graph.Call, callErr error) {
 		b.nudge()
 	}
 }
+
+// outcomeWriteAttempts: recording what Graph answered is worth a retry or
+// two (a busy database), inside finishTimeout.
+const outcomeWriteAttempts = 3
 
 // lastRequestID is Graph's request-id of the call's final attempt.
 func lastRequestID(call graph.Call) string {

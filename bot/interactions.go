@@ -227,7 +227,8 @@ func (b *Bot) cancelByRequester(ctx context.Context, c click) {
 		b.tell(ctx, c, fmt.Sprintf("Only <@%s> can cancel %s.", c.request.RequesterID, c.request.ID))
 		return
 	}
-	r, err := b.cfg.Store.Transition(ctx, c.request.ID, approvals.StateCanceled, func(r *approvals.Request) { r.DecidedBy = c.user })
+	r, err := b.cfg.Store.TransitionFrom(ctx, c.request.ID, []approvals.State{approvals.StatePending}, approvals.StateCanceled,
+		func(r *approvals.Request) { r.DecidedBy = c.user })
 	if err != nil {
 		b.tellLate(ctx, c, err)
 		return
@@ -251,6 +252,11 @@ func (b *Bot) confirm(ctx context.Context, c click) {
 	if c.user != r.DecidedBy {
 		b.audit(ctx, r.ID, approvals.EventRefusedClick, c.user, map[string]string{"action": c.action})
 		b.tell(ctx, c, fmt.Sprintf("Only <@%s>, who approved and signed in, can confirm %s.", r.DecidedBy, r.ID))
+		return
+	}
+	if r.ExpiredAt(time.Now()) {
+		b.expire(ctx, r)
+		b.tell(ctx, c, fmt.Sprintf("The confirmation of %s has expired; nothing was sent.", r.ID))
 		return
 	}
 	s := b.sessions.forRequest(r.ID, r.DecidedBy)

@@ -56,6 +56,13 @@ func (b *Bot) runDue() time.Time {
 			break
 		}
 		if r.Tracking.Paused {
+			// Nobody signed in to look, but the deadline still holds:
+			// the request must not keep its Cloud PC forever.
+			if !now.Before(r.Tracking.Until) {
+				b.stopTracking(ctx, r, r.Tracking)
+			} else if r.Tracking.Until.Before(next) {
+				next = r.Tracking.Until
+			}
 			continue
 		}
 		if !now.Before(r.Tracking.NextCheck) {

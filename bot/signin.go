@@ -254,12 +254,12 @@ var beforeCall = []approvals.State{approvals.StateApproved, approvals.StateConfi
 
 // reopen moves r back to pending with a note, and redraws the prompts.
 func (b *Bot) reopen(ctx context.Context, r *approvals.Request, note string) *approvals.Request {
-	b.sessions.release(r.ID)
 	reopened, err := b.cfg.Store.TransitionFrom(ctx, r.ID, beforeCall, approvals.StatePending, func(r *approvals.Request) { r.Outcome = note })
 	if err != nil {
 		b.log.Error("could not reopen the request", "ref", r.ID, "err", err)
 		return nil
 	}
+	b.sessions.release(r.ID)
 	b.updatePrompts(ctx, reopened)
 	return reopened
 }

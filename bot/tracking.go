@@ -53,34 +53,56 @@ func (b *Bot) track(ctx context.Context, r *approvals.Request) *approvals.Reques
 		}
 	} else {
 		seen := device.Status
+		// A first look that still reads the starting status says nothing
+		// new: no thread reply for it.
+		unchanged := t.LastStatus == "" && endStatus(seen)
 		if result := b.trackResult(ctx, client, r, t, seen); result != "" {
 			t.Result = result
-		} else if seen != t.LastStatus {
+		} else if seen != t.LastStatus && !unchanged {
 			b.threadReply(ctx, r, fmt.Sprintf("%s: status *%s*%s.", r.ID, escapeText(orDash(seen)), statusDetailSuffix(device)))
 		}
 		t.LastStatus = seen
 	}
 	if t.Result == "" && !now.Before(t.Until) {
-		t.Result = approvals.TrackTimedOut
+		return b.stopTracking(ctx, r, t)
 	}
-	updated, uerr := b.cfg.Store.Update(ctx, r.ID, func(r *approvals.Request) {
-		r.Tracking = t
-		if err == nil {
-			r.Device = &device
-		}
+	if err == nil {
+		r.Device = &device
+	}
+	if t.Result != "" {
+		return b.stopTracking(ctx, r, t)
+	}
+	updated, uerr := b.cfg.Store.Update(ctx, r.ID, func(u *approvals.Request) {
+		u.Tracking, u.Device = t, r.Device
 	})
 	if uerr != nil {
 		log.Error("tracking state not stored", "err", uerr)
 		return nil
 	}
-	b.audit(ctx, r.ID, approvals.EventTracked, "", map[string]string{"status": t.LastStatus, "result": t.Result})
-	if t.Result != "" {
-		b.sessions.release(r.ID)
-		log.Info("tracking finished", "result", t.Result)
-		b.updatePrompts(ctx, updated)
-		b.threadReply(ctx, updated, statusLine(updated))
-		b.dm(ctx, updated.RequesterID, requesterUpdate(updated))
+	b.audit(ctx, r.ID, approvals.EventTracked, "", map[string]string{"status": t.LastStatus})
+	return updated
+}
+
+// stopTracking records how following r ended (t.Result; timed out when
+// empty), frees its Cloud PC, and tells everyone.
+func (b *Bot) stopTracking(ctx context.Context, r *approvals.Request, t approvals.Tracking) *approvals.Request {
+	if t.Result == "" {
+		t.Result = approvals.TrackTimedOut
 	}
+	t.Paused = false
+	updated, err := b.cfg.Store.Update(ctx, r.ID, func(u *approvals.Request) {
+		u.Tracking, u.Device = t, r.Device
+	})
+	if err != nil {
+		b.log.Error("tracking result not stored", "ref", r.ID, "err", err)
+		return nil
+	}
+	b.sessions.release(r.ID)
+	b.log.Info("tracking finished", "ref", r.ID, "result", t.Result)
+	b.audit(ctx, r.ID, approvals.EventTracked, "", map[string]string{"status": t.LastStatus, "result": t.Result})
+	b.updatePrompts(ctx, updated)
+	b.threadReply(ctx, updated, statusLine(updated))
+	b.dm(ctx, updated.RequesterID, requesterUpdate(updated))
 	return updated
 }
 
@@ -98,21 +120,30 @@ func statusDetailSuffix(d approvals.CloudPC) string {
 // when the reprovision action that began with this request says so.
 func (b *Bot) trackResult(ctx context.Context, client *graph.Client, r *approvals.Request, t approvals.Tracking, seen string) string {
 	var want, actionState string
-	switch seen {
-	case "provisioned":
-		want, actionState = approvals.TrackProvisioned, "done"
-	case "failed":
+	switch {
+	case seen == "failed":
 		want, actionState = approvals.TrackFailed, "failed"
+	case endStatus(seen):
+		want, actionState = approvals.TrackProvisioned, "done"
 	default:
 		return ""
 	}
-	if t.LastStatus != "" && t.LastStatus != "provisioned" && t.LastStatus != "failed" {
+	if t.LastStatus != "" && !endStatus(t.LastStatus) {
 		return want
 	}
 	if b.reprovisionActionState(ctx, client, r, t.Since) == actionState {
 		return want
 	}
 	return ""
+}
+
+// endStatus: the statuses a reprovision ends in (and may start from).
+func endStatus(status string) bool {
+	switch status {
+	case "provisioned", "provisionedWithWarnings", "failed":
+		return true
+	}
+	return false
 }
 
 // actionClockSkew: Graph stamps the reprovision action when it accepts the

@@ -108,6 +108,8 @@ type CloudPC struct {
 type remoteAction struct {
 	name           string
 	start, updated time.Time
+	// pending: accepted, but the Cloud PC has not started on it yet.
+	pending bool
 }
 
 // Graph is a fake Microsoft Graph over TLS serving the Cloud PC endpoints
@@ -128,6 +130,9 @@ type Graph struct {
 	// pageSize > 0: lists are served in pages of that many items, linked by
 	// @odata.nextLink.
 	pageSize int
+	// startDelay is how long an accepted reprovision waits before the
+	// Cloud PC's status moves to provisioning (SetReprovisionStartDelay).
+	startDelay time.Duration
 }
 
 // NewGraph starts a fake Graph on https://127.0.0.1; t.Cleanup closes it.
@@ -246,6 +251,15 @@ func (g *Graph) CloudPC(id string) (CloudPC, bool) {
 		return CloudPC{}, false
 	}
 	return *pc, true
+}
+
+// SetReprovisionStartDelay makes an accepted reprovision leave the Cloud
+// PC's status alone for d (its remote action reads pending), as Graph does,
+// before it moves to provisioning. Zero (the default): at once.
+func (g *Graph) SetReprovisionStartDelay(d time.Duration) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.startDelay = d
 }
 
 // SetCloudPCStatus sets a Cloud PC's status (e.g. "provisioned" when a
@@ -489,11 +503,26 @@ func (g *Graph) reprovision(c *graphCall, id string, queued *Response) {
 	}
 	if status := rs.Status; status >= 200 && status < 300 {
 		now := time.Now().UTC()
-		if pc != nil {
-			pc.Status = "provisioning"
-			pc.LastModified = now
+		action := &remoteAction{name: "Reprovision", start: now, updated: now, pending: g.startDelay > 0}
+		g.actions[key] = append(g.actions[key], action)
+		start := func() {
+			if pc != nil {
+				pc.Status = "provisioning"
+				pc.LastModified = time.Now().UTC()
+			}
+			action.pending, action.updated = false, time.Now().UTC()
 		}
-		g.actions[key] = append(g.actions[key], &remoteAction{name: "Reprovision", start: now, updated: now})
+		if g.startDelay == 0 {
+			start()
+		} else {
+			// Like Graph: the Cloud PC keeps its old status for a while.
+			time.AfterFunc(g.startDelay, func() {
+				g.mu.Lock()
+				defer g.mu.Unlock()
+				start()
+				g.changed.broadcast()
+			})
+		}
 	}
 	g.mu.Unlock()
 	c.write(rs)
@@ -766,7 +795,9 @@ func (g *Graph) remoteActions(c *graphCall, id string) {
 	value := []any{}
 	for i, a := range g.actions[key] {
 		state := "done"
-		if i == len(g.actions[key])-1 && pc != nil {
+		if a.pending {
+			state = "pending"
+		} else if i == len(g.actions[key])-1 && pc != nil {
 			switch pc.Status {
 			case "provisioning", "pendingProvision":
 				state = "active"

@@ -369,6 +369,7 @@ func TestDoubleConfirmCallsGraphOnce(t *testing.T) {
 	for _, env := range envs {
 		h.slack.WaitAck(t, env, wait)
 	}
+	h.waitEphemeral(approverID, "already being handled")
 	h.waitDM(requesterID, "Reprovision started")
 	if n := len(h.reprovisionPOSTs()); n != 1 {
 		t.Errorf("%d reprovision calls after a double confirmation, want 1", n)
@@ -377,4 +378,49 @@ func TestDoubleConfirmCallsGraphOnce(t *testing.T) {
 	if strings.Contains(blocks(final), `"action_id":"approve"`) {
 		t.Error("the prompt offers Approve again after the reprovision started")
 	}
+}
+
+// Graph accepts a reprovision before the Cloud PC starts on it: its status
+// still reads failed (an allowed starting status) and the reprovision action
+// is pending. That is not the reprovision failing.
+func TestFollowThroughFromFailedWaitsForTheReprovisionToStart(t *testing.T) {
+	t.Parallel()
+	h := trackingHarness(t)
+	h.graph.SetCloudPCStatus(cloudPCID, "failed")
+	h.graph.SetReprovisionStartDelay(time.Second)
+	h.start()
+	prompt := h.ask(cloudPCID + " " + reason)
+	h.approveWithSignIn(prompt)
+	h.waitThread(prompt, "accepted")
+	h.waitThread(prompt, "provisioning") // only after the delay
+	looks := h.graphCalls("GET", "retrieveCloudPcRemoteActionResults")
+	if looks == 0 {
+		t.Error("the remote action was never consulted while the status still read failed")
+	}
+	h.graph.SetCloudPCStatus(cloudPCID, "provisioned")
+	h.waitDM(requesterID, "provisioned again")
+	for _, m := range h.dmsTo(requesterID) {
+		if strings.Contains(m, "reprovision failed") {
+			t.Errorf("the requester was told it failed: %s", m)
+		}
+	}
+}
+
+// Tracking paused by a restart still ends at its deadline, freeing the
+// Cloud PC for a new request.
+func TestPausedTrackingEndsAtTheDeadline(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.env["REPROVISION_TRACK_EVERY"] = "1m"
+	h.env["REPROVISION_TRACK_FOR"] = "2s"
+	h.start()
+	prompt := h.ask(cloudPCID + " " + reason)
+	h.approveWithSignIn(prompt)
+	h.waitDM(requesterID, "Reprovision started")
+	h.stop()
+	h.start()
+	h.waitPrompt(prompt.TS, "Tracking paused")
+	h.waitPrompt(prompt.TS, "Stopped following it at the deadline")
+	h.waitDM(requesterID, "Stopped following it at the deadline")
+	h.ask(cloudPCID + " another go")
 }

@@ -122,7 +122,7 @@ func TestBadInputIsRefusedAndNothingHappens(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.start()
-	for _, text := range []string{
+	bad := []string{
 		"4e1f0b9a-2c3d-4e5f-8a9b",
 		"not/a-name",
 		"名前",
@@ -134,7 +134,8 @@ func TestBadInputIsRefusedAndNothingHappens(t *testing.T) {
 		strings.Repeat("9", 500),
 		cloudPCID + " && rm -rf /",
 		cloudPCID + " " + cloudPCID,
-	} {
+	}
+	for _, text := range bad {
 		got := ackText(t, h.request(requesterID, text))
 		if !strings.Contains(got, "Usage") || strings.Contains(got, "R-") {
 			t.Errorf("%q: ack %q is not a clear refusal", text, got)
@@ -145,8 +146,12 @@ func TestBadInputIsRefusedAndNothingHappens(t *testing.T) {
 			t.Errorf("%q: ack %q is not the usage text", text, got)
 		}
 	}
-	// Give any wrongly spawned work a moment to show, then check none did.
-	h.request(requesterID, "help")
+	// Each refusal is audited by a worker spawned where a request's work
+	// would be: once all are recorded, wrongly spawned work would have
+	// shown too.
+	h.slack.WaitFor(t, wait, "every refusal is audited", func() bool {
+		return len(eventsOf(h.auditTrail(), "", "refused_request")) == len(bad)
+	})
 	if calls := h.slack.Calls("chat.postMessage"); len(calls) != 0 {
 		t.Errorf("bad input led to %d messages, e.g. %v", len(calls), calls[0].Params)
 	}

@@ -424,3 +424,72 @@ func TestPausedTrackingEndsAtTheDeadline(t *testing.T) {
 	h.waitDM(requesterID, "Stopped following it at the deadline")
 	h.ask(cloudPCID + " another go")
 }
+
+// With REPROVISION_SIGNIN_TTL=0 every approval asks for a fresh sign-in:
+// nothing is reused, and no prompt shows details before a sign-in.
+func TestSignInTTLZeroSignsInForEveryApproval(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.env["REPROVISION_SIGNIN_TTL"] = "0"
+	h.graph.AddCloudPC(fakes.CloudPC{ID: secondPCID, UserPrincipalName: "bob@contoso.example", ManagedDeviceName: "CPC-bob-77K2P", Status: "provisioned"})
+	h.start()
+	h.approveWithSignIn(h.ask(cloudPCID + " " + reason))
+	h.waitDM(requesterID, "Reprovision started")
+	second := h.ask(secondPCID + " apps broken")
+	if strings.Contains(blocks(second), "CPC-bob-77K2P") {
+		t.Error("the prompt shows details fetched with a sign-in that should not be reused")
+	}
+	h.approveWithSignIn(second)
+	h.waitPrompt(second.TS, "Reprovision started")
+	if n := len(h.entra.DeviceCodes()); n != 2 {
+		t.Errorf("%d sign-ins for two approvals, want 2", n)
+	}
+}
+
+// A reused sign-in expires REPROVISION_SIGNIN_TTL after the sign-in itself,
+// however often it was used meanwhile.
+func TestSignInReuseEndsAfterTheTTL(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.env["REPROVISION_SIGNIN_TTL"] = "1s"
+	h.graph.AddCloudPC(fakes.CloudPC{ID: secondPCID, UserPrincipalName: "bob@contoso.example", ManagedDeviceName: "CPC-bob-77K2P", Status: "provisioned"})
+	h.start()
+	h.approveWithSignIn(h.ask(cloudPCID + " " + reason))
+	h.waitDM(requesterID, "Reprovision started")
+	time.Sleep(1100 * time.Millisecond) // let the TTL pass
+	second := h.ask(secondPCID + " apps broken")
+	h.approveWithSignIn(second)
+	h.waitPrompt(second.TS, "Reprovision started")
+	if n := len(h.entra.DeviceCodes()); n != 2 {
+		t.Errorf("%d sign-ins, want 2: the first sign-in had expired", n)
+	}
+}
+
+// On the Home tab, Approve is never final: even a signed-in approver sees
+// the details and confirms.
+func TestHomeTabApproveAlwaysConfirms(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.graph.AddCloudPC(fakes.CloudPC{ID: secondPCID, UserPrincipalName: "bob@contoso.example", ManagedDeviceName: "CPC-bob-77K2P", Status: "provisioned"})
+	h.start()
+	h.approveWithSignIn(h.ask(cloudPCID + " " + reason))
+	h.waitDM(requesterID, "Reprovision started")
+
+	second := h.ask(secondPCID + " apps broken")
+	h.waitPrompt(second.TS, "CPC-bob-77K2P") // signed in: details on the prompt
+	h.slack.SendEvent(t, map[string]any{"type": "app_home_opened", "user": approverID, "channel": h.slack.DMChannel(approverID), "tab": "home", "event_ts": "1.2"})
+	r := ref(t, second)
+	var home fakes.View
+	h.slack.WaitFor(t, wait, "the Home tab lists the request", func() bool {
+		v, ok := h.slack.HomeView(approverID)
+		home = v
+		return ok && strings.Contains(string(v.Blocks), r)
+	})
+	env := h.slack.SendBlockAction(t, fakes.BlockAction{UserID: approverID, ActionID: "approve:" + r, BlockID: "home-decision:" + r, Value: r, ViewID: home.ID})
+	h.slack.WaitAck(t, env, wait)
+	h.confirm(second, "confirm")
+	h.waitPrompt(second.TS, "Reprovision started")
+	if n := len(h.entra.DeviceCodes()); n != 1 {
+		t.Errorf("%d sign-ins, want 1 (reused)", n)
+	}
+}

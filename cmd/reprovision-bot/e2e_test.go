@@ -374,3 +374,19 @@ func TestShutdownLetsAnInFlightCallFinish(t *testing.T) {
 	h.waitDM(requesterID, "Reprovision started")
 	h.waitPrompt(prompt.TS, "Reprovision started")
 }
+
+func TestExpiredSignInCodeLeavesTheRequestApprovable(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.start()
+	prompt := h.ask(cloudPCID + " " + reason)
+	h.click(approverID, "approve", prompt)
+	dc := h.entra.WaitDeviceCode(t, wait)
+	h.entra.Expire(dc.UserCode)
+	h.waitPrompt(prompt.TS, `"action_id":"approve"`)
+	h.waitDM(approverID, "code expired")
+	h.waitDM(requesterID, "code expired")
+	if len(h.graph.Requests()) != 0 {
+		t.Fatal("Graph called after an expired sign-in")
+	}
+}

@@ -204,9 +204,9 @@ func checkURL(raw string, schemes ...string) string {
 // usageFormat is envconfig's table format with the requirement spelled out.
 const usageFormat = `reprovision-bot: approve-and-reprovision Windows 365 Cloud PCs from Slack.
 
-Usage: reprovision-bot                                     run the bot (configured by the environment)
+Usage: reprovision-bot                                         run the bot (configured by the environment)
        reprovision-bot audit [-since 24h] [-format jsonl|csv]  print the audit trail from REPROVISION_DB
-       reprovision-bot --help                              this text
+       reprovision-bot --help                                  this text
 
 Environment:
 VARIABLE	REQUIRED	DEFAULT	MEANING

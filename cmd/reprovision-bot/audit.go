@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -22,6 +23,9 @@ func runAudit(ctx context.Context, args []string, getenv func(string) string, st
 	since := flags.Duration("since", 0, "only events from the last DURATION (e.g. 24h); 0: all")
 	format := flags.String("format", "jsonl", "output format: jsonl or csv")
 	if err := flags.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil // the flag package printed the usage
+		}
 		return err
 	}
 	if flags.NArg() > 0 {

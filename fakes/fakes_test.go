@@ -872,3 +872,24 @@ func TestGraphListPagingFilterAndStatusDetail(t *testing.T) {
 		t.Errorf("remote action: %v", a)
 	}
 }
+
+// Like Graph, $select of a property cloudPC does not have is a 400, so a
+// typo in the bot's $select cannot pass unnoticed.
+func TestGraphSelectUnknownPropertyIsBadRequest(t *testing.T) {
+	g := fakes.NewGraph(t)
+	g.AddCloudPC(fakes.CloudPC{ID: "4e1f0b9a-2c3d-4e5f-8a9b-0c1d2e3f4a5b", ManagedDeviceName: "CPC-a", Status: "provisioned"})
+	c := fakes.TLSClient()
+	base := g.URL() + "/deviceManagement/virtualEndpoint/cloudPCs"
+	if r := graphDo(t, c, http.MethodGet, base+"/4e1f0b9a-2c3d-4e5f-8a9b-0c1d2e3f4a5b?$select=id,managedDeviceName,status", "tok", ""); r.status != 200 {
+		t.Fatalf("known properties: %d %s", r.status, r.body)
+	}
+	for _, u := range []string{
+		base + "/4e1f0b9a-2c3d-4e5f-8a9b-0c1d2e3f4a5b?$select=id,statusDetailz",
+		base + "?$filter=managedDeviceName%20eq%20'CPC-a'&$select=id,nope",
+	} {
+		r := graphDo(t, c, http.MethodGet, u, "tok", "")
+		if code, _ := graphErr(t, r); r.status != 400 || code != "BadRequest" {
+			t.Errorf("%s: %d %s, want 400 BadRequest", u, r.status, code)
+		}
+	}
+}

@@ -594,20 +594,26 @@ func (g *Graph) pcWire(pc *CloudPC) map[string]any {
 	}
 }
 
-func selectFields(m map[string]any, sel string) map[string]any {
+// selectFields applies $select. Like Graph, a property the type does not
+// have is an error (400), returned as its name.
+func selectFields(m map[string]any, sel string) (map[string]any, string) {
 	if strings.TrimSpace(sel) == "" {
-		return m
+		return m, ""
 	}
 	out := map[string]any{}
 	for _, f := range strings.Split(sel, ",") {
 		f = strings.TrimSpace(f)
+		found := false
 		for k, v := range m {
 			if strings.EqualFold(k, f) {
-				out[k] = v
+				out[k], found = v, true
 			}
 		}
+		if !found {
+			return nil, f
+		}
 	}
-	return out
+	return out, ""
 }
 
 func (g *Graph) context(c *graphCall, suffix string) string {
@@ -627,7 +633,11 @@ func (g *Graph) getPC(c *graphCall, id string) {
 		return
 	}
 	q := c.r.URL.Query()
-	m = selectFields(m, q.Get("$select"))
+	m, missing := selectFields(m, q.Get("$select"))
+	if missing != "" {
+		c.fail(http.StatusBadRequest, "BadRequest", fmt.Sprintf("Could not find a property named '%s' on type 'microsoft.graph.cloudPC'.", missing))
+		return
+	}
 	m["@odata.context"] = g.context(c, "deviceManagement/virtualEndpoint/cloudPCs/$entity")
 	c.json(http.StatusOK, m)
 }
@@ -732,9 +742,16 @@ func (g *Graph) listPCs(c *graphCall) {
 	var all []any
 	for _, id := range g.pcOrder {
 		m := g.pcWireFor(g.pcs[id], c.r)
-		if filterMatches(filter, m) {
-			all = append(all, selectFields(m, q.Get("$select")))
+		if !filterMatches(filter, m) {
+			continue
 		}
+		selected, missing := selectFields(m, q.Get("$select"))
+		if missing != "" {
+			g.mu.Unlock()
+			c.fail(http.StatusBadRequest, "BadRequest", fmt.Sprintf("Could not find a property named '%s' on type 'microsoft.graph.cloudPC'.", missing))
+			return
+		}
+		all = append(all, selected)
 	}
 	pageSize := g.pageSize
 	g.mu.Unlock()

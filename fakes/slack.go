@@ -892,7 +892,9 @@ func normalizeBlocks(raw string, max int) (json.RawMessage, *apiErr) {
 			}
 			blockIDs[id] = true
 		}
-		errs = append(errs, validateBlock(typ, b, ptr, actionIDs)...)
+		// action_id must be unique within its block (Block Kit's rule);
+		// only block_id is unique across the message.
+		errs = append(errs, validateBlock(typ, b, ptr, map[string]bool{})...)
 	}
 	if len(errs) > 0 {
 		return nil, invalidBlocks(errs)
@@ -1005,7 +1007,7 @@ func validateElement(el map[string]any, ptr string, actionIDs map[string]bool) [
 			errs = append(errs, "must be less than 256 characters [json-pointer:"+ptr+"/action_id]")
 		}
 		if actionIDs[id] {
-			errs = append(errs, "action_id must be unique across the message [json-pointer:"+ptr+"/action_id]")
+			errs = append(errs, "action_id must be unique within the block [json-pointer:"+ptr+"/action_id]")
 		}
 		actionIDs[id] = true
 	}

@@ -17,6 +17,19 @@ const (
 	secondDevice = "CPC-alice-3Q9Z7"
 )
 
+// addSecondCloudPC adds Bob's Cloud PC (secondPCID) in status.
+func (h *harness) addSecondCloudPC(status string) {
+	h.graph.AddCloudPC(fakes.CloudPC{ID: secondPCID, UserPrincipalName: "bob@contoso.example", ManagedDeviceName: "CPC-bob-77K2P", Status: status})
+}
+
+// reprovisionFirst takes a request for the first Cloud PC through a fresh
+// sign-in to the reprovision, leaving the approver signed in.
+func (h *harness) reprovisionFirst() {
+	h.t.Helper()
+	h.approveWithSignIn(h.ask(cloudPCID + " " + reason))
+	h.waitDM(requesterID, "Reprovision started")
+}
+
 // graphCalls counts Graph requests by method and path suffix.
 func (h *harness) graphCalls(method, suffix string) int {
 	n := 0
@@ -31,7 +44,7 @@ func (h *harness) graphCalls(method, suffix string) int {
 func TestValidSignInPutsDetailsOnThePromptAndApproveIsFinal(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	h.graph.AddCloudPC(fakes.CloudPC{ID: secondPCID, UserPrincipalName: "bob@contoso.example", ManagedDeviceName: "CPC-bob-77K2P", Status: "failed"})
+	h.addSecondCloudPC("failed")
 	h.start()
 
 	// First approval: fresh sign-in, then the confirmation step.
@@ -431,10 +444,9 @@ func TestSignInTTLZeroSignsInForEveryApproval(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.env["REPROVISION_SIGNIN_TTL"] = "0"
-	h.graph.AddCloudPC(fakes.CloudPC{ID: secondPCID, UserPrincipalName: "bob@contoso.example", ManagedDeviceName: "CPC-bob-77K2P", Status: "provisioned"})
+	h.addSecondCloudPC("provisioned")
 	h.start()
-	h.approveWithSignIn(h.ask(cloudPCID + " " + reason))
-	h.waitDM(requesterID, "Reprovision started")
+	h.reprovisionFirst()
 	second := h.ask(secondPCID + " apps broken")
 	if strings.Contains(blocks(second), "CPC-bob-77K2P") {
 		t.Error("the prompt shows details fetched with a sign-in that should not be reused")
@@ -452,10 +464,9 @@ func TestSignInReuseEndsAfterTheTTL(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.env["REPROVISION_SIGNIN_TTL"] = "1s"
-	h.graph.AddCloudPC(fakes.CloudPC{ID: secondPCID, UserPrincipalName: "bob@contoso.example", ManagedDeviceName: "CPC-bob-77K2P", Status: "provisioned"})
+	h.addSecondCloudPC("provisioned")
 	h.start()
-	h.approveWithSignIn(h.ask(cloudPCID + " " + reason))
-	h.waitDM(requesterID, "Reprovision started")
+	h.reprovisionFirst()
 	time.Sleep(1100 * time.Millisecond) // let the TTL pass
 	second := h.ask(secondPCID + " apps broken")
 	h.approveWithSignIn(second)
@@ -470,10 +481,9 @@ func TestSignInReuseEndsAfterTheTTL(t *testing.T) {
 func TestHomeTabApproveAlwaysConfirms(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	h.graph.AddCloudPC(fakes.CloudPC{ID: secondPCID, UserPrincipalName: "bob@contoso.example", ManagedDeviceName: "CPC-bob-77K2P", Status: "provisioned"})
+	h.addSecondCloudPC("provisioned")
 	h.start()
-	h.approveWithSignIn(h.ask(cloudPCID + " " + reason))
-	h.waitDM(requesterID, "Reprovision started")
+	h.reprovisionFirst()
 
 	second := h.ask(secondPCID + " apps broken")
 	h.waitPrompt(second.TS, "CPC-bob-77K2P") // signed in: details on the prompt

@@ -390,3 +390,27 @@ func TestExpiredSignInCodeLeavesTheRequestApprovable(t *testing.T) {
 		t.Fatal("Graph called after an expired sign-in")
 	}
 }
+
+// A Graph call still unanswered when the stop's grace runs out is cut off:
+// the bot stops within 10 s and records that the outcome is unknown, never
+// resending it.
+func TestShutdownCutsOffAHangingCallWithinTheBudget(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.graph.QueueReprovision(cloudPCID, fakes.Response{Status: http.StatusNoContent, Delay: time.Minute})
+	h.start()
+	prompt := h.ask(cloudPCID + " " + reason)
+	h.approveWithSignIn(prompt)
+	h.slack.WaitFor(t, wait, "the Graph call is in flight", func() bool { return len(h.reprovisionPOSTs()) == 1 })
+	took, err := h.stop()
+	t.Logf("shutdown with a hanging Graph call took %s", took)
+	if err != nil || took > 10*time.Second {
+		t.Errorf("run returned %v after %s, want nil within 10 s", err, took)
+	}
+	h.waitDM(requesterID, "Outcome unknown")
+	h.start()
+	h.waitPrompt(prompt.TS, "Outcome unknown")
+	if n := len(h.reprovisionPOSTs()); n != 1 {
+		t.Errorf("%d reprovision calls, want 1: a cut-off call is never resent", n)
+	}
+}

@@ -38,6 +38,12 @@ var (
 	slackChannelID = regexp.MustCompile(`^[CGD][A-Z0-9]{2,20}$`)
 )
 
+// ValidSlackUserID reports whether s looks like a Slack user ID (U…, W…).
+func ValidSlackUserID(s string) bool { return slackUserID.MatchString(s) }
+
+// ValidSlackChannelID reports whether s looks like a Slack channel ID (C…, G…, D…).
+func ValidSlackChannelID(s string) bool { return slackChannelID.MatchString(s) }
+
 // Validate reports every problem with the policy at once.
 func (p Policy) Validate() error {
 	var problems []string

@@ -68,8 +68,10 @@ type Bot struct {
 	api        *slack.Client
 	httpClient *http.Client
 	log        *slog.Logger
-	// hooksHosts are the hosts a response_url may point at.
+	// hooksHosts are the hosts a response_url may point at; apiHost (the
+	// configured Slack API's) is the only one allowed over plain http.
 	hooksHosts map[string]bool
+	apiHost    string
 
 	// signInCtx is canceled as soon as a stop is requested: nobody will
 	// finish a device-code sign-in for a process that is going away.
@@ -83,9 +85,12 @@ type Bot struct {
 
 	seen     envelopeLog
 	sessions sessions
+	// inFlight: requests a worker is acting on in this process, so that a
+	// double click starts one worker, not two.
+	inFlight idSet
 	// homeViewers are users who opened the App Home since start; their Home
 	// tab is kept current.
-	homeViewers userSet
+	homeViewers idSet
 	// wake nudges the scheduler (expiry, tracking) when a deadline moved.
 	wake chan struct{}
 }
@@ -119,6 +124,7 @@ func New(cfg Config) (*Bot, error) {
 		// response_url posts go to hooks.slack.com; a Slack-compatible
 		// endpoint given as SLACK_API_URL (tests, proxies) may serve them too.
 		hooksHosts: map[string]bool{"hooks.slack.com": true, apiURL.Host: true},
+		apiHost:    apiURL.Host,
 		api: slack.New(cfg.BotToken,
 			slack.OptionAppLevelToken(cfg.AppToken),
 			slack.OptionAPIURL(cfg.SlackAPIURL),
@@ -303,25 +309,45 @@ func (l *envelopeLog) firstTime(id string) bool {
 	return true
 }
 
-// userSet is a small concurrent set of Slack user IDs.
-type userSet struct {
-	mu    sync.Mutex
-	users map[string]bool
+// idSet is a small concurrent set of IDs (Slack users, request references).
+type idSet struct {
+	mu  sync.Mutex
+	ids map[string]bool
 }
 
-func (s *userSet) add(user string) {
+func (s *idSet) add(user string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.users == nil {
-		s.users = map[string]bool{}
+	if s.ids == nil {
+		s.ids = map[string]bool{}
 	}
-	s.users[user] = true
+	s.ids[user] = true
 }
 
-func (s *userSet) has(user string) bool {
+// claim adds id unless present; false if it was (someone holds it).
+func (s *idSet) claim(id string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.users[user]
+	if s.ids[id] {
+		return false
+	}
+	if s.ids == nil {
+		s.ids = map[string]bool{}
+	}
+	s.ids[id] = true
+	return true
+}
+
+func (s *idSet) remove(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.ids, id)
+}
+
+func (s *idSet) has(user string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ids[user]
 }
 
 // nudge wakes the scheduler without blocking.

@@ -138,11 +138,11 @@ func isTransitionError(err error) bool {
 }
 
 // execute sends the one reprovision call, after checking the Cloud PC's
-// status once more right before it. The caller has claimed r (sessions.claim)
+// status once more right before it. The caller has claimed r (inFlight.claim)
 // so one process runs one execute per request; the store's compare-and-swap
 // to executing decides between processes.
 func (b *Bot) execute(r *approvals.Request, s *graph.Session) {
-	defer b.sessions.unclaim(r.ID)
+	defer b.inFlight.remove(r.ID)
 	log := b.log.With("ref", r.ID)
 	ctx, cancel := context.WithTimeout(b.execCtx, graphTimeout)
 	defer cancel()

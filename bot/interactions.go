@@ -142,7 +142,7 @@ func (b *Bot) approve(ctx context.Context, c click) {
 	// valid sign-in; elsewhere (the Home tab) the approver confirms after
 	// seeing them.
 	onPrompt := c.cb.Container.Type == "message"
-	if s != nil && onPrompt && r.CloudPCID != "" && r.Device != nil && b.sessions.claim(r.ID) {
+	if s != nil && onPrompt && r.CloudPCID != "" && r.Device != nil && b.inFlight.claim(r.ID) {
 		b.sessions.pin(r.ID, s)
 		b.spawn(func() { b.execute(r, s) })
 		return
@@ -266,7 +266,7 @@ func (b *Bot) confirm(ctx context.Context, c click) {
 	}
 	// One confirmation starts one worker; a second click (or pick) while
 	// it runs is told so.
-	if !b.sessions.claim(r.ID) {
+	if !b.inFlight.claim(r.ID) {
 		b.tell(ctx, c, fmt.Sprintf("%s is already being handled.", r.ID))
 		return
 	}
@@ -278,7 +278,7 @@ func (b *Bot) confirm(ctx context.Context, c click) {
 			}
 		}
 		if chosen == nil || r.CloudPCID != "" {
-			b.sessions.unclaim(r.ID)
+			b.inFlight.remove(r.ID)
 			b.tell(ctx, c, "That choice is no longer on offer.")
 			return
 		}
@@ -287,7 +287,7 @@ func (b *Bot) confirm(ctx context.Context, c click) {
 			r.Device = chosen
 		})
 		if err != nil {
-			b.sessions.unclaim(r.ID)
+			b.inFlight.remove(r.ID)
 			b.failBeforeCall(ctx, r, b.openRequestConflict(ctx, r, chosen.ID, err))
 			return
 		}
@@ -305,11 +305,11 @@ func (b *Bot) abort(ctx context.Context, c click) {
 		b.tell(ctx, c, fmt.Sprintf("Only <@%s> can cancel at the confirmation.", c.request.DecidedBy))
 		return
 	}
-	if !b.sessions.claim(c.request.ID) {
+	if !b.inFlight.claim(c.request.ID) {
 		b.tell(ctx, c, fmt.Sprintf("%s is already being handled.", c.request.ID))
 		return
 	}
-	defer b.sessions.unclaim(c.request.ID)
+	defer b.inFlight.remove(c.request.ID)
 	r, err := b.cfg.Store.TransitionFrom(ctx, c.request.ID, []approvals.State{approvals.StateConfirming}, approvals.StateCanceled, nil)
 	if err != nil {
 		b.tellLate(ctx, c, err)

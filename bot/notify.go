@@ -74,15 +74,10 @@ func (b *Bot) validResponseURL(raw string) bool {
 	if err != nil || u.User != nil || (u.Scheme != "https" && u.Scheme != "http") {
 		return false
 	}
-	if u.Scheme == "http" && u.Host != b.apiHost() {
+	if u.Scheme == "http" && u.Host != b.apiHost {
 		return false
 	}
 	return b.hooksHosts[u.Host]
-}
-
-func (b *Bot) apiHost() string {
-	u, _ := url.Parse(b.cfg.SlackAPIURL)
-	return u.Host
 }
 
 func msgText(text string) slack.MsgOption { return slack.MsgOptionText(text, false) }

@@ -29,9 +29,6 @@ type sessions struct {
 	// claims: a Conditional Access claims challenge the approver's next
 	// sign-in must satisfy.
 	claims map[string]string
-	// busy: requests a worker is acting on in this process (confirm clicks
-	// and final approvals start one worker, not two).
-	busy map[string]bool
 }
 
 type signedIn struct {
@@ -42,7 +39,7 @@ type signedIn struct {
 func (s *sessions) init() {
 	if s.byApprover == nil {
 		s.byApprover, s.byRequest = map[string]signedIn{}, map[string]*graph.Session{}
-		s.claims, s.busy = map[string]string{}, map[string]bool{}
+		s.claims = map[string]string{}
 	}
 }
 
@@ -126,24 +123,6 @@ func (s *sessions) claimsFor(approver string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.claims[approver]
-}
-
-// claim marks ref as being acted on; false if a worker already is.
-func (s *sessions) claim(ref string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.init()
-	if s.busy[ref] {
-		return false
-	}
-	s.busy[ref] = true
-	return true
-}
-
-func (s *sessions) unclaim(ref string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.busy, ref)
 }
 
 // signIn runs the device-code sign-in for approver, DMing them the code,

@@ -200,12 +200,12 @@ func (b *Bot) resumeTracking(ctx context.Context, c click) {
 		b.tell(ctx, c, fmt.Sprintf("%s is not paused: %s", r.ID, statusLine(r)))
 		return
 	}
-	if !b.sessions.claim(r.ID) {
+	if !b.inFlight.claim(r.ID) {
 		b.tell(ctx, c, fmt.Sprintf("Tracking of %s is already being resumed.", r.ID))
 		return
 	}
 	b.spawn(func() {
-		defer b.sessions.unclaim(r.ID)
+		defer b.inFlight.remove(r.ID)
 		s := b.sessions.valid(c.user)
 		if s == nil {
 			var err error

@@ -647,13 +647,9 @@ func (s *Slack) chatPostMessage(p map[string]string, _ *http.Request) (map[strin
 	if utf8.RuneCountInString(p["text"]) > 40000 {
 		return nil, errOf("msg_too_long")
 	}
-	var blocks json.RawMessage
-	if raw, ok := p["blocks"]; ok {
-		b, aerr := normalizeBlocks(raw, 50)
-		if aerr != nil {
-			return nil, aerr
-		}
-		blocks = b
+	blocks, aerr := messageBlocks(p)
+	if aerr != nil {
+		return nil, aerr
 	}
 	m := &msgRec{Message: Message{Channel: ch, TS: s.nextTS(), Text: p["text"], Blocks: blocks, ThreadTS: p["thread_ts"], Via: "chat.postMessage"}}
 	s.msgs = append(s.msgs, m)
@@ -675,14 +671,10 @@ func (s *Slack) chatUpdate(p map[string]string, _ *http.Request) (map[string]any
 	if !hasContent(p) {
 		return nil, errOf("no_text")
 	}
-	var blocks json.RawMessage
-	raw, hasBlocks := p["blocks"]
-	if hasBlocks {
-		b, aerr := normalizeBlocks(raw, 50)
-		if aerr != nil {
-			return nil, aerr
-		}
-		blocks = b
+	_, hasBlocks := p["blocks"]
+	blocks, aerr := messageBlocks(p)
+	if aerr != nil {
+		return nil, aerr
 	}
 	if _, ok := p["text"]; ok {
 		m.Text = p["text"]
@@ -719,13 +711,9 @@ func (s *Slack) chatPostEphemeral(p map[string]string, _ *http.Request) (map[str
 	if !hasContent(p) {
 		return nil, errOf("no_text")
 	}
-	var blocks json.RawMessage
-	if raw, ok := p["blocks"]; ok {
-		b, aerr := normalizeBlocks(raw, 50)
-		if aerr != nil {
-			return nil, aerr
-		}
-		blocks = b
+	blocks, aerr := messageBlocks(p)
+	if aerr != nil {
+		return nil, aerr
 	}
 	m := &msgRec{ephemeral: true, Message: Message{Channel: ch, TS: s.nextTS(), Text: p["text"], Blocks: blocks, ThreadTS: p["thread_ts"], User: p["user"], Via: "chat.postEphemeral"}}
 	s.msgs = append(s.msgs, m)
@@ -840,6 +828,16 @@ func textOf(obj any) string {
 	}
 	t, _ := m["text"].(string)
 	return t
+}
+
+// messageBlocks validates the optional blocks parameter of a chat.* call
+// (messages hold 50 blocks at most).
+func messageBlocks(p map[string]string) (json.RawMessage, *apiErr) {
+	raw, ok := p["blocks"]
+	if !ok {
+		return nil, nil
+	}
+	return normalizeBlocks(raw, 50)
 }
 
 func invalidBlocks(errs []string) *apiErr {

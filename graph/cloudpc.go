@@ -59,7 +59,7 @@ var (
 	deviceNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 	// A conservative user principal name: no %, /, \, quotes other than the apostrophe,
 	// spaces or '#'; at most 64 characters before the @ and a dotted DNS domain after it.
-	upnRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._'+_-]{0,63}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$`)
+	upnRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.'+-]{0,63}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$`)
 )
 
 // maxUPNLength is Entra's limit for a user principal name.

@@ -16,6 +16,7 @@ import (
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/reprovision-bot/reprovision-bot/approvals"
+	"github.com/reprovision-bot/reprovision-bot/graph"
 )
 
 // config is the whole environment contract. The variable names are fixed:
@@ -123,9 +124,6 @@ func decodeValue(field reflect.Value, value string) error {
 }
 
 var (
-	slackUserID    = regexp.MustCompile(`^[UW][A-Z0-9]{2,20}$`)
-	slackChannelID = regexp.MustCompile(`^[CGD][A-Z0-9]{2,20}$`)
-	guid           = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 	// tenantName: a tenant may be given by domain; it becomes a URL path
 	// segment, so only host-name characters.
 	tenantName = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]{0,250}[A-Za-z0-9])?$`)
@@ -142,7 +140,7 @@ func (c config) check() []string {
 		p = append(p, "SLACK_BOT_TOKEN must be a bot token starting with xoxb-")
 	}
 	for i, id := range c.Approvers {
-		if !slackUserID.MatchString(id) {
+		if !approvals.ValidSlackUserID(id) {
 			p = append(p, fmt.Sprintf("REPROVISION_APPROVER must list Slack user IDs like U0123ABCD, not %q", id))
 		}
 		if slices.Contains(c.Approvers[:i], id) {
@@ -150,17 +148,17 @@ func (c config) check() []string {
 		}
 	}
 	for _, id := range c.Requesters {
-		if !slackUserID.MatchString(id) {
+		if !approvals.ValidSlackUserID(id) {
 			p = append(p, fmt.Sprintf("REPROVISION_REQUESTERS must list Slack user IDs like U0123ABCD, not %q", id))
 		}
 	}
 	for _, id := range c.Channels {
-		if !slackChannelID.MatchString(id) {
+		if !approvals.ValidSlackChannelID(id) {
 			p = append(p, fmt.Sprintf("REPROVISION_CHANNELS must list Slack channel IDs like C0123ABCD, not %q", id))
 		}
 	}
 	for id, upn := range c.ApproverUPNs {
-		if !slackUserID.MatchString(id) || !strings.Contains(upn, "@") {
+		if !approvals.ValidSlackUserID(id) || !strings.Contains(upn, "@") {
 			p = append(p, fmt.Sprintf("REPROVISION_APPROVER_UPNS entries must be U…:user@domain, not %q", id+":"+upn))
 		}
 	}
@@ -170,10 +168,10 @@ func (c config) check() []string {
 	if c.TrackEvery <= 0 && c.GraphURL != "" {
 		p = append(p, "REPROVISION_TRACK_EVERY must be positive")
 	}
-	if c.TenantID != "" && !approvals.ValidCloudPCID(c.TenantID) && !tenantName.MatchString(c.TenantID) {
+	if c.TenantID != "" && !graph.IsGUID(c.TenantID) && !tenantName.MatchString(c.TenantID) {
 		p = append(p, "AZURE_TENANT_ID must be a tenant GUID or domain name")
 	}
-	if c.ClientID != "" && !approvals.ValidCloudPCID(c.ClientID) {
+	if c.ClientID != "" && !graph.IsGUID(c.ClientID) {
 		p = append(p, "AZURE_CLIENT_ID must be the app registration's client ID (a GUID)")
 	}
 	if msg := checkURL(c.SlackAPIURL, "http", "https"); msg != "" {

@@ -30,6 +30,17 @@ func (h *harness) reprovisionFirst() {
 	h.waitDM(requesterID, "Reprovision started")
 }
 
+// approveSignedOut approves the second request when the first approval's
+// sign-in must not be reused: a second device-code sign-in is asked for.
+func (h *harness) approveSignedOut(second fakes.Message) {
+	h.t.Helper()
+	h.approveWithSignIn(second)
+	h.waitPrompt(second.TS, "Reprovision started")
+	if n := len(h.entra.DeviceCodes()); n != 2 {
+		h.t.Errorf("%d sign-ins for two approvals, want 2: the first sign-in was not to be reused", n)
+	}
+}
+
 // graphCalls counts Graph requests by method and path suffix.
 func (h *harness) graphCalls(method, suffix string) int {
 	n := 0
@@ -451,11 +462,7 @@ func TestSignInTTLZeroSignsInForEveryApproval(t *testing.T) {
 	if strings.Contains(blocks(second), "CPC-bob-77K2P") {
 		t.Error("the prompt shows details fetched with a sign-in that should not be reused")
 	}
-	h.approveWithSignIn(second)
-	h.waitPrompt(second.TS, "Reprovision started")
-	if n := len(h.entra.DeviceCodes()); n != 2 {
-		t.Errorf("%d sign-ins for two approvals, want 2", n)
-	}
+	h.approveSignedOut(second)
 }
 
 // A reused sign-in expires REPROVISION_SIGNIN_TTL after the sign-in itself,
@@ -469,11 +476,7 @@ func TestSignInReuseEndsAfterTheTTL(t *testing.T) {
 	h.reprovisionFirst()
 	time.Sleep(1100 * time.Millisecond) // let the TTL pass
 	second := h.ask(secondPCID + " apps broken")
-	h.approveWithSignIn(second)
-	h.waitPrompt(second.TS, "Reprovision started")
-	if n := len(h.entra.DeviceCodes()); n != 2 {
-		t.Errorf("%d sign-ins, want 2: the first sign-in had expired", n)
-	}
+	h.approveSignedOut(second)
 }
 
 // On the Home tab, Approve is never final: even a signed-in approver sees

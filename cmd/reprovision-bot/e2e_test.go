@@ -264,24 +264,37 @@ func TestServerErrorIsNotResent(t *testing.T) {
 	}
 }
 
-func TestDeclinedSignInLeavesTheRequestApprovable(t *testing.T) {
+// A sign-in that does not complete (declined, or its code expired) leaves
+// the request approvable; both sides are told why, and approving again works.
+func TestUnfinishedSignInLeavesTheRequestApprovable(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	h.start()
-	prompt := h.ask(cloudPCID + " " + reason)
-	h.click(approverID, "approve", prompt)
-	dc := h.entra.WaitDeviceCode(t, wait)
-	h.entra.Decline(dc.UserCode)
-	h.waitPrompt(prompt.TS, `"action_id":"approve"`)
-	h.waitDM(approverID, "declined")
-	h.waitDM(requesterID, "declined")
-	if len(h.graph.Requests()) != 0 {
-		t.Fatal("Graph called after a declined sign-in")
-	}
-	h.approveWithSignIn(prompt)
-	h.waitDM(requesterID, "Reprovision started")
-	if n := len(h.reprovisionPOSTs()); n != 1 {
-		t.Errorf("%d calls, want 1", n)
+	for _, c := range []struct {
+		name, why string
+		end       func(e *fakes.Entra, userCode string)
+	}{
+		{"declined", "declined", (*fakes.Entra).Decline},
+		{"code expired", "code expired", (*fakes.Entra).Expire},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t)
+			h.start()
+			prompt := h.ask(cloudPCID + " " + reason)
+			h.click(approverID, "approve", prompt)
+			dc := h.entra.WaitDeviceCode(t, wait)
+			c.end(h.entra, dc.UserCode)
+			h.waitPrompt(prompt.TS, `"action_id":"approve"`)
+			h.waitDM(approverID, c.why)
+			h.waitDM(requesterID, c.why)
+			if len(h.graph.Requests()) != 0 {
+				t.Fatalf("Graph called after the sign-in was %s", c.name)
+			}
+			h.approveWithSignIn(prompt)
+			h.waitDM(requesterID, "Reprovision started")
+			if n := len(h.reprovisionPOSTs()); n != 1 {
+				t.Errorf("%d calls, want 1", n)
+			}
+		})
 	}
 }
 
@@ -373,22 +386,6 @@ func TestShutdownLetsAnInFlightCallFinish(t *testing.T) {
 	}
 	h.waitDM(requesterID, "Reprovision started")
 	h.waitPrompt(prompt.TS, "Reprovision started")
-}
-
-func TestExpiredSignInCodeLeavesTheRequestApprovable(t *testing.T) {
-	t.Parallel()
-	h := newHarness(t)
-	h.start()
-	prompt := h.ask(cloudPCID + " " + reason)
-	h.click(approverID, "approve", prompt)
-	dc := h.entra.WaitDeviceCode(t, wait)
-	h.entra.Expire(dc.UserCode)
-	h.waitPrompt(prompt.TS, `"action_id":"approve"`)
-	h.waitDM(approverID, "code expired")
-	h.waitDM(requesterID, "code expired")
-	if len(h.graph.Requests()) != 0 {
-		t.Fatal("Graph called after an expired sign-in")
-	}
 }
 
 // A Graph call still unanswered when the stop's grace runs out is cut off:

@@ -188,6 +188,7 @@ func TestSlackViewSubmission(t *testing.T) {
 	if err := c.sm.Ack(*ev.Request); err != nil {
 		t.Fatal(err)
 	}
+	s.WaitAck(t, envID, wait)
 	s.WaitFor(t, wait, "modal closed", func() bool { got, _ := s.View(v.ID); return got.Closed })
 	if errs := s.ViewErrors(v.ID); errs != nil {
 		t.Fatalf("errors after a clean submission: %v", errs)

@@ -9,8 +9,8 @@ import (
 )
 
 // Policy is who may ask, who may decide, and how long a request lives. It is
-// configuration: the Slack adapter asks it before creating a request or
-// acting on a click, and turns a *Refusal into a reply to the user.
+// configuration: the workflow asks it before creating a request or acting on
+// a click; its refusals are *Refusal values the adapters put into words.
 type Policy struct {
 	// Approvers are Slack user IDs; at least one. A request copies them when
 	// it is made, so changing the policy does not change who decides on
@@ -79,34 +79,19 @@ func checkIDs(what string, ids []string, pattern *regexp.Regexp, like string) []
 	return problems
 }
 
-// Refusal is a "no" meant for the person who clicked or typed: Message is a
-// complete sentence in Slack mrkdwn, with people and channels as mentions,
-// ready to be shown as it is. Adapters tell it apart from failures with
-// errors.As.
-type Refusal struct {
-	Message string
-}
-
-func (r *Refusal) Error() string { return r.Message }
-
-func refuse(format string, args ...any) error {
-	return &Refusal{Message: fmt.Sprintf(format, args...)}
-}
-
 // MayRequest returns nil if user may ask for a reprovision in channel, or a
 // *Refusal saying why not. It also refuses the sole approver when
 // self-approval is off: nobody could ever approve their request, and saying
 // so now beats leaving it to expire.
 func (p Policy) MayRequest(user, channel string) error {
 	if len(p.Requesters) > 0 && !slices.Contains(p.Requesters, user) {
-		return refuse("You are not on the list of people who may request a reprovision. If you need one, ask %s.",
-			mentions(p.Approvers))
+		return &Refusal{Kind: RefusedNotARequester, Users: slices.Clone(p.Approvers)}
 	}
 	if len(p.Channels) > 0 && !slices.Contains(p.Channels, channel) {
-		return refuse("Reprovision requests are taken only in %s.", channelMentions(p.Channels))
+		return &Refusal{Kind: RefusedChannel, Channels: slices.Clone(p.Channels)}
 	}
 	if slices.Contains(p.Approvers, user) && len(p.deciders(p.Approvers, user)) == 0 {
-		return refuse("You are the only approver, and approving your own request is not allowed, so nobody could approve it. Ask for another approver to be added.")
+		return &Refusal{Kind: RefusedSoleApprover}
 	}
 	return nil
 }
@@ -119,22 +104,22 @@ func (p Policy) MayRequest(user, channel string) error {
 // a separate action.
 func (p Policy) MayDecide(user string, r *Request) error {
 	deciders := p.deciders(r.Approvers, r.RequesterID)
+	refusal := &Refusal{Request: r, Users: deciders}
 	switch {
 	case slices.Contains(deciders, user):
 		return nil
 	case len(r.Approvers) == 0:
-		return refuse("Nobody can approve or deny %s: it has no approvers.", r.ID)
+		refusal.Kind = RefusedNoApprovers
 	case len(deciders) == 0 && user == r.RequesterID:
-		return refuse("You asked for %s and are its only approver; approving your own request is not allowed, so it cannot be approved.", r.ID)
+		refusal.Kind = RefusedOwnRequestNoOther
 	case len(deciders) == 0:
-		return refuse("Nobody can approve or deny %s: its only approver, <@%s>, asked for it, and approving your own request is not allowed.",
-			r.ID, r.RequesterID)
+		refusal.Kind, refusal.Users = RefusedOnlyApproverAsked, []string{r.RequesterID}
 	case user == r.RequesterID && r.IsApprover(user):
-		return refuse("You asked for %s, and approving your own request is not allowed: %s can approve or deny it.",
-			r.ID, mentions(deciders))
+		refusal.Kind = RefusedOwnRequest
 	default:
-		return refuse("Only %s can approve or deny %s.", mentions(deciders), r.ID)
+		refusal.Kind = RefusedNotDecider
 	}
+	return refusal
 }
 
 // deciders are those of approvers who may decide on a request by requester.
@@ -182,22 +167,4 @@ func (p Policy) NewRequest(now time.Time, requester, channel, target, reason str
 // to StateConfirming.
 func (r *Request) ExpiredAt(now time.Time) bool {
 	return r.State.CanMoveTo(StateExpired) && !r.ExpiresAt.IsZero() && !now.Before(r.ExpiresAt)
-}
-
-// mentions renders user IDs as Slack mentions in a readable list:
-// "<@U1>", "<@U1> or <@U2>", "<@U1>, <@U2> or <@U3>".
-func mentions(users []string) string { return orList(users, "<@%s>") }
-
-// channelMentions is mentions for channels: "<#C1> or <#C2>".
-func channelMentions(channels []string) string { return orList(channels, "<#%s>") }
-
-func orList(ids []string, format string) string {
-	items := make([]string, len(ids))
-	for i, id := range ids {
-		items[i] = fmt.Sprintf(format, id)
-	}
-	if len(items) <= 1 {
-		return strings.Join(items, "")
-	}
-	return strings.Join(items[:len(items)-1], ", ") + " or " + items[len(items)-1]
 }

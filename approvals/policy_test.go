@@ -2,6 +2,7 @@ package approvals_test
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -55,22 +56,29 @@ func TestPolicyValidate(t *testing.T) {
 	}
 }
 
-// refusal checks that err is a *Refusal whose message contains every want.
-func refusal(t *testing.T, err error, want ...string) {
+// refusal checks that err is a *Refusal of kind want naming users (who may,
+// in that order) and channels, and that its sentence for the logs names the
+// kind. It returns the refusal (nil if err is none).
+func refusal(t *testing.T, err error, want approvals.RefusalKind, users, channels []string) *approvals.Refusal {
 	t.Helper()
 	var r *approvals.Refusal
 	if !errors.As(err, &r) {
-		t.Errorf("got %v, want a *Refusal", err)
-		return
+		t.Errorf("got %v, want a *Refusal %s", err, want)
+		return nil
 	}
-	if r.Error() != r.Message {
-		t.Errorf("Error() = %q, Message = %q", r.Error(), r.Message)
+	if r.Kind != want {
+		t.Errorf("refusal kind %q, want %q (%v)", r.Kind, want, r)
 	}
-	for _, w := range want {
-		if !strings.Contains(r.Message, w) {
-			t.Errorf("refusal %q does not contain %q", r.Message, w)
-		}
+	if !slices.Equal(r.Users, users) {
+		t.Errorf("refusal %s: Users %q, want %q", r.Kind, r.Users, users)
 	}
+	if !slices.Equal(r.Channels, channels) {
+		t.Errorf("refusal %s: Channels %q, want %q", r.Kind, r.Channels, channels)
+	}
+	if !strings.Contains(r.Error(), string(want)) {
+		t.Errorf("Error() = %q, does not name %s", r.Error(), want)
+	}
+	return r
 }
 
 func TestMayRequest(t *testing.T) {
@@ -91,15 +99,22 @@ func TestMayRequest(t *testing.T) {
 	if err := limited.MayRequest("U0BOB", "C0HELP"); err != nil {
 		t.Errorf("listed requester in a listed channel refused: %v", err)
 	}
-	refusal(t, limited.MayRequest("U0MALLORY", "C0OPS"),
-		"not on the list of people who may request", "ask <@U0A1> or <@U0A2>.")
-	refusal(t, limited.MayRequest("U0ALICE", "C0RANDOM"),
-		"Reprovision requests are taken only in <#C0OPS> or <#C0HELP>.")
+	// Whom to ask instead: the approvers.
+	refusal(t, limited.MayRequest("U0MALLORY", "C0OPS"), approvals.RefusedNotARequester, []string{"U0A1", "U0A2"}, nil)
+	// Where requests are taken.
+	refusal(t, limited.MayRequest("U0ALICE", "C0RANDOM"), approvals.RefusedChannel, nil, []string{"C0OPS", "C0HELP"})
 	// Not being allowed at all is the more useful thing to hear.
-	refusal(t, limited.MayRequest("U0MALLORY", "C0RANDOM"), "not on the list")
+	refusal(t, limited.MayRequest("U0MALLORY", "C0RANDOM"), approvals.RefusedNotARequester, []string{"U0A1", "U0A2"}, nil)
+	// The refusal's lists are its own: changing them leaves the policy be.
+	if r := refusal(t, limited.MayRequest("U0MALLORY", "C0OPS"), approvals.RefusedNotARequester, []string{"U0A1", "U0A2"}, nil); r != nil {
+		r.Users[0] = "U0MALLORY"
+		if limited.Approvers[0] != "U0A1" {
+			t.Errorf("a refusal shares the policy's approvers: %v", limited.Approvers)
+		}
+	}
 
 	sole := approvals.Policy{Approvers: []string{"U0A1"}}
-	refusal(t, sole.MayRequest("U0A1", "C0OPS"), "You are the only approver", "nobody could approve it")
+	refusal(t, sole.MayRequest("U0A1", "C0OPS"), approvals.RefusedSoleApprover, nil, nil)
 	if err := sole.MayRequest("U0ALICE", "C0OPS"); err != nil {
 		t.Errorf("non-approver with a sole approver refused: %v", err)
 	}
@@ -121,38 +136,39 @@ func TestMayDecide(t *testing.T) {
 		policy approvals.Policy
 		user   string
 		req    *approvals.Request
-		want   []string // nil: allowed
+		want   approvals.RefusalKind // "": allowed
+		users  []string              // who may decide, as the refusal names them
 	}{
-		{"approver", strict, "U0A2", r("U0ALICE", "U0A2", "U0A3"), nil},
-		{"other approver", strict, "U0A3", r("U0ALICE", "U0A2", "U0A3"), nil},
+		{"approver", strict, "U0A2", r("U0ALICE", "U0A2", "U0A3"), "", nil},
+		{"other approver", strict, "U0A3", r("U0ALICE", "U0A2", "U0A3"), "", nil},
 		{"request's approvers, not the policy's", strict, "U0A1", r("U0ALICE", "U0A2", "U0A3"),
-			[]string{"Only <@U0A2> or <@U0A3> can approve or deny R-7K3F9Q."}},
+			approvals.RefusedNotDecider, []string{"U0A2", "U0A3"}},
 		{"stranger", strict, "U0MALLORY", r("U0ALICE", "U0A1", "U0A2", "U0A3"),
-			[]string{"Only <@U0A1>, <@U0A2> or <@U0A3> can approve or deny R-7K3F9Q."}},
+			approvals.RefusedNotDecider, []string{"U0A1", "U0A2", "U0A3"}},
 		{"requester who is not an approver", strict, "U0ALICE", r("U0ALICE", "U0A1"),
-			[]string{"Only <@U0A1> can approve or deny R-7K3F9Q."}},
+			approvals.RefusedNotDecider, []string{"U0A1"}},
 		{"self, others may", strict, "U0A1", r("U0A1", "U0A1", "U0A2"),
-			[]string{"You asked for R-7K3F9Q", "not allowed", "<@U0A2> can approve or deny it."}},
+			approvals.RefusedOwnRequest, []string{"U0A2"}},
 		{"stranger is not told the requester may decide", strict, "U0MALLORY", r("U0A1", "U0A1", "U0A2"),
-			[]string{"Only <@U0A2> can approve or deny R-7K3F9Q."}},
+			approvals.RefusedNotDecider, []string{"U0A2"}},
 		{"self, sole approver", strict, "U0A1", r("U0A1", "U0A1"),
-			[]string{"You asked for R-7K3F9Q and are its only approver", "cannot be approved"}},
+			approvals.RefusedOwnRequestNoOther, []string{}},
 		{"stranger, sole approver asked", strict, "U0MALLORY", r("U0A1", "U0A1"),
-			[]string{"Nobody can approve or deny R-7K3F9Q", "<@U0A1>"}},
-		{"no approvers", strict, "U0A1", r("U0ALICE"), []string{"no approvers"}},
-		{"self allowed", lenient, "U0A1", r("U0A1", "U0A1"), nil},
+			approvals.RefusedOnlyApproverAsked, []string{"U0A1"}},
+		{"no approvers", strict, "U0A1", r("U0ALICE"), approvals.RefusedNoApprovers, []string{}},
+		{"self allowed", lenient, "U0A1", r("U0A1", "U0A1"), "", nil},
 		{"self allowed, still an approver only", lenient, "U0ALICE", r("U0ALICE", "U0A1"),
-			[]string{"Only <@U0A1> can approve or deny R-7K3F9Q."}},
+			approvals.RefusedNotDecider, []string{"U0A1"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := append([]string(nil), tc.req.Approvers...)
 			err := tc.policy.MayDecide(tc.user, tc.req)
-			if tc.want == nil {
+			if tc.want == "" {
 				if err != nil {
 					t.Errorf("MayDecide(%s) = %v, want nil", tc.user, err)
 				}
-			} else {
-				refusal(t, err, tc.want...)
+			} else if got := refusal(t, err, tc.want, tc.users, nil); got != nil && got.Request != tc.req {
+				t.Errorf("refusal carries request %v, want the one decided on", got.Request)
 			}
 			if strings.Join(tc.req.Approvers, ",") != strings.Join(before, ",") {
 				t.Errorf("MayDecide changed the request's approvers to %v", tc.req.Approvers)

@@ -1,7 +1,10 @@
-// Package approvals is the domain core of reprovision-bot: a reprovision
-// request, the states it moves through, and the store that keeps it and the
-// audit trail. It knows nothing of Slack or Microsoft Graph; adapters translate
-// their events into calls here.
+// Package approvals is the domain and the workflow of reprovision-bot: a
+// reprovision request, the states it moves through, the policy, the store
+// that keeps requests and the audit trail, and the Workflow that carries a
+// request from asking to the end of its follow-through. It knows nothing of
+// Slack or Microsoft Graph: it reaches them through the ports in ports.go,
+// and its refusals and outcomes are kinds and plain facts that the chat
+// adapter puts into words.
 package approvals
 
 import (
@@ -90,18 +93,18 @@ type Request struct {
 	// ID is the short reference people quote ("R-7K3F9Q").
 	ID string
 	// Target is what the requester named: a Cloud PC id, a device name or a
-	// user principal name. Validated by the Slack adapter before it is stored.
+	// user principal name. Validated by the chat adapter before it is stored.
 	Target string
 	// CloudPCID is the Graph id of the Cloud PC (a GUID, lower case). Empty
 	// until a name or UPN target has been resolved.
 	CloudPCID string
 	// Reason is why the requester asks (free text, shown escaped).
 	Reason string
-	// RequesterID is the Slack user ID of who asked.
+	// RequesterID is the chat user ID of who asked.
 	RequesterID string
 	// RequestChannelID is where they asked.
 	RequestChannelID string
-	// Approvers are the Slack user IDs who may decide, fixed when the
+	// Approvers are the chat user IDs who may decide, fixed when the
 	// request is made. Any one decides; the first decision wins.
 	Approvers []string
 
@@ -123,9 +126,10 @@ type Request struct {
 	// did and the approver must pick.
 	Candidates []CloudPC
 
-	// Outcome is the human-readable result (Graph error code and message, or
-	// why sign-in did not complete).
-	Outcome string
+	// Outcome is why the request ended, or went back to waiting (Graph's
+	// error, why a sign-in did not complete, …); nil when nothing needs
+	// explaining.
+	Outcome *Outcome
 	// GraphRequestID is Graph's request-id for the reprovision call.
 	GraphRequestID string
 
@@ -138,7 +142,7 @@ type Request struct {
 	ExpiresAt time.Time
 }
 
-// MessageRef locates one Slack message.
+// MessageRef locates one chat message (an approval prompt).
 type MessageRef struct {
 	ChannelID string
 	TS        string

@@ -91,7 +91,7 @@ type Event struct {
 	Time      time.Time
 	RequestID string
 	Kind      EventKind
-	// Actor is the Slack user ID of who caused it ("" for the bot itself).
+	// Actor is the chat user ID of who caused it ("" for the bot itself).
 	Actor string
 	// Details are small key/value facts: target, UPN, Graph method, path,
 	// status, client-request-id, request-id. Never a token.

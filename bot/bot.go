@@ -1,12 +1,11 @@
-// Package bot is the Slack side of reprovision-bot: the Socket Mode loop, the
-// `/reprovision` command, the approval prompt and the button clicks. It moves
-// requests through the approvals state machine and hands approved ones to the
-// Microsoft side (package graph).
+// Package bot is the Slack side of reprovision-bot: the Socket Mode loop,
+// decoding the `/reprovision` command, button clicks and forms into calls of
+// the workflow (package approvals), the Block Kit and mrkdwn people see, and
+// the workflow's Notices port. It knows nothing of Microsoft Graph.
 package bot
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -18,51 +17,21 @@ import (
 	"github.com/slack-go/slack/socketmode"
 
 	"github.com/reprovision-bot/reprovision-bot/approvals"
-	"github.com/reprovision-bot/reprovision-bot/graph"
 )
 
-// Config is what the bot needs; cmd/reprovision-bot builds it from the
-// environment.
+// Config is what the Slack side needs; cmd/reprovision-bot builds it from
+// the environment.
 type Config struct {
 	BotToken, AppToken string
 	// SlackAPIURL is the Web API base with a trailing slash.
 	SlackAPIURL string
-	// Policy says who may ask, who may decide, and how long requests live.
-	Policy approvals.Policy
-	// ApproverUPNs maps approver Slack IDs to the Entra username each must
-	// sign in as; an approver missing here is checked against their Slack
-	// profile email.
-	ApproverUPNs map[string]string
-	Store        approvals.Store
-	SignIn       *graph.Authenticator
-	Graph        graph.ClientOptions
-	// SignInTTL is how long an approver's sign-in is reused (0: never).
-	SignInTTL time.Duration
-	// AllowedStatuses are the Cloud PC statuses in which a reprovision may
-	// be sent.
-	AllowedStatuses []string
-	// TrackEvery is the first wait before looking at a reprovisioning Cloud
-	// PC (then it backs off); TrackFor is how long to follow it.
-	TrackEvery, TrackFor time.Duration
-	Logger               *slog.Logger
-	// ShutdownGrace is how long in-flight Graph calls may run on after a
-	// stop signal; the process must exit within 10 s.
-	ShutdownGrace time.Duration
+	// Approvers are the Slack user IDs who decide (for the Home tab).
+	Approvers []string
+	Logger    *slog.Logger
 }
 
-// defaultShutdownGrace leaves room in the 10 s stop budget for recording the
-// outcome of a call cut short (finishTimeout) and closing the store.
-const defaultShutdownGrace = 6 * time.Second
-
-// stopBudget is the most a stop may take before Run returns (the process
-// must exit within 10 s of SIGTERM; the store is closed after this).
-const stopBudget = 9 * time.Second
-
-// cleanupTimeout bounds the Slack and store writes that record an interrupted
-// sign-in or call while shutting down.
-const cleanupTimeout = 2 * time.Second
-
-// Bot serves one Slack app.
+// Bot serves one Slack app. It implements approvals.Notices; Run drives a
+// workflow with what people do in Slack.
 type Bot struct {
 	cfg        Config
 	api        *slack.Client
@@ -73,44 +42,25 @@ type Bot struct {
 	hooksHosts map[string]bool
 	apiHost    string
 
-	// signInCtx is canceled as soon as a stop is requested: nobody will
-	// finish a device-code sign-in for a process that is going away.
-	signInCtx    context.Context
-	cancelSignIn context.CancelFunc
-	// execCtx is canceled only when the shutdown grace runs out, so a
-	// reprovision call in flight gets its answer if it can.
-	execCtx    context.Context
-	cancelExec context.CancelFunc
-	workers    sync.WaitGroup
+	wf *approvals.Workflow
+	// handlerCtx ends when Run's stop budget is spent; click and command
+	// handlers run under it.
+	handlerCtx    context.Context
+	cancelHandler context.CancelFunc
+	handlers      sync.WaitGroup
 
-	seen     envelopeLog
-	sessions sessions
-	// inFlight: requests a worker is acting on in this process, so that a
-	// double click starts one worker, not two.
-	inFlight idSet
+	seen envelopeLog
 	// homeViewers are users who opened the App Home since start; their Home
 	// tab is kept current.
 	homeViewers idSet
-	// wake nudges the scheduler (expiry, tracking) when a deadline moved.
-	wake chan struct{}
 }
+
+var _ approvals.Notices = (*Bot)(nil)
 
 // New builds a Bot; nothing is contacted until Run.
 func New(cfg Config) (*Bot, error) {
-	if cfg.Store == nil || cfg.SignIn == nil {
-		return nil, errors.New("bot: store and sign-in are required")
-	}
-	if err := cfg.Policy.Validate(); err != nil {
-		return nil, fmt.Errorf("bot: %w", err)
-	}
-	if cfg.TrackEvery <= 0 {
-		cfg.TrackEvery = time.Minute
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
-	}
-	if cfg.ShutdownGrace <= 0 || cfg.ShutdownGrace >= stopBudget {
-		cfg.ShutdownGrace = defaultShutdownGrace
 	}
 	apiURL, err := url.Parse(cfg.SlackAPIURL)
 	if err != nil || apiURL.Host == "" {
@@ -130,25 +80,22 @@ func New(cfg Config) (*Bot, error) {
 			slack.OptionAPIURL(cfg.SlackAPIURL),
 			slack.OptionHTTPClient(httpClient)),
 	}
-	b.wake = make(chan struct{}, 1)
-	b.sessions.ttl = cfg.SignInTTL
-	b.signInCtx, b.cancelSignIn = context.WithCancel(context.Background())
-	b.execCtx, b.cancelExec = context.WithCancel(context.Background())
+	b.handlerCtx, b.cancelHandler = context.WithCancel(context.Background())
 	return b, nil
 }
 
 // slackHTTPTimeout bounds one Slack Web API call.
 const slackHTTPTimeout = 15 * time.Second
 
-// Run connects to Slack and serves until ctx is done or Slack refuses the
-// tokens. On ctx done it stops taking events, lets in-flight work finish or
-// records it, and returns nil.
-func (b *Bot) Run(ctx context.Context) error {
+// Run connects to Slack and serves wf until ctx is done or Slack refuses
+// the tokens. On ctx done it stops taking events, stops the workflow (which
+// lets in-flight work finish or records it) and returns nil.
+func (b *Bot) Run(ctx context.Context, wf *approvals.Workflow) error {
 	if _, err := b.api.AuthTestContext(ctx); err != nil {
 		return fmt.Errorf("slack: checking SLACK_BOT_TOKEN: %w", err)
 	}
-	b.resumeAfterRestart(ctx)
-	b.spawn(b.schedule)
+	b.wf = wf
+	wf.Start(ctx)
 
 	sm := socketmode.New(b.api)
 	socketCtx, stopSocket := context.WithCancel(context.Background())
@@ -172,40 +119,40 @@ loop:
 		}
 	}
 	stopSocket()
-	b.shutdown()
+	b.stop(wf)
 	return runErr
 }
 
-// shutdown stops sign-ins at once, gives Graph calls the grace period, and
-// waits for every worker.
-func (b *Bot) shutdown() {
-	start := time.Now()
-	b.cancelSignIn()
+// handlerGrace is how long handlers under way at a stop may finish their
+// store and Slack work (the workflow's stop budget counts from the same
+// moment).
+const handlerGrace = 5 * time.Second
+
+// stop ends sign-ins at once, lets handlers under way finish (within
+// handlerGrace), then stops the workflow.
+func (b *Bot) stop(wf *approvals.Workflow) {
+	wf.Stopping()
 	done := make(chan struct{})
-	go func() { b.workers.Wait(); close(done) }()
+	go func() { b.handlers.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(b.cfg.ShutdownGrace):
-		b.log.Warn("shutdown grace over; interrupting Graph calls still in flight")
-		b.cancelExec()
-		select {
-		case <-done:
-		case <-time.After(stopBudget - b.cfg.ShutdownGrace):
-			// Whatever is still running is recorded as it stands: a call
-			// cut off in executing is settled as outcome unknown at start.
-			b.log.Error("workers still running at the stop deadline; exiting anyway")
-		}
+	case <-time.After(handlerGrace):
+		b.log.Warn("handlers still running at the stop; interrupting them")
+		b.cancelHandler()
+		<-done
 	}
-	b.cancelExec()
-	b.log.Info("stopped", "took", time.Since(start).Round(time.Millisecond).String())
+	wf.Stop()
+	b.cancelHandler()
 }
 
-// spawn runs work in the background, tracked for shutdown.
-func (b *Bot) spawn(work func()) {
-	b.workers.Add(1)
+// spawn runs a handler in the background, tracked for the stop.
+func (b *Bot) spawn(work func(ctx context.Context)) {
+	b.handlers.Add(1)
 	go func() {
-		defer b.workers.Done()
-		work()
+		defer b.handlers.Done()
+		ctx, cancel := context.WithTimeout(b.handlerCtx, interactionTimeout)
+		defer cancel()
+		work(ctx)
 	}()
 }
 
@@ -256,11 +203,11 @@ func (b *Bot) dispatch(sm *socketmode.Client, evt socketmode.Event) {
 			return
 		}
 		b.ack(sm, evt.Request, nil)
-		b.spawn(func() { b.handleBlockAction(callback) })
+		b.spawn(func(ctx context.Context) { b.handleBlockAction(ctx, callback) })
 	case socketmode.EventTypeEventsAPI:
 		b.ack(sm, evt.Request, nil)
 		if user, ok := appHomeOpened(evt.Data); ok {
-			b.spawn(func() { b.homeOpened(user) })
+			b.spawn(func(ctx context.Context) { b.homeOpened(ctx, user) })
 		}
 	default:
 		b.ack(sm, evt.Request, nil)
@@ -309,51 +256,23 @@ func (l *envelopeLog) firstTime(id string) bool {
 	return true
 }
 
-// idSet is a small concurrent set of IDs (Slack users, request references).
+// idSet is a small concurrent set of Slack user IDs.
 type idSet struct {
 	mu  sync.Mutex
 	ids map[string]bool
 }
 
-func (s *idSet) add(user string) {
+func (s *idSet) add(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ids == nil {
-		s.ids = map[string]bool{}
-	}
-	s.ids[user] = true
-}
-
-// claim adds id unless present; false if it was (someone holds it).
-func (s *idSet) claim(id string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ids[id] {
-		return false
-	}
 	if s.ids == nil {
 		s.ids = map[string]bool{}
 	}
 	s.ids[id] = true
-	return true
 }
 
-func (s *idSet) remove(id string) {
+func (s *idSet) has(id string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.ids, id)
-}
-
-func (s *idSet) has(user string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.ids[user]
-}
-
-// nudge wakes the scheduler without blocking.
-func (b *Bot) nudge() {
-	select {
-	case b.wake <- struct{}{}:
-	default:
-	}
+	return s.ids[id]
 }

@@ -1,13 +1,11 @@
 package bot
 
 import (
-	"errors"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/reprovision-bot/reprovision-bot/approvals"
-	"github.com/reprovision-bot/reprovision-bot/graph"
 )
 
 // TargetKind says how a Cloud PC was named.
@@ -57,17 +55,17 @@ const Usage = "*Usage:* `/reprovision <cloud PC id | device name | user@domain> 
 // could carry Slack markup).
 func ParseCommand(text string) (Command, error) {
 	if len(text) > maxCommandText {
-		return Command{}, errors.New("That is too long: name one Cloud PC and give a short reason.")
+		return Command{}, inputError("That is too long: name one Cloud PC and give a short reason.")
 	}
 	if !utf8.ValidString(text) {
-		return Command{}, errors.New("The text is not valid UTF-8.")
+		return Command{}, inputError("The text is not valid UTF-8.")
 	}
 	for _, r := range text {
 		// Slack turns newlines into spaces for slash commands, but a
 		// payload could still carry them; no control character belongs in
 		// a target or a reason.
 		if unicode.IsControl(r) && r != ' ' && r != '\t' {
-			return Command{}, errors.New("The text contains control characters.")
+			return Command{}, inputError("The text contains control characters.")
 		}
 	}
 	fields := strings.Fields(text)
@@ -87,23 +85,23 @@ func ParseCommand(text string) (Command, error) {
 
 func parseTarget(s string) (Command, error) {
 	switch {
-	case strings.ContainsAny(s, "<>&*_~`|\"") && !graph.ValidUPN(s):
-		return Command{}, errors.New("A Cloud PC is named by its id, device name or user's sign-in name: no markup or mentions.")
+	case strings.ContainsAny(s, "<>&*_~`|\"") && !approvals.ValidUPN(s):
+		return Command{}, inputError("A Cloud PC is named by its id, device name or user's sign-in name: no markup or mentions.")
 	case strings.ContainsAny(s, `/\%?#`) || strings.Contains(s, ".."):
-		return Command{}, errors.New("A Cloud PC name contains no path characters (`/`, `\\`, `%`, `?`, `#`, `..`).")
+		return Command{}, inputError("A Cloud PC name contains no path characters (`/`, `\\`, `%`, `?`, `#`, `..`).")
 	case approvals.ValidCloudPCID(s):
 		return Command{Target: strings.ToLower(s), Kind: TargetID}, nil
 	case strings.Contains(s, "@"):
-		if !graph.ValidUPN(s) {
-			return Command{}, errors.New("That is not a user sign-in name (user@domain).")
+		if !approvals.ValidUPN(s) {
+			return Command{}, inputError("That is not a user sign-in name (user@domain).")
 		}
 		return Command{Target: strings.ToLower(s), Kind: TargetUPN}, nil
 	case looksLikeBrokenGUID(s):
-		return Command{}, errors.New("That is not a Cloud PC id: expected a GUID like `4e1f0b9a-2c3d-4e5f-8a9b-0c1d2e3f4a5b`.")
-	case graph.ValidDeviceName(s):
+		return Command{}, inputError("That is not a Cloud PC id: expected a GUID like `4e1f0b9a-2c3d-4e5f-8a9b-0c1d2e3f4a5b`.")
+	case approvals.ValidDeviceName(s):
 		return Command{Target: s, Kind: TargetDeviceName}, nil
 	}
-	return Command{}, errors.New("That is not a Cloud PC id (a GUID), a device name or a user sign-in name.")
+	return Command{}, inputError("That is not a Cloud PC id (a GUID), a device name or a user sign-in name.")
 }
 
 // looksLikeBrokenGUID catches a mistyped id, so it is not searched for as
@@ -119,24 +117,30 @@ func CheckReason(reason string, required bool) error {
 	reason = strings.TrimSpace(reason)
 	if reason == "" {
 		if required {
-			return errors.New("Please give a reason.")
+			return inputError("Please give a reason.")
 		}
 		return nil
 	}
 	if utf8.RuneCountInString(reason) > MaxReason {
-		return errors.New("The reason is too long (500 characters at most).")
+		return inputError("The reason is too long (500 characters at most).")
 	}
 	for _, r := range reason {
 		if unicode.IsControl(r) && r != '\n' && r != ' ' && r != '\t' {
-			return errors.New("The reason contains control characters.")
+			return inputError("The reason contains control characters.")
 		}
 	}
 	first, _ := utf8.DecodeRuneInString(reason)
 	if !unicode.IsLetter(first) && !unicode.IsDigit(first) {
-		return errors.New("Name exactly one Cloud PC, then a reason in words (it must start with a letter or digit).")
+		return inputError("Name exactly one Cloud PC, then a reason in words (it must start with a letter or digit).")
 	}
 	if approvals.ValidCloudPCID(strings.Fields(reason)[0]) {
-		return errors.New("Name exactly one Cloud PC per request.")
+		return inputError("Name exactly one Cloud PC per request.")
 	}
 	return nil
 }
+
+// inputError is a mistake in what someone typed; its text is shown to them
+// as it is (it never echoes their input, which could carry Slack markup).
+type inputError string
+
+func (e inputError) Error() string { return string(e) }

@@ -28,9 +28,7 @@ func appHomeOpened(data any) (string, bool) {
 	return ev.User, true
 }
 
-func (b *Bot) homeOpened(user string) {
-	ctx, cancel := context.WithTimeout(b.execCtx, interactionTimeout)
-	defer cancel()
+func (b *Bot) homeOpened(ctx context.Context, user string) {
 	b.homeViewers.add(user)
 	b.publishHome(ctx, user)
 }
@@ -49,37 +47,16 @@ func (b *Bot) refreshHomes(ctx context.Context, r *approvals.Request) {
 // them (with their buttons), for everyone their own latest requests.
 func (b *Bot) publishHome(ctx context.Context, user string) {
 	blocks := []slack.Block{slack.NewHeaderBlock(plain("Cloud PC reprovisioning"))}
-	if slices.Contains(b.cfg.Policy.Approvers, user) {
-		blocks = append(blocks, section("*Awaiting you*"))
-		pending, err := b.cfg.Store.ListByState(ctx, approvals.StatePending)
+	if slices.Contains(b.cfg.Approvers, user) {
+		awaiting, err := b.wf.AwaitingDecision(ctx, user, homeListLimit)
 		if err != nil {
 			b.log.Error("home: pending requests not listed", "err", err)
 			return
 		}
-		shown := 0
-		for _, r := range pending {
-			if !r.IsApprover(user) || shown == homeListLimit {
-				continue
-			}
-			shown++
-			text := fmt.Sprintf("*%s* `%s` from <@%s>, %s", r.ID, escapeText(targetLabel(r)), r.RequesterID, slackDate(r.CreatedAt))
-			if r.Reason != "" {
-				text += "\n" + escapeText(r.Reason)
-			}
-			// action_ids stay unique within the view: suffixed with the reference.
-			approve := slack.NewButtonBlockElement(actionApprove+":"+r.ID, r.ID, plain("Approve")).WithStyle(slack.StyleDanger).
-				WithConfirm(slack.NewConfirmationBlockObject(plain("Reprovision this Cloud PC?"),
-					mrkdwn(wipeWarning), plain("Approve"), plain("Go back")))
-			deny := slack.NewButtonBlockElement(actionDeny+":"+r.ID, r.ID, plain("Deny"))
-			blocks = append(blocks, section(text), slack.NewActionBlock("home-decision:"+r.ID, approve, deny))
-		}
-		if shown == 0 {
-			blocks = append(blocks, section("_Nothing is waiting for you._"))
-		}
-		blocks = append(blocks, slack.NewDividerBlock())
+		blocks = append(blocks, awaitingBlocks(awaiting)...)
 	}
 	blocks = append(blocks, section("*Your requests*"))
-	mine, err := b.cfg.Store.ListByRequester(ctx, user, homeListLimit)
+	mine, err := b.wf.RequestsOf(ctx, user, homeListLimit)
 	if err != nil {
 		b.log.Error("home: requests not listed", "err", err)
 		return
@@ -98,4 +75,25 @@ func (b *Bot) publishHome(ctx context.Context, user string) {
 	if err != nil {
 		b.log.Error("home not published", "user", user, "err", err)
 	}
+}
+
+// awaitingBlocks is the approver's "Awaiting you" section, with buttons.
+func awaitingBlocks(pending []*approvals.Request) []slack.Block {
+	blocks := []slack.Block{section("*Awaiting you*")}
+	for _, r := range pending {
+		text := fmt.Sprintf("*%s* `%s` from <@%s>, %s", r.ID, escapeText(targetLabel(r)), r.RequesterID, slackDate(r.CreatedAt))
+		if r.Reason != "" {
+			text += "\n" + escapeText(r.Reason)
+		}
+		// action_ids stay unique within the view: suffixed with the reference.
+		approve := slack.NewButtonBlockElement(actionApprove+":"+r.ID, r.ID, plain("Approve")).WithStyle(slack.StyleDanger).
+			WithConfirm(slack.NewConfirmationBlockObject(plain("Reprovision this Cloud PC?"),
+				mrkdwn(wipeWarning), plain("Approve"), plain("Go back")))
+		deny := slack.NewButtonBlockElement(actionDeny+":"+r.ID, r.ID, plain("Deny"))
+		blocks = append(blocks, section(text), slack.NewActionBlock("home-decision:"+r.ID, approve, deny))
+	}
+	if len(pending) == 0 {
+		blocks = append(blocks, section("_Nothing is waiting for you._"))
+	}
+	return append(blocks, slack.NewDividerBlock())
 }

@@ -141,13 +141,12 @@ func mentions(users []string) string {
 // statusLine says in one line where the request is, for the prompt and for
 // late clickers.
 func statusLine(r *approvals.Request) string {
-	note := ""
-	if r.Outcome != "" {
-		note = " " + r.Outcome
-	}
 	switch r.State {
 	case approvals.StatePending:
-		return ":hourglass: Awaiting a decision." + note
+		if note := waitingAgainText(r.Outcome); note != "" {
+			return ":hourglass: Awaiting a decision. " + note
+		}
+		return ":hourglass: Awaiting a decision."
 	case approvals.StateApproved:
 		return fmt.Sprintf(":key: Approved by <@%s>. Waiting for <@%s> to sign in (see the sign-in message).", r.DecidedBy, r.DecidedBy)
 	case approvals.StateConfirming:
@@ -158,8 +157,12 @@ func statusLine(r *approvals.Request) string {
 		return fmt.Sprintf(":white_check_mark: Approved by <@%s>. Reprovision started: Microsoft Graph accepted the request.%s%s",
 			r.DecidedBy, requestIDSuffix(r), trackingNote(r))
 	case approvals.StateFailed:
-		return fmt.Sprintf(":x: Reprovision failed: %s", r.Outcome)
+		return fmt.Sprintf(":x: Reprovision failed: %s", outcomeText(r.Outcome))
 	case approvals.StateOutcomeUnknown:
+		note := outcomeText(r.Outcome)
+		if note != "" {
+			note = " " + note
+		}
 		return fmt.Sprintf(":grey_question: Approved by <@%s>. Outcome unknown — check the Cloud PC.%s", r.DecidedBy, note)
 	case approvals.StateDenied:
 		s := fmt.Sprintf(":no_entry_sign: Denied by <@%s>.", r.DecidedBy)

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/slack-go/slack"
-
-	"github.com/reprovision-bot/reprovision-bot/approvals"
 )
 
 // tellUser answers one user privately: through the interaction's response_url
@@ -47,7 +45,7 @@ func (b *Bot) tellUserBlocks(ctx context.Context, responseURL, channel, user, te
 		}
 		b.log.Warn("ephemeral post failed", "err", err)
 	}
-	_ = b.dmBlocks(ctx, user, options...) // logged; the last way to reach them
+	_ = b.dm(ctx, user, options...) // logged; the last way to reach them
 }
 
 // replaceOriginal rewrites the message a button was on (ephemeral messages
@@ -85,12 +83,8 @@ func msgBlocks(blocks []slack.Block) slack.MsgOption {
 	return slack.MsgOptionBlocks(blocks...)
 }
 
-// dm posts text to the user's direct messages with the app.
-func (b *Bot) dm(ctx context.Context, user, text string) {
-	_ = b.dmBlocks(ctx, user, slack.MsgOptionText(text, false)) // logged; nothing else to do
-}
-
-func (b *Bot) dmBlocks(ctx context.Context, user string, options ...slack.MsgOption) error {
+// dm posts to the user's direct messages with the app.
+func (b *Bot) dm(ctx context.Context, user string, options ...slack.MsgOption) error {
 	err := b.slackCall(ctx, "chat.postMessage", func(ctx context.Context) error {
 		_, _, err := b.api.PostMessageContext(ctx, user, options...)
 		return err
@@ -99,44 +93,6 @@ func (b *Bot) dmBlocks(ctx context.Context, user string, options ...slack.MsgOpt
 		b.log.Error("direct message failed", "user", user, "err", err)
 	}
 	return err
-}
-
-// updatePrompts redraws every approver's copy of the prompt for r's current
-// state (buttons only while pending), and keeps Home tabs current.
-func (b *Bot) updatePrompts(ctx context.Context, r *approvals.Request) {
-	for _, p := range r.Prompts {
-		err := b.slackCall(ctx, "chat.update", func(ctx context.Context) error {
-			_, _, _, err := b.api.UpdateMessageContext(ctx, p.ChannelID, p.TS,
-				slack.MsgOptionText(promptText(r), false),
-				slack.MsgOptionBlocks(promptBlocks(r)...))
-			return err
-		})
-		if err != nil {
-			b.log.Error("approval prompt not updated", "ref", r.ID, "channel", p.ChannelID, "err", err)
-		}
-	}
-	b.refreshHomes(ctx, r)
-}
-
-// threadReply posts progress under the deciding approver's prompt (or the
-// first prompt).
-func (b *Bot) threadReply(ctx context.Context, r *approvals.Request, text string) {
-	if len(r.Prompts) == 0 {
-		return
-	}
-	p := r.Prompts[0]
-	for _, candidate := range r.Prompts {
-		if candidate.UserID == r.DecidedBy {
-			p = candidate
-		}
-	}
-	err := b.slackCall(ctx, "chat.postMessage", func(ctx context.Context) error {
-		_, _, err := b.api.PostMessageContext(ctx, p.ChannelID, slack.MsgOptionText(text, false), slack.MsgOptionTS(p.TS))
-		return err
-	})
-	if err != nil {
-		b.log.Error("thread reply failed", "ref", r.ID, "err", err)
-	}
 }
 
 // Slack Web API errors are classified here, and only here: transient ones

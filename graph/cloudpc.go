@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strings"
 	"time"
 	"unicode"
@@ -55,23 +54,13 @@ const (
 	ByUserPrincipalName Field = "userPrincipalName"
 )
 
-var (
-	deviceNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
-	// A conservative user principal name: no %, /, \, quotes other than the apostrophe,
-	// spaces or '#'; at most 64 characters before the @ and a dotted DNS domain after it.
-	upnRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.'+-]{0,63}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$`)
-)
-
-// maxUPNLength is Entra's limit for a user principal name.
-const maxUPNLength = 113
-
 // ValidDeviceName reports whether s may be looked up as a managedDeviceName or
-// displayName: ^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$.
-func ValidDeviceName(s string) bool { return deviceNameRE.MatchString(s) }
+// displayName (approvals.ValidDeviceName: the workflow checks targets by the same rule).
+func ValidDeviceName(s string) bool { return approvals.ValidDeviceName(s) }
 
-// ValidUPN reports whether s may be looked up as a userPrincipalName (a conservative
-// e-mail-like pattern, apostrophe allowed, at most 113 characters).
-func ValidUPN(s string) bool { return len(s) <= maxUPNLength && upnRE.MatchString(s) }
+// ValidUPN reports whether s may be looked up as a userPrincipalName
+// (approvals.ValidUPN).
+func ValidUPN(s string) bool { return approvals.ValidUPN(s) }
 
 func (f Field) valid(value string) bool {
 	switch f {
@@ -179,32 +168,44 @@ func (c *Client) FindCloudPCs(ctx context.Context, by Field, value string) ([]ap
 // ("Plus retries": a GET is resent after 408/429/5xx, transport errors and timeouts, up to
 // MaxRetries times per request.) A target that fails validation sends nothing and gives
 // an error wrapping ErrInvalidTarget. No match is an empty, non-nil slice.
-func (c *Client) Resolve(ctx context.Context, target string) ([]approvals.CloudPC, error) {
+//
+// calls holds, in order, every Call that made at least one HTTP attempt (also on error,
+// and for a GUID that Graph answered with 404), for the audit trail.
+func (c *Client) Resolve(ctx context.Context, target string) (pcs []approvals.CloudPC, calls []Call, err error) {
+	keep := func(call Call) {
+		if len(call.Attempts) > 0 {
+			calls = append(calls, call)
+		}
+	}
 	target = strings.TrimSpace(target)
 	switch {
 	case IsGUID(target):
-		pc, _, err := c.GetCloudPC(ctx, target)
+		pc, call, err := c.GetCloudPC(ctx, target)
+		keep(call)
 		var ge *Error
 		if errors.As(err, &ge) && ge.StatusCode == http.StatusNotFound {
-			return []approvals.CloudPC{}, nil
+			return []approvals.CloudPC{}, calls, nil
 		}
 		if err != nil {
-			return nil, err
+			return nil, calls, err
 		}
-		return []approvals.CloudPC{pc}, nil
+		return []approvals.CloudPC{pc}, calls, nil
 	case strings.Contains(target, "@"):
-		pcs, _, err := c.FindCloudPCs(ctx, ByUserPrincipalName, target)
-		return pcs, err
+		pcs, call, err := c.FindCloudPCs(ctx, ByUserPrincipalName, target)
+		keep(call)
+		return pcs, calls, err
 	default:
 		if !ValidDeviceName(target) {
-			return nil, fmt.Errorf("%w: %q", ErrInvalidTarget, target)
+			return nil, nil, fmt.Errorf("%w: %q", ErrInvalidTarget, target)
 		}
-		pcs, _, err := c.FindCloudPCs(ctx, ByManagedDeviceName, target)
+		pcs, call, err := c.FindCloudPCs(ctx, ByManagedDeviceName, target)
+		keep(call)
 		if err != nil || len(pcs) > 0 {
-			return pcs, err
+			return pcs, calls, err
 		}
-		pcs, _, err = c.FindCloudPCs(ctx, ByDisplayName, target)
-		return pcs, err
+		pcs, call, err = c.FindCloudPCs(ctx, ByDisplayName, target)
+		keep(call)
+		return pcs, calls, err
 	}
 }
 

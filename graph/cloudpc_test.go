@@ -376,13 +376,13 @@ func TestFindCloudPCsInvalidValueSendsNothing(t *testing.T) {
 		if !errors.Is(err, ErrInvalidTarget) || len(call.Attempts) != 0 {
 			t.Errorf("FindCloudPCs(%q, %q): err %v, %d attempts", tc.by, tc.value, err, len(call.Attempts))
 		}
-		if Explain(err, "GET").Kind != KindInvalid {
-			t.Errorf("Explain(%v) = %+v", err, Explain(err, "GET"))
+		if g := classify(err, "GET"); g.Kind != approvals.GraphInvalid || g.Cause != approvals.CauseInvalidTarget {
+			t.Errorf("classify(%v) = %+v", err, g)
 		}
 	}
 	for _, target := range []string{"", "  ", "CPC alice", "al%ice@contoso.example", "x' or 1 eq 1", "a/b"} {
-		if _, err := c.Resolve(context.Background(), target); !errors.Is(err, ErrInvalidTarget) {
-			t.Errorf("Resolve(%q): err %v", target, err)
+		if _, calls, err := c.Resolve(context.Background(), target); !errors.Is(err, ErrInvalidTarget) || calls != nil {
+			t.Errorf("Resolve(%q): err %v, calls %+v", target, err, calls)
 		}
 	}
 	if n := len(g.requests()); n != 0 {
@@ -481,8 +481,8 @@ func TestFindCloudPCsNextLinkElsewhereIsNotFollowed(t *testing.T) {
 			if len(g.requests()) != 1 || len(call.Attempts) != 1 {
 				t.Errorf("requests %d, attempts %d; want 1", len(g.requests()), len(call.Attempts))
 			}
-			if e := Explain(err, "GET"); e.Kind != KindFailed || !strings.Contains(e.Text, "incomplete") {
-				t.Errorf("Explain = %+v", e)
+			if g := classify(err, "GET"); g.Kind != approvals.GraphFailed || g.Cause != approvals.CauseUntrustedLink {
+				t.Errorf("classify = %+v", g)
 			}
 		})
 	}
@@ -524,8 +524,8 @@ func TestFindCloudPCsBadAnswers(t *testing.T) {
 			if !errors.Is(err, ErrBadAnswer) || !errors.As(err, &ge) || ge.RequestID != "server-request-1" || pcs != nil {
 				t.Fatalf("pcs %v, err %v", pcs, err)
 			}
-			if e := Explain(err, "GET"); e.Kind != KindFailed || !strings.Contains(e.Text, "server-request-1") {
-				t.Errorf("Explain = %+v", e)
+			if g := classify(err, "GET"); g.Kind != approvals.GraphFailed || g.Cause != approvals.CauseBadAnswer || g.RequestID != "server-request-1" {
+				t.Errorf("classify = %+v", g)
 			}
 		})
 	}
@@ -618,7 +618,7 @@ func TestResolveAgainstSharedFake(t *testing.T) {
 	} {
 		t.Run(tc.target, func(t *testing.T) {
 			before := len(g.Requests())
-			pcs, err := c.Resolve(context.Background(), tc.target)
+			pcs, calls, err := c.Resolve(context.Background(), tc.target)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -628,6 +628,25 @@ func TestResolveAgainstSharedFake(t *testing.T) {
 			reqs := g.Requests()[before:]
 			if len(reqs) != tc.requests {
 				t.Errorf("%d requests, want %d:\n%s", len(reqs), tc.requests, g.Dump())
+			}
+			// Every request is in the calls, in order: one call per list (or GET).
+			var attempts []Attempt
+			for _, call := range calls {
+				if call.Method != "GET" || !strings.HasPrefix(call.Path, pcsPath) || len(call.Attempts) == 0 {
+					t.Errorf("call %+v", call)
+				}
+				attempts = append(attempts, call.Attempts...)
+			}
+			if wantCalls := max(len(tc.filters), 1); len(calls) != wantCalls {
+				t.Errorf("%d calls, want %d", len(calls), wantCalls)
+			}
+			if len(attempts) != len(reqs) {
+				t.Fatalf("%d attempts in the calls, %d requests", len(attempts), len(reqs))
+			}
+			for i, a := range attempts {
+				if a.Status != 200 && a.Status != 404 || a.ClientRequestID == "" {
+					t.Errorf("attempt %d: %+v", i, a)
+				}
 			}
 			var filters []string
 			for _, r := range reqs {
@@ -646,7 +665,7 @@ func TestResolveAgainstSharedFake(t *testing.T) {
 	}
 
 	// What the shared fake serves decodes fully.
-	pcs, err := c.Resolve(context.Background(), guid(1))
+	pcs, _, err := c.Resolve(context.Background(), guid(1))
 	if err != nil || len(pcs) != 1 {
 		t.Fatal(pcs, err)
 	}
@@ -676,27 +695,37 @@ func TestResolveErrors(t *testing.T) {
 	t.Run("GUID 500 is an error", func(t *testing.T) {
 		g := newFakeGraph(t, func(_ int, w http.ResponseWriter, _ *http.Request) { w.WriteHeader(500) })
 		c := g.client(t, &staticCred{token: testToken}, ClientOptions{MaxRetries: -1})
-		pcs, err := c.Resolve(context.Background(), testCloudPC)
+		pcs, calls, err := c.Resolve(context.Background(), testCloudPC)
 		var ge *Error
 		if !errors.As(err, &ge) || ge.StatusCode != 500 || pcs != nil {
 			t.Errorf("pcs %v, err %v", pcs, err)
+		}
+		if len(calls) != 1 || len(calls[0].Attempts) != 1 || calls[0].Attempts[0].Status != 500 {
+			t.Errorf("calls %+v", calls)
 		}
 	})
 	t.Run("GUID 404 is empty", func(t *testing.T) {
 		g := newFakeGraph(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
 			writeJSON(w, 404, map[string]any{"error": map[string]any{"code": "ResourceNotFound", "message": "no"}})
 		})
-		pcs, err := g.client(t, &staticCred{token: testToken}, ClientOptions{}).Resolve(context.Background(), testCloudPC)
+		pcs, calls, err := g.client(t, &staticCred{token: testToken}, ClientOptions{}).Resolve(context.Background(), testCloudPC)
 		if err != nil || pcs == nil || len(pcs) != 0 || len(g.requests()) != 1 {
 			t.Errorf("pcs %#v, err %v, requests %d", pcs, err, len(g.requests()))
+		}
+		// The 404 is still audited.
+		if len(calls) != 1 || len(calls[0].Attempts) != 1 || calls[0].Attempts[0].Status != 404 || calls[0].Attempts[0].RequestID != "server-request-1" {
+			t.Errorf("calls %+v", calls)
 		}
 	})
 	t.Run("name lookup error stops", func(t *testing.T) {
 		g := newFakeGraph(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
 			writeJSON(w, 403, map[string]any{"error": map[string]any{"code": "Forbidden", "message": "no role"}})
 		})
-		pcs, err := g.client(t, &staticCred{token: testToken}, ClientOptions{}).Resolve(context.Background(), "CPC-x")
-		if e := Explain(err, "GET"); e.Kind != KindSignInAgain || pcs != nil || len(g.requests()) != 1 {
+		pcs, calls, err := g.client(t, &staticCred{token: testToken}, ClientOptions{}).Resolve(context.Background(), "CPC-x")
+		if len(calls) != 1 || len(calls[0].Attempts) != 1 || calls[0].Attempts[0].Status != 403 {
+			t.Errorf("calls %+v", calls)
+		}
+		if ge := classify(err, "GET"); ge.Kind != approvals.GraphSignInAgain || ge.Cause != approvals.CauseForbidden || pcs != nil || len(g.requests()) != 1 {
 			t.Errorf("pcs %v, err %v, requests %d", pcs, err, len(g.requests()))
 		}
 	})
@@ -706,8 +735,8 @@ func TestResolveErrors(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		for _, target := range []string{testCloudPC, "a@contoso.example", "CPC-x"} {
-			if _, err := c.Resolve(ctx, target); !errors.Is(err, context.Canceled) {
-				t.Errorf("%q: %v", target, err)
+			if _, calls, err := c.Resolve(ctx, target); !errors.Is(err, context.Canceled) || calls != nil {
+				t.Errorf("%q: %v, calls %+v", target, err, calls)
 			}
 		}
 		if _, _, err := c.RemoteActionResults(ctx, testCloudPC); !errors.Is(err, context.Canceled) {

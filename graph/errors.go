@@ -7,16 +7,19 @@ import (
 	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+
+	"github.com/reprovision-bot/reprovision-bot/approvals"
 )
 
-// Sign-in outcomes. SignIn returns errors for which errors.Is reports one of these; the
-// returned error also wraps the azidentity error that ended the sign-in.
+// Sign-in outcomes: the approvals package's own errors, so that SignIn's errors match
+// the approvals.SignIns port. SignIn returns errors for which errors.Is reports one of
+// these; the returned error also wraps the azidentity error that ended the sign-in.
 var (
 	// ErrSignInDeclined: the approver refused the sign-in on the Entra page
 	// (OAuth error "authorization_declined", or RFC 8628's "access_denied").
-	ErrSignInDeclined = errors.New("graph: sign-in declined")
+	ErrSignInDeclined = approvals.ErrSignInDeclined
 	// ErrSignInExpired: the device code expired before the approver finished signing in.
-	ErrSignInExpired = errors.New("graph: sign-in code expired")
+	ErrSignInExpired = approvals.ErrSignInExpired
 )
 
 // ErrInvalidCloudPCID is wrapped by the error Reprovision returns, without sending
@@ -36,7 +39,7 @@ func (e *signInError) Error() string {
 	if i := strings.IndexByte(msg, '\n'); i >= 0 {
 		msg = msg[:i]
 	}
-	return e.kind.Error() + ": " + strings.TrimSpace(msg)
+	return "graph: " + e.kind.Error() + ": " + strings.TrimSpace(msg)
 }
 
 func (e *signInError) Unwrap() []error { return []error{e.kind, e.err} }

@@ -1,7 +1,11 @@
 // Package graph signs an approver in with the device-code flow and makes the Microsoft
 // Graph calls the bot needs with that approver's delegated token: the reprovision (the only
 // POST) and the read-only lookups (GetCloudPC, FindCloudPCs, Resolve, RemoteActionResults).
-// Explain turns any of their errors into a sentence people can act on.
+//
+// It implements two ports of package approvals: NewSignIns gives approvals.SignIns, and
+// NewCloudPCs (also each sign-in's Session.CloudPCs) gives approvals.CloudPCs, whose
+// errors are *approvals.GraphError: a kind, a cause and Graph's facts. The package
+// returns data and typed errors only; the words people see are the adapters' to choose.
 package graph
 
 import (

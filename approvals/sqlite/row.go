@@ -39,7 +39,7 @@ func encodeRequest(r *approvals.Request) ([]any, error) {
 		r.ID, r.Target, r.CloudPCID, r.Reason, r.RequesterID, r.RequestChannelID, e.json("approvers", r.Approvers),
 		string(r.State), r.DecidedBy, r.DecisionReason, r.SignedInAs,
 		e.json("prompts", mapSlice(r.Prompts, promptToJSON)), e.json("device", e.device(r.Device)),
-		e.json("candidates", mapSlice(r.Candidates, e.cloudPC)), r.Outcome, r.GraphRequestID,
+		e.json("candidates", mapSlice(r.Candidates, e.cloudPC)), e.outcome(r.Outcome), r.GraphRequestID,
 		e.optTime("tracking since", r.Tracking.Since), e.optTime("tracking until", r.Tracking.Until), e.optTime("tracking next check", r.Tracking.NextCheck),
 		r.Tracking.Checks, r.Tracking.LastStatus, r.Tracking.Paused, r.Tracking.Result,
 		e.time("created at", r.CreatedAt), e.time("updated at", r.UpdatedAt), e.optTime("expires at", r.ExpiresAt),
@@ -54,17 +54,18 @@ func scanRequest(row interface{ Scan(...any) error }) (*approvals.Request, error
 		r                                      approvals.Request
 		state, approvers, prompts, device, cds string
 		since, until, next, created, updated   string
-		expires                                string
+		expires, outcome                       string
 	)
 	err := row.Scan(&r.ID, &r.Target, &r.CloudPCID, &r.Reason, &r.RequesterID, &r.RequestChannelID, &approvers,
 		&state, &r.DecidedBy, &r.DecisionReason, &r.SignedInAs,
-		&prompts, &device, &cds, &r.Outcome, &r.GraphRequestID,
+		&prompts, &device, &cds, &outcome, &r.GraphRequestID,
 		&since, &until, &next, &r.Tracking.Checks, &r.Tracking.LastStatus, &r.Tracking.Paused, &r.Tracking.Result,
 		&created, &updated, &expires)
 	if err != nil {
 		return nil, err
 	}
 	r.State = approvals.State(state)
+	r.Outcome = approvals.DecodeOutcome(outcome)
 
 	d := decoder{id: r.ID}
 	d.json("approvers", approvers, &r.Approvers)
@@ -258,4 +259,14 @@ func normalized(r *approvals.Request) *approvals.Request {
 		c.Candidates[i].LastModified = c.Candidates[i].LastModified.UTC()
 	}
 	return c
+}
+
+// outcome keeps the outcome's facts as JSON in the outcome column (older
+// rows hold a sentence there, which DecodeOutcome keeps as text).
+func (e *encoder) outcome(o *approvals.Outcome) string {
+	s, err := approvals.EncodeOutcome(o)
+	if err != nil {
+		e.fail("outcome", err)
+	}
+	return s
 }

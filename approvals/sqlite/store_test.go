@@ -244,9 +244,15 @@ func fullRequest() *approvals.Request {
 			{ChannelID: "D2", TS: "1712345678.000100", UserID: "U2"},
 			{ChannelID: "D3", TS: "1712345678.000200", UserID: "U3"},
 		},
-		Device:         &device,
-		Candidates:     []approvals.CloudPC{pc(1), pc(2)},
-		Outcome:        tricky,
+		Device:     &device,
+		Candidates: []approvals.CloudPC{pc(1), pc(2)},
+		// Not a real combination: every field set, so that each is
+		// shown to survive the store.
+		Outcome: &approvals.Outcome{Kind: approvals.OutcomeGraph, Target: tricky, Allowed: []string{"provisioned", "failed"},
+			Graph: &approvals.GraphError{Kind: approvals.GraphConflict, Cause: approvals.CauseConflict, Method: "POST", Status: 409,
+				Code: "Conflict", Message: tricky, RequestID: "g-1", Retries: 1, Pages: 2},
+			Matches: 3, Status: "inGracePeriod", CloudPCID: "4e1f0b9a-2c3d-4e5f-8a9b-0c1d2e3f4a5b", Other: "R-ABCDEF",
+			OtherRequester: "U3", SignedInAs: "bob@example.com", Expected: "alice@example.com", Text: tricky},
 		GraphRequestID: "g-1",
 		Tracking: approvals.Tracking{
 			Since:      time.Date(2025, 3, 9, 21, 0, 0, 3, west),
@@ -281,6 +287,9 @@ func checkEveryFieldSet(t *testing.T, path string, v reflect.Value) {
 		}
 		for i := range v.NumField() {
 			name := path + "." + v.Type().Field(i).Name
+			if v.Type().Field(i).Tag.Get("json") == "-" {
+				continue // kept in memory only, by design
+			}
 			if v.Field(i).IsZero() {
 				t.Errorf("fixture leaves %s zero", name)
 				continue
@@ -643,7 +652,7 @@ func TestTransitionAppliesUpdate(t *testing.T) {
 		}
 		c.DecidedBy = "U_APPROVER"
 		c.SignedInAs = "approver@example.com"
-		c.Outcome = "approved in Slack"
+		c.Outcome = &approvals.Outcome{Kind: approvals.OutcomeSignInStale}
 		c.GraphRequestID = "req-1"
 		c.Prompts = []approvals.MessageRef{{ChannelID: "D1", TS: "1.2"}}
 		c.Device = &approvals.CloudPC{ID: c.CloudPCID, Status: "provisioned", LastModified: time.Date(2025, 1, 1, 0, 0, 0, 5, west)}
@@ -657,7 +666,7 @@ func TestTransitionAppliesUpdate(t *testing.T) {
 	if got.State != approvals.StateApproved {
 		t.Errorf("State = %s, want approved", got.State)
 	}
-	if got.DecidedBy != "U_APPROVER" || got.SignedInAs != "approver@example.com" || got.Outcome != "approved in Slack" ||
+	if got.DecidedBy != "U_APPROVER" || got.SignedInAs != "approver@example.com" || got.Outcome == nil || got.Outcome.Kind != approvals.OutcomeSignInStale ||
 		got.GraphRequestID != "req-1" || len(got.Prompts) != 1 || got.Device == nil || got.Device.Status != "provisioned" {
 		t.Errorf("update not applied: %+v", got)
 	}
@@ -757,7 +766,7 @@ func TestResolveToHeldCloudPC(t *testing.T) {
 			r := createIn(t, s, unresolved(), approvals.StateApproved)
 			_, err := resolve(r.ID, func(c *approvals.Request) {
 				c.CloudPCID = strings.ToUpper(holder.CloudPCID)
-				c.Outcome = "must not be saved"
+				c.Outcome = &approvals.Outcome{Kind: approvals.OutcomeNotRecorded}
 			})
 			if !errors.Is(err, approvals.ErrOpenRequestExists) {
 				t.Fatalf("resolving to a held Cloud PC: %v, want ErrOpenRequestExists", err)
@@ -895,11 +904,13 @@ func TestUpdateRefusesFixedFields(t *testing.T) {
 	s := openStore(t, dbPath(t))
 	r := mustCreate(t, s, newRequest())
 	changes := map[string]func(*approvals.Request){
-		"State":                  func(c *approvals.Request) { c.State = approvals.StateApproved },
-		"CloudPCID not a GUID":   func(c *approvals.Request) { c.CloudPCID = "../../users" },
-		"time out of range":      func(c *approvals.Request) { c.ExpiresAt = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) },
-		"approvers emptied":      func(c *approvals.Request) { c.Approvers = nil },
-		"change plus other work": func(c *approvals.Request) { c.Outcome, c.Target = "x", "y" },
+		"State":                func(c *approvals.Request) { c.State = approvals.StateApproved },
+		"CloudPCID not a GUID": func(c *approvals.Request) { c.CloudPCID = "../../users" },
+		"time out of range":    func(c *approvals.Request) { c.ExpiresAt = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) },
+		"approvers emptied":    func(c *approvals.Request) { c.Approvers = nil },
+		"change plus other work": func(c *approvals.Request) {
+			c.Outcome, c.Target = &approvals.Outcome{Kind: approvals.OutcomeNoMatch}, "y"
+		},
 	}
 	for name, change := range fixedFieldChanges {
 		changes[name] = change
@@ -1475,5 +1486,27 @@ func TestTransitionFromClaimsOnce(t *testing.T) {
 	got, _ := s.Get(ctx, r.ID)
 	if got.State != approvals.StateExecuting {
 		t.Errorf("state %s, want executing", got.State)
+	}
+}
+
+// TestOutcomeOfAnOlderVersionStillReads: versions before the workflow moved
+// into approvals stored the outcome as a sentence; such a row must still
+// load, with the sentence kept as the outcome's text, and a row without an
+// outcome has none.
+func TestOutcomeOfAnOlderVersionStillReads(t *testing.T) {
+	path := dbPath(t)
+	s := openStore(t, path)
+	old := mustCreate(t, s, newRequest())
+	none := mustCreate(t, s, newRequest())
+	sentence := "Microsoft Graph refused (HTTP 409): the Cloud PC's current state does not allow it."
+	if _, err := rawDB(t, path).Exec("UPDATE requests SET outcome = ? WHERE id = ?", sentence, old.ID); err != nil {
+		t.Fatal(err)
+	}
+	got := mustGet(t, s, old.ID)
+	if got.Outcome == nil || got.Outcome.Text != sentence || got.Outcome.Kind != "" {
+		t.Errorf("older outcome read as %+v, want its sentence as Text", got.Outcome)
+	}
+	if got := mustGet(t, s, none.ID); got.Outcome != nil {
+		t.Errorf("request without an outcome read as %+v, want nil", got.Outcome)
 	}
 }

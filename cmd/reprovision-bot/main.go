@@ -62,8 +62,19 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 	}
 	defer store.Close()
 
+	signIns, err := graph.NewSignIns(auth, graph.ClientOptions{BaseURL: cfg.GraphURL})
+	if err != nil {
+		return err
+	}
 	b, err := bot.New(bot.Config{
 		BotToken: cfg.SlackBotToken, AppToken: cfg.SlackAppToken, SlackAPIURL: cfg.SlackAPIURL,
+		Approvers: cfg.Approvers,
+		Logger:    log,
+	})
+	if err != nil {
+		return err
+	}
+	wf, err := approvals.New(approvals.Config{
 		Policy: approvals.Policy{
 			Approvers:         cfg.Approvers,
 			Requesters:        cfg.Requesters,
@@ -73,8 +84,8 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 		},
 		ApproverUPNs:    cfg.ApproverUPNs,
 		Store:           store,
-		SignIn:          auth,
-		Graph:           graph.ClientOptions{BaseURL: cfg.GraphURL},
+		SignIns:         signIns,
+		Notices:         b,
 		SignInTTL:       cfg.SignInTTL,
 		AllowedStatuses: cfg.AllowedStatuses,
 		TrackEvery:      cfg.TrackEvery,
@@ -85,5 +96,5 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 		return err
 	}
 	log.Info("starting", "approvers", cfg.Approvers, "graph", cfg.GraphURL, "db", cfg.DBPath)
-	return b.Run(ctx)
+	return b.Run(ctx, wf)
 }

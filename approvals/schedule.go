@@ -1,10 +1,8 @@
-package bot
+package approvals
 
 import (
 	"context"
 	"time"
-
-	"github.com/reprovision-bot/reprovision-bot/approvals"
 )
 
 // maxSleep bounds how long the scheduler sleeps, so deadlines moved by
@@ -13,60 +11,59 @@ const maxSleep = time.Minute
 
 // schedule runs the timed work: expiring undecided requests and following
 // accepted reprovisions. It wakes at the next deadline, or when nudged, and
-// stops when the bot stops. Deadlines live in the store, so a restart picks
-// up where the last process left off (an expiry missed while down is
-// handled at start).
-func (b *Bot) schedule() {
+// ends at Stop. Deadlines live in the store, so a restart picks up where the
+// last process left off (an expiry missed while down is handled at start).
+func (w *Workflow) schedule() {
 	for {
-		next := b.runDue()
+		next := w.runDue()
 		wait := min(max(time.Until(next), 10*time.Millisecond), maxSleep)
 		select {
-		case <-b.signInCtx.Done():
+		case <-w.signInCtx.Done():
 			return
-		case <-b.wake:
+		case <-w.wake:
 		case <-time.After(wait):
 		}
 	}
 }
 
 // runDue does what is due now and returns when it should run next.
-func (b *Bot) runDue() time.Time {
-	ctx, cancel := context.WithTimeout(b.execCtx, graphTimeout)
+func (w *Workflow) runDue() time.Time {
+	ctx, cancel := context.WithTimeout(w.execCtx, graphTimeout)
 	defer cancel()
 	now := time.Now()
 	next := now.Add(maxSleep)
-	undecided, err := b.cfg.Store.ListByState(ctx, approvals.StatePending, approvals.StateConfirming)
+	undecided, err := w.store.ListByState(ctx, StatePending, StateConfirming)
 	if err != nil {
-		b.log.Error("could not list undecided requests", "err", err)
+		w.log.Error("could not list undecided requests", "err", err)
 	}
 	for _, r := range undecided {
 		switch {
 		case r.ExpiredAt(now):
-			b.expire(ctx, r)
+			w.expire(ctx, r)
 		case !r.ExpiresAt.IsZero() && r.ExpiresAt.Before(next):
 			next = r.ExpiresAt
 		}
 	}
-	tracked, err := b.cfg.Store.ListTracking(ctx)
+	tracked, err := w.store.ListTracking(ctx)
 	if err != nil {
-		b.log.Error("could not list tracked requests", "err", err)
+		w.log.Error("could not list tracked requests", "err", err)
 	}
 	for _, r := range tracked {
-		if b.signInCtx.Err() != nil {
+		if w.signInCtx.Err() != nil {
 			break
 		}
 		if r.Tracking.Paused {
 			// Nobody signed in to look, but the deadline still holds:
 			// the request must not keep its Cloud PC forever.
 			if !now.Before(r.Tracking.Until) {
-				b.stopTracking(ctx, r, r.Tracking)
+				w.stopTracking(ctx, r, r.Tracking)
 			} else if r.Tracking.Until.Before(next) {
 				next = r.Tracking.Until
 			}
 			continue
 		}
 		if !now.Before(r.Tracking.NextCheck) {
-			r = b.track(ctx, r)
+			r = w.track(ctx, r)
 		}
 		if r != nil && r.Tracking.Active() && !r.Tracking.Paused && r.Tracking.NextCheck.Before(next) {
 			next = r.Tracking.NextCheck
@@ -77,16 +74,14 @@ func (b *Bot) runDue() time.Time {
 
 // expire ends a request nobody decided in time and offers the requester a
 // one-click retry.
-func (b *Bot) expire(ctx context.Context, r *approvals.Request) {
-	expired, err := b.cfg.Store.Transition(ctx, r.ID, approvals.StateExpired, nil)
+func (w *Workflow) expire(ctx context.Context, r *Request) {
+	expired, err := w.settle(ctx, r.ID, step{
+		to:    StateExpired,
+		event: EventExpired, details: map[string]string{"expires_at": r.ExpiresAt.Format(time.RFC3339)},
+	})
 	if err != nil {
-		b.log.Info("not expired", "ref", r.ID, "err", err) // decided meanwhile
+		w.log.Info("not expired", "ref", r.ID, "err", err) // decided meanwhile
 		return
 	}
-	b.sessions.release(r.ID)
-	b.log.Info("request expired", "ref", r.ID)
-	b.audit(ctx, r.ID, approvals.EventExpired, "", map[string]string{"expires_at": r.ExpiresAt.Format(time.RFC3339)})
-	b.updatePrompts(ctx, expired)
-	text, blocks := expiredNotice(expired)
-	b.dmBlocks(ctx, expired.RequesterID, msgText(text), msgBlocks(blocks))
+	w.tell(ctx, expired.RequesterID, Notice{Kind: NoticeExpired, Request: expired})
 }

@@ -1,0 +1,94 @@
+package approvals
+
+import (
+	"context"
+	"time"
+)
+
+// Confirm is the approver's final word after signing in: Reprovision now
+// (pick "") or, when a name matched several Cloud PCs, the one picked (its
+// id). Only the approver who signed in may give it, within the confirmation
+// window. On success the reprovision runs in the background.
+func (w *Workflow) Confirm(ctx context.Context, user, ref, pick string) (*Request, error) {
+	action := ActionConfirm
+	if pick != "" {
+		action = ActionPick
+	}
+	r, err := w.load(ctx, ref, action)
+	if err != nil {
+		return nil, err
+	}
+	if r.State != StateConfirming {
+		return nil, &Refusal{Kind: RefusedHandled, Action: action, Ref: r.ID, Request: r}
+	}
+	if user != r.DecidedBy {
+		return nil, w.refuse(ctx, user, &Refusal{Kind: RefusedNotConfirmer, Action: action, Request: r, Users: []string{r.DecidedBy}})
+	}
+	if r.ExpiredAt(time.Now()) {
+		w.expire(ctx, r)
+		return nil, &Refusal{Kind: RefusedExpired, Action: action, Ref: r.ID, Request: r}
+	}
+	s := w.sessions.forRequest(r.ID, r.DecidedBy)
+	if s == nil {
+		w.reopen(ctx, r, &Outcome{Kind: OutcomeSignInStale})
+		return nil, &Refusal{Kind: RefusedSignInStale, Action: action, Ref: r.ID, Request: r}
+	}
+	// One confirmation starts one worker; a second click (or pick) while it
+	// runs is told so.
+	if !w.inFlight.claim(r.ID) {
+		return nil, &Refusal{Kind: RefusedBusy, Action: action, Ref: r.ID, Request: r}
+	}
+	if pick != "" {
+		if r, err = w.pick(ctx, user, r, pick); err != nil {
+			w.inFlight.remove(ref)
+			return nil, err
+		}
+	}
+	w.audit(ctx, r.ID, EventConfirmed, user, nil)
+	w.spawn(func() { w.execute(r, s) })
+	return r, nil
+}
+
+// pick records the Cloud PC the approver chose among r.Candidates.
+func (w *Workflow) pick(ctx context.Context, user string, r *Request, id string) (*Request, error) {
+	var chosen *CloudPC
+	for i := range r.Candidates {
+		if r.Candidates[i].ID == id {
+			chosen = &r.Candidates[i]
+		}
+	}
+	if chosen == nil || r.CloudPCID != "" {
+		return nil, &Refusal{Kind: RefusedChoiceGone, Action: ActionPick, Ref: r.ID, Request: r}
+	}
+	updated, err := w.store.Update(ctx, r.ID, func(r *Request) {
+		r.CloudPCID = chosen.ID
+		r.Device = chosen
+	})
+	if err != nil {
+		return nil, w.failBeforeCall(ctx, r, w.conflictOutcome(ctx, chosen.ID, err))
+	}
+	w.audit(ctx, r.ID, EventResolved, user, map[string]string{"cloud_pc_id": updated.CloudPCID, "picked": "true"})
+	return updated, nil
+}
+
+// Abort is Cancel at the final confirmation: nothing is sent. Only the
+// approver who signed in may.
+func (w *Workflow) Abort(ctx context.Context, user, ref string) (*Request, error) {
+	r, err := w.load(ctx, ref, ActionAbort)
+	if err != nil {
+		return nil, err
+	}
+	if user != r.DecidedBy {
+		return nil, w.refuse(ctx, user, &Refusal{Kind: RefusedNotConfirmer, Action: ActionAbort, Request: r, Users: []string{r.DecidedBy}})
+	}
+	if !w.inFlight.claim(r.ID) {
+		return nil, &Refusal{Kind: RefusedBusy, Action: ActionAbort, Ref: r.ID, Request: r}
+	}
+	defer w.inFlight.remove(r.ID)
+	r, err = w.settle(ctx, ref, step{
+		from: []State{StateConfirming}, to: StateCanceled,
+		event: EventCanceled, actor: user, details: map[string]string{"at": "confirmation"},
+		tellRequester: true,
+	})
+	return r, late(err, ActionAbort)
+}

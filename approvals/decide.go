@@ -1,0 +1,213 @@
+package approvals
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// NewRequest applies the policy and builds a pending request in memory: it
+// does no I/O, so an adapter can answer at once with its reference, then
+// Open it. A refusal is a *Refusal; record it with RefusedRequest.
+func (w *Workflow) NewRequest(user, channel, target, reason string) (*Request, error) {
+	if err := w.cfg.Policy.MayRequest(user, channel); err != nil {
+		return nil, err
+	}
+	return w.cfg.Policy.NewRequest(time.Now(), user, channel, target, reason), nil
+}
+
+// RefusedRequest records, in the background, that user's request in channel
+// was refused (bad input or policy).
+func (w *Workflow) RefusedRequest(user, channel string, why error) {
+	w.spawn(func() {
+		w.audit(w.execCtx, "", EventRefusedRequest, user, map[string]string{"channel": channel, "why": why.Error()})
+	})
+}
+
+// Open stores r and prompts its approvers. When an approver is signed in
+// already and r names a Cloud PC id, the prompt shows the Cloud PC's details
+// and that approver's Approve is final. Errors: a *Refusal
+// (RefusedOpenElsewhere: the Cloud PC has an open request; RefusedNoApprover:
+// no prompt could be posted, the request stays recorded), or a store error
+// (nothing was recorded).
+func (w *Workflow) Open(ctx context.Context, r *Request) error {
+	if err := w.store.Create(ctx, r); err != nil {
+		w.log.Warn("request not stored", "ref", r.ID, "err", err)
+		if errors.Is(err, ErrOpenRequestExists) {
+			refusal := &Refusal{Kind: RefusedOpenElsewhere, Action: ActionRequest, Ref: r.ID, Request: r}
+			if other, oerr := w.store.OpenFor(ctx, r.CloudPCID); oerr == nil {
+				refusal.Other = other
+			}
+			return refusal
+		}
+		return fmt.Errorf("recording %s: %w", r.ID, err)
+	}
+	w.audit(ctx, r.ID, EventRequested, r.RequesterID, map[string]string{
+		"target": r.Target, "channel": r.RequestChannelID, "reason": r.Reason, "approvers": fmt.Sprint(r.Approvers),
+	})
+	w.log.Info("request opened", "ref", r.ID, "requester", r.RequesterID, "target", r.Target)
+	w.nudge() // a new expiry deadline
+	r = w.withDetails(ctx, r)
+	posted := w.notices.PostPrompts(ctx, r)
+	if len(posted) == 0 {
+		return &Refusal{Kind: RefusedNoApprover, Action: ActionRequest, Ref: r.ID, Request: r}
+	}
+	updated, err := w.store.Update(ctx, r.ID, func(r *Request) { r.Prompts = append(r.Prompts, posted...) })
+	if err != nil {
+		w.log.Error("prompt locations not stored", "ref", r.ID, "err", err)
+		return nil
+	}
+	// A decision may have landed between posting and recording: make sure
+	// every copy shows it.
+	if updated.State != StatePending {
+		w.notices.UpdatePrompts(ctx, updated)
+	}
+	return nil
+}
+
+// withDetails looks r's Cloud PC up with a signed-in approver's token, so the
+// prompt can show what will be wiped. Failing that, r is returned as it is.
+func (w *Workflow) withDetails(ctx context.Context, r *Request) *Request {
+	if r.CloudPCID == "" {
+		return r
+	}
+	s := w.sessions.anyValid(r.Approvers)
+	if s == nil {
+		return r
+	}
+	device, call, err := s.CloudPCs.Get(ctx, r.CloudPCID)
+	w.auditGraphCalls(r.ID, "", call)
+	if err != nil {
+		w.log.Warn("details for the prompt not fetched", "ref", r.ID, "err", err)
+		return r
+	}
+	updated, err := w.store.Update(ctx, r.ID, func(r *Request) { r.Device = &device })
+	if err != nil {
+		return r
+	}
+	return updated
+}
+
+// mayDecide applies the policy to a decision; a request past its deadline
+// is expired on the spot (the scheduler has not got to it yet).
+func (w *Workflow) mayDecide(ctx context.Context, user string, r *Request, action Action) error {
+	if r.ExpiredAt(time.Now()) {
+		w.expire(ctx, r)
+		return &Refusal{Kind: RefusedExpired, Action: action, Request: r, Ref: r.ID}
+	}
+	if err := w.cfg.Policy.MayDecide(user, r); err != nil {
+		var refusal *Refusal
+		if errors.As(err, &refusal) {
+			refusal.Action = action
+			return w.refuse(ctx, user, refusal)
+		}
+		return err
+	}
+	return nil
+}
+
+// Approve records user's approval of ref. With final set (the click came
+// from a prompt that showed the Cloud PC's details) and a valid sign-in of
+// user's, the reprovision goes ahead at once; otherwise user signs in (unless
+// signed in already), sees the details and confirms (Confirm).
+func (w *Workflow) Approve(ctx context.Context, user, ref string, final bool) (*Request, error) {
+	r, err := w.load(ctx, ref, ActionApprove)
+	if err != nil {
+		return nil, err
+	}
+	if err := w.mayDecide(ctx, user, r, ActionApprove); err != nil {
+		return nil, err
+	}
+	r, err = w.store.Transition(ctx, ref, StateApproved, func(r *Request) {
+		r.DecidedBy = user
+		r.Outcome = nil
+	})
+	if err != nil {
+		return nil, late(err, ActionApprove)
+	}
+	w.audit(ctx, r.ID, EventApproved, user, nil)
+	s := w.sessions.valid(user)
+	if s != nil && final && r.CloudPCID != "" && r.Device != nil && w.inFlight.claim(r.ID) {
+		w.sessions.pin(r.ID, s)
+		w.spawn(func() { w.execute(r, s) })
+		return r, nil
+	}
+	w.notices.UpdatePrompts(ctx, r)
+	w.spawn(func() { w.signInThenConfirm(r, s) })
+	return r, nil
+}
+
+// MayDeny checks, before a form asks for a reason, that user may deny ref
+// now.
+func (w *Workflow) MayDeny(ctx context.Context, user, ref string) (*Request, error) {
+	r, err := w.load(ctx, ref, ActionDeny)
+	if err != nil {
+		return nil, err
+	}
+	if err := w.mayDecide(ctx, user, r, ActionDeny); err != nil {
+		return nil, err
+	}
+	if r.State != StatePending {
+		return nil, &Refusal{Kind: RefusedHandled, Action: ActionDeny, Ref: r.ID, Request: r}
+	}
+	return r, nil
+}
+
+// Deny records user's denial of ref with their reason, and tells the
+// requester.
+func (w *Workflow) Deny(ctx context.Context, user, ref, reason string) (*Request, error) {
+	r, err := w.load(ctx, ref, ActionDeny)
+	if err != nil {
+		return nil, err
+	}
+	if err := w.mayDecide(ctx, user, r, ActionDeny); err != nil {
+		return nil, err
+	}
+	r, err = w.settle(ctx, ref, step{
+		to:     StateDenied,
+		update: func(r *Request) { r.DecidedBy, r.DecisionReason = user, reason },
+		event:  EventDenied, actor: user, details: map[string]string{"reason": reason},
+		tellRequester: true,
+	})
+	return r, late(err, ActionDeny)
+}
+
+// Cancel withdraws a pending request; only its requester may.
+func (w *Workflow) Cancel(ctx context.Context, user, ref string) (*Request, error) {
+	r, err := w.load(ctx, ref, ActionCancel)
+	if err != nil {
+		return nil, err
+	}
+	if user != r.RequesterID {
+		return nil, w.refuse(ctx, user, &Refusal{Kind: RefusedNotRequester, Action: ActionCancel, Request: r, Users: []string{r.RequesterID}})
+	}
+	r, err = w.settle(ctx, ref, step{
+		from: []State{StatePending}, to: StateCanceled,
+		update: func(r *Request) { r.DecidedBy = user },
+		event:  EventCanceled, actor: user,
+	})
+	return r, late(err, ActionCancel)
+}
+
+// RequestAgain builds a new request like an expired one (same target and
+// reason), after the same checks as a new one. Only its requester may ask
+// again. Like NewRequest, nothing is stored: Open it.
+func (w *Workflow) RequestAgain(ctx context.Context, user, ref string) (*Request, error) {
+	old, err := w.load(ctx, ref, ActionRequestAgain)
+	if err != nil {
+		return nil, err
+	}
+	if user != old.RequesterID {
+		return nil, w.refuse(ctx, user, &Refusal{Kind: RefusedNotRequester, Action: ActionRequestAgain, Request: old, Users: []string{old.RequesterID}})
+	}
+	r, err := w.NewRequest(user, old.RequestChannelID, old.Target, old.Reason)
+	if err != nil {
+		var refusal *Refusal
+		if errors.As(err, &refusal) {
+			refusal.Action, refusal.Ref = ActionRequestAgain, old.ID
+		}
+		return nil, err
+	}
+	return r, nil
+}

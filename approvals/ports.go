@@ -1,0 +1,182 @@
+package approvals
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// The workflow reaches the world only through the three ports below. Each
+// lists just the calls the flow makes; package graph implements SignIns and
+// CloudPCs, package bot implements Notices, and approvals/mock has
+// function-field fakes of all three for tests.
+
+// SignIns starts device-code sign-ins for approvers.
+type SignIns interface {
+	// SignIn runs one device-code sign-in. showCode is called as soon as
+	// Entra issues the code and must deliver it to the approver; if it
+	// fails, the sign-in is abandoned with its error. claims is a
+	// Conditional Access claims challenge the sign-in must satisfy ("" for
+	// none). SignIn blocks until the approver signs in, declines
+	// (ErrSignInDeclined), the code expires (ErrSignInExpired) or ctx ends.
+	SignIn(ctx context.Context, claims string, showCode func(context.Context, DeviceCode) error) (*Session, error)
+}
+
+// DeviceCode is what an approver needs to sign in.
+type DeviceCode struct {
+	UserCode, VerificationURL string
+	// ExpiresAt is when Entra stops accepting the code (zero if unknown).
+	ExpiresAt time.Time
+}
+
+// Session is a completed sign-in: who signed in, and the Cloud PCs as that
+// person may see and change them. It lives in memory only.
+type Session struct {
+	// Username is the Entra username (preferred_username) of who signed
+	// in. Anyone holding the code can complete a sign-in, so the workflow
+	// compares it with the approver's expected username before use.
+	Username string
+	// CloudPCs makes Graph calls with this sign-in's delegated token.
+	CloudPCs CloudPCs
+}
+
+// Sign-in outcomes that people are told apart.
+var (
+	// ErrSignInDeclined: the approver refused the sign-in.
+	ErrSignInDeclined = errors.New("sign-in declined")
+	// ErrSignInExpired: the code expired before the approver signed in.
+	ErrSignInExpired = errors.New("sign-in code expired")
+)
+
+// CloudPCs is Microsoft Graph as the workflow uses it, with one approver's
+// token. Every method returns the record of its HTTP attempts (also on
+// error) so that each one goes into the audit trail, and fails with a
+// *GraphError when Graph refused or could not be reached.
+type CloudPCs interface {
+	// Get reads one Cloud PC by id.
+	Get(ctx context.Context, id string) (CloudPC, GraphCall, error)
+	// Resolve finds the Cloud PCs a device name or user principal name
+	// names (no match: an empty slice).
+	Resolve(ctx context.Context, target string) ([]CloudPC, []GraphCall, error)
+	// Reprovision sends the one reprovision call.
+	Reprovision(ctx context.Context, id string) (GraphCall, error)
+	// RemoteActions reads the remote actions run on a Cloud PC.
+	RemoteActions(ctx context.Context, id string) ([]RemoteAction, GraphCall, error)
+}
+
+// GraphCall records one Graph call: its method, URL path and every HTTP
+// attempt, for the audit trail.
+type GraphCall struct {
+	Method, Path string
+	Attempts     []GraphAttempt
+}
+
+// GraphAttempt is one HTTP attempt of a Graph call.
+type GraphAttempt struct {
+	At time.Time
+	// Status is the HTTP status, 0 when no response came.
+	Status int
+	// ClientRequestID is what the bot sent; RequestID what Graph answered.
+	ClientRequestID, RequestID string
+	// Err is why no usable response came, if so.
+	Err string
+}
+
+// LastRequestID is Graph's request-id of the final attempt.
+func (c GraphCall) LastRequestID() string {
+	if len(c.Attempts) == 0 {
+		return ""
+	}
+	return c.Attempts[len(c.Attempts)-1].RequestID
+}
+
+// RemoteAction is one remote action (Reprovision, Reboot, …) on a Cloud PC.
+type RemoteAction struct {
+	// Name is Graph's actionName; State its actionState (pending, active,
+	// done, failed, …).
+	Name, State      string
+	Started, Updated time.Time
+	Details          string
+}
+
+// Notices is how the workflow tells people things. The adapter decides the
+// words and the formatting; the workflow says what and to whom. Delivery
+// failures are the adapter's to log: the workflow's state is stored first.
+type Notices interface {
+	// PostPrompts sends r's approval prompt to each of its approvers and
+	// returns where each copy went (only those that could be posted).
+	PostPrompts(ctx context.Context, r *Request) []MessageRef
+	// UpdatePrompts redraws every copy of r's prompt, and anything else
+	// showing r, for its current state.
+	UpdatePrompts(ctx context.Context, r *Request)
+	// Tell sends one person a notice about a request.
+	Tell(ctx context.Context, user string, n Notice) error
+	// Progress posts news of r's follow-through beside its prompt.
+	Progress(ctx context.Context, r *Request, p Progress)
+	// SignInCode gives an approver the device code to sign in with.
+	SignInCode(ctx context.Context, approver string, why SignInPurpose, r *Request, code DeviceCode) error
+	// AskToConfirm asks r's approver, signed in, for the final word on the
+	// Cloud PC in r.Device, or to pick one of r.Candidates.
+	AskToConfirm(ctx context.Context, r *Request) error
+	// ProfileEmail is the email address of a chat user, for the identity
+	// check when no Entra username is configured for an approver.
+	ProfileEmail(ctx context.Context, user string) (string, error)
+}
+
+// NoticeKind says what a notice is about.
+type NoticeKind string
+
+const (
+	// NoticeStatus: where the request stands now (state and outcome).
+	NoticeStatus NoticeKind = "status"
+	// NoticeExpired: nobody decided in time; offer to ask again.
+	NoticeExpired NoticeKind = "expired"
+	// NoticeSignInFailed: the approver's sign-in did not complete (Why
+	// says why); the request waits for a decision again.
+	NoticeSignInFailed NoticeKind = "sign_in_failed"
+	// NoticeStillPaused: a sign-in to resume tracking did not complete
+	// (Why says why); tracking stays paused.
+	NoticeStillPaused NoticeKind = "tracking_still_paused"
+	// NoticeNotRecorded: Graph answered (Why; Accepted when it took the
+	// reprovision) but the answer could not be stored.
+	NoticeNotRecorded NoticeKind = "not_recorded"
+)
+
+// Notice is one thing a person must be told about a request.
+type Notice struct {
+	Kind    NoticeKind
+	Request *Request
+	// Why is what went wrong, for the kinds that say so.
+	Why *Outcome
+	// Accepted: Graph accepted the reprovision (NoticeNotRecorded).
+	Accepted bool
+}
+
+// ProgressKind says what a follow-through update is.
+type ProgressKind string
+
+const (
+	// ProgressAccepted: Graph accepted; the first look is in Every.
+	ProgressAccepted ProgressKind = "accepted"
+	// ProgressStatus: the Cloud PC's status changed to Status (Detail).
+	ProgressStatus ProgressKind = "status"
+	// ProgressEnded: following it ended (Request.Tracking.Result).
+	ProgressEnded ProgressKind = "ended"
+	// ProgressPaused: nobody is signed in to look with.
+	ProgressPaused ProgressKind = "paused"
+)
+
+// Progress is one follow-through update.
+type Progress struct {
+	Kind           ProgressKind
+	Status, Detail string
+	Every          time.Duration
+}
+
+// SignInPurpose says what an approver signs in for.
+type SignInPurpose string
+
+const (
+	SignInToApprove        SignInPurpose = "approve"
+	SignInToResumeTracking SignInPurpose = "resume_tracking"
+)

@@ -1,0 +1,290 @@
+package approvals
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// confirmWindow is how long a signed-in approver has for the final
+// confirmation: long enough to read the details, short enough that the
+// sign-in behind "Reprovision now" is fresh even with no sign-in reuse.
+const confirmWindow = 30 * time.Minute
+
+// MaxCandidates: more Cloud PCs matching one name than this is a name too
+// vague to wipe by (and more than one chat message can offer).
+const MaxCandidates = 15
+
+// beforeCall are the states of an approved request before its reprovision
+// call: the only ones a failure before the call may move it from.
+var beforeCall = []State{StateApproved, StateConfirming}
+
+// signInThenConfirm runs after Approve when the details were not on the
+// prompt: the approver signs in (unless s is a valid sign-in already), the
+// Cloud PC is looked up with their token, and they are asked to confirm (or
+// to pick, when a name matched several).
+func (w *Workflow) signInThenConfirm(r *Request, s *Session) {
+	if s == nil {
+		var err error
+		if s, err = w.signIn(r, r.DecidedBy, SignInToApprove); err != nil {
+			w.signInFailed(r, err)
+			return
+		}
+	} else {
+		w.sessions.pin(r.ID, s)
+	}
+	ctx, cancel := context.WithTimeout(w.execCtx, graphTimeout)
+	defer cancel()
+	found, err := w.lookUp(ctx, r, s)
+	if err != nil {
+		w.lookUpFailed(ctx, r, err)
+		return
+	}
+	confirming, err := w.offer(ctx, r, s, found)
+	if err != nil || confirming == nil {
+		return
+	}
+	w.nudge() // its expiry moved
+	if err := w.notices.AskToConfirm(ctx, confirming); err != nil {
+		w.log.Warn("final confirmation not sent", "ref", r.ID, "err", err)
+		w.reopen(ctx, confirming, &Outcome{Kind: OutcomeConfirmationNotSent})
+		return
+	}
+	w.notices.UpdatePrompts(ctx, confirming)
+}
+
+// lookUp reads the Cloud PC (by id) or resolves the name or UPN r names.
+func (w *Workflow) lookUp(ctx context.Context, r *Request, s *Session) ([]CloudPC, error) {
+	if r.CloudPCID != "" {
+		device, call, err := s.CloudPCs.Get(ctx, r.CloudPCID)
+		w.auditGraphCalls(r.ID, r.DecidedBy, call)
+		if err != nil {
+			return nil, err
+		}
+		return []CloudPC{device}, nil
+	}
+	found, calls, err := s.CloudPCs.Resolve(ctx, r.Target)
+	w.auditGraphCalls(r.ID, r.DecidedBy, calls...)
+	if err != nil {
+		return nil, err
+	}
+	found = uniqueCloudPCs(found)
+	w.audit(ctx, r.ID, EventResolved, r.DecidedBy, map[string]string{"target": r.Target, "matches": strconv.Itoa(len(found))})
+	return found, nil
+}
+
+// offer moves r to awaiting confirmation with what the look-up found, or
+// ends it when there is nothing to confirm. It returns nil when r moved on
+// or ended meanwhile.
+func (w *Workflow) offer(ctx context.Context, r *Request, s *Session, found []CloudPC) (*Request, error) {
+	// The final confirmation has a window of its own: the approver is
+	// reading the details now, and the sign-in it runs with must be recent.
+	expires := time.Now().UTC().Add(confirmWindow)
+	var update func(*Request)
+	switch {
+	case len(found) == 0:
+		return nil, w.failBeforeCall(ctx, r, &Outcome{Kind: OutcomeNoMatch, Target: r.Target})
+	case len(found) > MaxCandidates:
+		return nil, w.failBeforeCall(ctx, r, &Outcome{Kind: OutcomeTooManyMatches, Target: r.Target, Matches: len(found)})
+	case len(found) == 1:
+		device := found[0]
+		if refused := w.statusGate(ctx, r, device); refused != nil {
+			return nil, w.failBeforeCall(ctx, r, refused)
+		}
+		update = func(r *Request) {
+			r.CloudPCID, r.Device, r.SignedInAs, r.ExpiresAt = device.ID, &device, s.Username, expires
+		}
+	default:
+		update = func(r *Request) { r.Candidates, r.SignedInAs, r.ExpiresAt = found, s.Username, expires }
+	}
+	confirming, err := w.store.TransitionFrom(ctx, r.ID, beforeCall, StateConfirming, update)
+	var te *TransitionError
+	switch {
+	case errors.As(err, &te): // the request moved on meanwhile: leave it
+		w.log.Info("request moved on during look-up", "ref", r.ID, "state", string(te.Current.State))
+		return nil, nil
+	case err != nil && len(found) == 1:
+		return nil, w.failBeforeCall(ctx, r, w.conflictOutcome(ctx, found[0].ID, err))
+	case err != nil:
+		return nil, w.failBeforeCall(ctx, r, &Outcome{Kind: OutcomeNotRecorded})
+	}
+	return confirming, nil
+}
+
+// uniqueCloudPCs drops repeats (a Cloud PC matching twice across pages).
+func uniqueCloudPCs(pcs []CloudPC) []CloudPC {
+	seen := map[string]bool{}
+	var out []CloudPC
+	for _, pc := range pcs {
+		if !seen[pc.ID] {
+			seen[pc.ID] = true
+			out = append(out, pc)
+		}
+	}
+	return out
+}
+
+// signIn runs the device-code sign-in for approver, sending them the code,
+// and checks that they signed in as themselves.
+func (w *Workflow) signIn(r *Request, approver string, why SignInPurpose) (*Session, error) {
+	w.audit(w.execCtx, r.ID, EventSignInStarted, approver, nil)
+	// A claims challenge from Graph (Conditional Access) must be met by
+	// this sign-in, or Graph will refuse again.
+	s, err := w.cfg.SignIns.SignIn(w.signInCtx, w.sessions.claimsFor(approver), func(ctx context.Context, code DeviceCode) error {
+		return w.notices.SignInCode(ctx, approver, why, r, code)
+	})
+	if err != nil {
+		return nil, err
+	}
+	w.log.Info("approver signed in", "ref", r.ID, "approver", approver, "upn", s.Username)
+	w.audit(w.execCtx, r.ID, EventSignedIn, approver, map[string]string{"upn": s.Username})
+	expected, err := w.expectedUsername(w.execCtx, approver)
+	if err != nil {
+		return nil, err
+	}
+	if s.Username == "" || !strings.EqualFold(strings.TrimSpace(expected), s.Username) {
+		w.audit(w.execCtx, r.ID, EventIdentityMismatch, approver, map[string]string{"upn": s.Username, "expected": expected})
+		return nil, &identityMismatch{got: s.Username, want: expected}
+	}
+	w.sessions.signedIn(approver, r.ID, s)
+	return s, nil
+}
+
+// identityMismatch: someone signed in, but not as the approver who clicked.
+type identityMismatch struct{ got, want string }
+
+func (e *identityMismatch) Error() string {
+	return fmt.Sprintf("signed in as %s, but this approver must sign in as %s", e.got, e.want)
+}
+
+// expectedUsername is whom the approver must sign in as: configured, or
+// their chat profile email.
+func (w *Workflow) expectedUsername(ctx context.Context, approver string) (string, error) {
+	if upn, ok := w.cfg.ApproverUPNs[approver]; ok {
+		return upn, nil
+	}
+	email, err := w.notices.ProfileEmail(ctx, approver)
+	if err != nil {
+		return "", fmt.Errorf("looking up the approver's profile email: %w", err)
+	}
+	if email == "" {
+		return "", errors.New("the approver's profile has no email and no Entra username is configured for them")
+	}
+	return email, nil
+}
+
+// signInOutcome is why a sign-in did not work, for the people told.
+func (w *Workflow) signInOutcome(err error) *Outcome {
+	var mismatch *identityMismatch
+	switch {
+	case errors.As(err, &mismatch):
+		return &Outcome{Kind: OutcomeIdentityMismatch, SignedInAs: mismatch.got, Expected: mismatch.want}
+	case errors.Is(err, ErrSignInDeclined):
+		return &Outcome{Kind: OutcomeSignInDeclined}
+	case errors.Is(err, ErrSignInExpired):
+		return &Outcome{Kind: OutcomeSignInExpired}
+	case w.signInCtx.Err() != nil:
+		return &Outcome{Kind: OutcomeSignInInterrupted}
+	}
+	return &Outcome{Kind: OutcomeSignInFailed}
+}
+
+// signInFailed puts the request back to pending: the approver may click
+// Approve again. Both sides are told why.
+func (w *Workflow) signInFailed(r *Request, err error) {
+	why := w.signInOutcome(err)
+	w.log.Warn("sign-in failed", "ref", r.ID, "why", string(why.Kind), "err", err)
+	ctx, cancel := detached(w.execCtx)
+	defer cancel()
+	w.audit(ctx, r.ID, EventSignInFailed, r.DecidedBy, map[string]string{"reason": string(why.Kind)})
+	r = w.reopen(ctx, r, why)
+	if r == nil || w.signInCtx.Err() != nil {
+		return // shutting down: the prompt says it; no time for more
+	}
+	w.tell(ctx, r.DecidedBy, Notice{Kind: NoticeSignInFailed, Request: r, Why: why})
+	w.tell(ctx, r.RequesterID, Notice{Kind: NoticeSignInFailed, Request: r, Why: why})
+}
+
+// reopen moves r back to pending with why, and redraws the prompts.
+func (w *Workflow) reopen(ctx context.Context, r *Request, why *Outcome) *Request {
+	reopened, err := w.settle(ctx, r.ID, step{
+		from: beforeCall, to: StatePending,
+		update: func(r *Request) { r.Outcome = why },
+	})
+	if err != nil {
+		w.log.Error("could not reopen the request", "ref", r.ID, "err", err)
+		return nil
+	}
+	return reopened
+}
+
+// lookUpFailed handles a failed look-up before any reprovision was sent: a
+// missing Cloud PC ends the request; anything else leaves it approvable.
+func (w *Workflow) lookUpFailed(ctx context.Context, r *Request, err error) {
+	ge := asGraphError(err, "GET")
+	w.log.Warn("look-up failed", "ref", r.ID, "kind", string(ge.Kind), "err", err)
+	if ge.Kind == GraphSignInAgain {
+		w.sessions.forget(r.DecidedBy, r.ID, ge.Claims)
+	}
+	why := &Outcome{Kind: OutcomeGraph, Graph: ge}
+	if ge.Kind == GraphNotFound || ge.Kind == GraphInvalid {
+		w.failBeforeCall(ctx, r, why)
+		return
+	}
+	ctx, cancel := detached(ctx)
+	defer cancel()
+	if r = w.reopen(ctx, r, why); r != nil {
+		w.tell(ctx, r.DecidedBy, Notice{Kind: NoticeStatus, Request: r})
+		w.tell(ctx, r.RequesterID, Notice{Kind: NoticeStatus, Request: r})
+	}
+}
+
+// asGraphError is err as a *GraphError; an error of another shape (the
+// port broke its contract) counts as a failure of the given method.
+func asGraphError(err error, method string) *GraphError {
+	var ge *GraphError
+	if errors.As(err, &ge) {
+		return ge
+	}
+	return &GraphError{Kind: GraphFailed, Cause: CauseUnexpected, Method: method, Err: err}
+}
+
+// failBeforeCall ends a request that never reached the reprovision call. It
+// returns why, for callers that stop there.
+func (w *Workflow) failBeforeCall(ctx context.Context, r *Request, why *Outcome) error {
+	ctx, cancel := detached(ctx)
+	defer cancel()
+	device := r.Device
+	_, err := w.settle(ctx, r.ID, step{
+		from: beforeCall, to: StateFailed,
+		update: func(r *Request) {
+			r.Outcome = why
+			if device != nil && r.Device == nil && r.CloudPCID == device.ID {
+				r.Device = device
+			}
+		},
+		event:         EventFailed,
+		tellRequester: true, tellApprover: true,
+	})
+	if err != nil {
+		w.log.Error("could not record the failure", "ref", r.ID, "err", err)
+	}
+	return fmt.Errorf("%s failed before the call: %s", r.ID, why.Kind)
+}
+
+// conflictOutcome explains a store refusal to record the Cloud PC: another
+// request holds it, or the store failed.
+func (w *Workflow) conflictOutcome(ctx context.Context, cloudPCID string, err error) *Outcome {
+	if !errors.Is(err, ErrOpenRequestExists) {
+		w.log.Error("could not record the Cloud PC", "cloud_pc", cloudPCID, "err", err)
+		return &Outcome{Kind: OutcomeNotRecorded}
+	}
+	why := &Outcome{Kind: OutcomeOpenElsewhere, CloudPCID: cloudPCID}
+	if other, oerr := w.store.OpenFor(ctx, cloudPCID); oerr == nil {
+		why.Other, why.OtherRequester = other.ID, other.RequesterID
+	}
+	return why
+}

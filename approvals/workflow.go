@@ -1,0 +1,334 @@
+package approvals
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Workflow is the reprovision flow: decide → sign in → look up → confirm →
+// execute → track → expire → restart. It owns every rule of the flow and
+// reaches the world only through its ports (Config.SignIns, Config.Notices,
+// and the Session.CloudPCs of a sign-in) and the Store. Its methods are
+// called by a chat adapter for what people do; it tells people what
+// happened through Notices. It is safe for concurrent use.
+//
+// The files of this package follow the flow: decide.go (asking, approving,
+// denying, canceling), signin.go (sign-in and look-up), confirm.go (the
+// final word), execute.go (the one Graph call), track.go (following it),
+// schedule.go (expiry and the timer loop) and restart.go.
+type Workflow struct {
+	cfg     Config
+	store   Store
+	notices Notices
+	log     *slog.Logger
+
+	// signInCtx is canceled as soon as a stop is requested: nobody will
+	// finish a device-code sign-in for a process that is going away.
+	signInCtx    context.Context
+	cancelSignIn context.CancelFunc
+	// execCtx is canceled only when the shutdown grace runs out, so a
+	// reprovision call in flight gets its answer if it can.
+	execCtx    context.Context
+	cancelExec context.CancelFunc
+	workers    sync.WaitGroup
+	// stopping is when the stop began (set once, by Stopping).
+	stopOnce sync.Once
+	stopping time.Time
+
+	sessions sessions
+	// inFlight: requests a worker is acting on in this process, so that a
+	// double click starts one worker, not two.
+	inFlight idSet
+	// wake nudges the scheduler (expiry, tracking) when a deadline moved.
+	wake chan struct{}
+}
+
+// Config is what the workflow needs; cmd/reprovision-bot builds it from the
+// environment.
+type Config struct {
+	// Policy says who may ask, who may decide, and how long requests live.
+	Policy Policy
+	// ApproverUPNs maps approver IDs to the Entra username each must sign
+	// in as; an approver missing here is checked against their chat
+	// profile email (Notices.ProfileEmail).
+	ApproverUPNs map[string]string
+	Store        Store
+	SignIns      SignIns
+	Notices      Notices
+	// SignInTTL is how long an approver's sign-in is reused (0: never),
+	// counted from the sign-in.
+	SignInTTL time.Duration
+	// AllowedStatuses are the Cloud PC statuses in which a reprovision may
+	// be sent.
+	AllowedStatuses []string
+	// TrackEvery is the first wait before looking at a reprovisioning Cloud
+	// PC (then it backs off); TrackFor is how long to follow it (0: not).
+	TrackEvery, TrackFor time.Duration
+	// ShutdownGrace is how long a Graph call in flight may run on after
+	// Stop; the process must exit within 10 s.
+	ShutdownGrace time.Duration
+	Logger        *slog.Logger
+}
+
+const (
+	// defaultShutdownGrace leaves room in the 10 s stop budget for
+	// recording the outcome of a call cut short and closing the store.
+	defaultShutdownGrace = 6 * time.Second
+	// stopBudget is the most Stop may take.
+	stopBudget = 9 * time.Second
+	// finishTimeout bounds recording and announcing an outcome, also when
+	// the work that led to it was canceled.
+	finishTimeout = 3 * time.Second
+	// cleanupTimeout bounds one audit write.
+	cleanupTimeout = 2 * time.Second
+	// graphTimeout bounds the look-ups and the call of one step.
+	graphTimeout = 2 * time.Minute
+	// workTimeout bounds background store and notice work of one request.
+	workTimeout = 30 * time.Second
+)
+
+// New checks cfg and returns a workflow; nothing runs until Start.
+func New(cfg Config) (*Workflow, error) {
+	if cfg.Store == nil || cfg.SignIns == nil || cfg.Notices == nil {
+		return nil, errors.New("approvals: store, sign-ins and notices are required")
+	}
+	if err := cfg.Policy.Validate(); err != nil {
+		return nil, fmt.Errorf("approvals: %w", err)
+	}
+	if len(cfg.AllowedStatuses) == 0 {
+		return nil, errors.New("approvals: at least one allowed Cloud PC status is required")
+	}
+	if cfg.TrackEvery <= 0 {
+		cfg.TrackEvery = time.Minute
+	}
+	if cfg.ShutdownGrace <= 0 || cfg.ShutdownGrace >= stopBudget {
+		cfg.ShutdownGrace = defaultShutdownGrace
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	w := &Workflow{cfg: cfg, store: cfg.Store, notices: cfg.Notices, log: cfg.Logger, wake: make(chan struct{}, 1)}
+	w.sessions.ttl = cfg.SignInTTL
+	w.signInCtx, w.cancelSignIn = context.WithCancel(context.Background())
+	w.execCtx, w.cancelExec = context.WithCancel(context.Background())
+	return w, nil
+}
+
+// Policy is the policy the workflow applies.
+func (w *Workflow) Policy() Policy { return w.cfg.Policy }
+
+// Start settles what a previous process left half done, then runs the timed
+// work (expiry, tracking) in the background until Stop.
+func (w *Workflow) Start(ctx context.Context) {
+	w.recover(ctx)
+	w.spawn(w.schedule)
+}
+
+// Stopping begins a stop: sign-ins end at once (nobody will finish one for
+// a process that is going away) and the stop budget starts. The adapter
+// calls it as soon as it stops taking events, lets its own handlers finish,
+// then calls Stop.
+func (w *Workflow) Stopping() {
+	w.stopOnce.Do(func() {
+		w.stopping = time.Now()
+		w.cancelSignIn()
+	})
+}
+
+// Stop gives Graph calls in flight what is left of the grace period since
+// Stopping, and waits for every worker, within the stop budget.
+func (w *Workflow) Stop() {
+	w.Stopping()
+	start := w.stopping
+	done := make(chan struct{})
+	go func() { w.workers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(time.Until(start.Add(w.cfg.ShutdownGrace))):
+		w.log.Warn("shutdown grace over; interrupting Graph calls still in flight")
+		w.cancelExec()
+		select {
+		case <-done:
+		case <-time.After(time.Until(start.Add(stopBudget))):
+			// A call cut off in executing is settled as outcome
+			// unknown at the next start.
+			w.log.Error("workers still running at the stop deadline; exiting anyway")
+		}
+	}
+	w.cancelExec()
+	w.log.Info("stopped", "took", time.Since(start).Round(time.Millisecond).String())
+}
+
+// spawn runs work in the background, tracked for Stop.
+func (w *Workflow) spawn(work func()) {
+	w.workers.Add(1)
+	go func() {
+		defer w.workers.Done()
+		work()
+	}()
+}
+
+// nudge wakes the scheduler without blocking.
+func (w *Workflow) nudge() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// detached is ctx without its cancellation, bounded by finishTimeout: what
+// was decided must be recorded and told even when the work was cut short.
+func detached(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+}
+
+// audit appends to the trail; a failure is logged, never fatal to the flow
+// (the flow's own state is in the store already).
+func (w *Workflow) audit(ctx context.Context, ref string, kind EventKind, actor string, details map[string]string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	err := w.store.Record(ctx, Event{Time: time.Now().UTC(), RequestID: ref, Kind: kind, Actor: actor, Details: details})
+	if err != nil {
+		w.log.Error("audit record not written", "ref", ref, "kind", string(kind), "err", err)
+	}
+}
+
+// auditGraphCalls records every HTTP attempt of Graph calls.
+func (w *Workflow) auditGraphCalls(ref, actor string, calls ...GraphCall) {
+	for _, call := range calls {
+		for i, a := range call.Attempts {
+			details := map[string]string{
+				"method": call.Method, "path": call.Path, "attempt": strconv.Itoa(i + 1),
+				"status": strconv.Itoa(a.Status), "client_request_id": a.ClientRequestID, "request_id": a.RequestID,
+			}
+			if a.Err != "" {
+				details["error"] = a.Err
+			}
+			w.audit(w.execCtx, ref, EventGraphCall, actor, details)
+		}
+	}
+}
+
+// step is one state change with everything that goes with it.
+type step struct {
+	// from are the states the move may start from (nil: any the state
+	// machine allows). A worker claims its step this way, and a worker that
+	// lost a race never undoes the winner's move.
+	from   []State
+	to     State
+	update func(*Request)
+	// event, actor and details go into the audit trail (with the
+	// outcome's facts).
+	event   EventKind
+	actor   string
+	details map[string]string
+	// tellRequester and tellApprover: who gets the news besides the
+	// prompts (the approver is whoever decided).
+	tellRequester, tellApprover bool
+}
+
+// settle is the one way a request changes state: move it in the store,
+// release a sign-in it no longer needs, audit, redraw its prompts and tell
+// the people concerned.
+func (w *Workflow) settle(ctx context.Context, id string, s step) (*Request, error) {
+	var r *Request
+	var err error
+	if s.from == nil {
+		r, err = w.store.Transition(ctx, id, s.to, s.update)
+	} else {
+		r, err = w.store.TransitionFrom(ctx, id, s.from, s.to, s.update)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !needsSignIn(r) {
+		w.sessions.release(r.ID)
+	}
+	w.log.Info("request moved", "ref", r.ID, "state", string(r.State), "actor", s.actor)
+	if s.event != "" {
+		w.audit(ctx, r.ID, s.event, s.actor, r.Outcome.auditDetails(s.details))
+	}
+	w.notices.UpdatePrompts(ctx, r)
+	if s.tellRequester {
+		w.tell(ctx, r.RequesterID, Notice{Kind: NoticeStatus, Request: r})
+	}
+	if s.tellApprover && r.DecidedBy != "" {
+		w.tell(ctx, r.DecidedBy, Notice{Kind: NoticeStatus, Request: r})
+	}
+	return r, nil
+}
+
+// needsSignIn: a request approved and not yet settled, or whose reprovision
+// is being followed, runs with its approver's sign-in.
+func needsSignIn(r *Request) bool {
+	return r.State == StateApproved || r.State == StateConfirming || r.State == StateExecuting || r.Tracking.Active()
+}
+
+// tell sends a notice; a failure is the adapter's to log.
+func (w *Workflow) tell(ctx context.Context, user string, n Notice) {
+	if err := w.notices.Tell(ctx, user, n); err != nil {
+		w.log.Warn("notice not delivered", "user", user, "kind", string(n.Kind), "err", err)
+	}
+}
+
+// load returns the request a click acts on, or a refusal when there is none.
+func (w *Workflow) load(ctx context.Context, ref string, action Action) (*Request, error) {
+	if !ValidReference(ref) {
+		return nil, &Refusal{Kind: RefusedNoSuchRequest, Action: action, Ref: ref}
+	}
+	r, err := w.store.Get(ctx, ref)
+	if errors.Is(err, ErrNotFound) {
+		return nil, &Refusal{Kind: RefusedNoSuchRequest, Action: action, Ref: ref}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("loading %s: %w", ref, err)
+	}
+	return r, nil
+}
+
+// refuse audits a refused click and returns the refusal.
+func (w *Workflow) refuse(ctx context.Context, user string, r *Refusal) error {
+	if r.Request != nil && r.Ref == "" {
+		r.Ref = r.Request.ID
+	}
+	w.log.Info("click refused", "ref", r.Ref, "user", user, "why", r.Error())
+	w.audit(ctx, r.Ref, EventRefusedClick, user, map[string]string{"action": string(r.Action), "why": string(r.Kind)})
+	return r
+}
+
+// late turns a lost compare-and-swap into a refusal showing where the
+// request is now; other store errors pass through.
+func late(err error, action Action) error {
+	var te *TransitionError
+	if errors.As(err, &te) {
+		return &Refusal{Kind: RefusedHandled, Action: action, Ref: te.Current.ID, Request: te.Current}
+	}
+	return err
+}
+
+// AwaitingDecision lists the pending requests user may decide, oldest
+// first, at most limit.
+func (w *Workflow) AwaitingDecision(ctx context.Context, user string, limit int) ([]*Request, error) {
+	pending, err := w.store.ListByState(ctx, StatePending)
+	if err != nil {
+		return nil, err
+	}
+	pending = slices.DeleteFunc(pending, func(r *Request) bool { return !r.IsApprover(user) })
+	return pending[:min(len(pending), limit)], nil
+}
+
+// RequestsOf lists the newest requests of a requester, at most limit.
+func (w *Workflow) RequestsOf(ctx context.Context, user string, limit int) ([]*Request, error) {
+	return w.store.ListByRequester(ctx, user, limit)
+}
+
+// Get returns the request with that reference.
+func (w *Workflow) Get(ctx context.Context, ref string) (*Request, error) {
+	return w.load(ctx, ref, "")
+}

@@ -1,0 +1,116 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+
+	"github.com/slack-go/slack"
+
+	"github.com/reprovision-bot/reprovision-bot/approvals"
+)
+
+// This file is the workflow's Notices port: what the workflow says, as
+// Slack messages.
+
+// PostPrompts sends the approval prompt to each approver and returns where.
+func (b *Bot) PostPrompts(ctx context.Context, r *approvals.Request) []approvals.MessageRef {
+	var posted []approvals.MessageRef
+	for _, approver := range r.Approvers {
+		var channel, ts string
+		err := b.slackCall(ctx, "chat.postMessage", func(ctx context.Context) (err error) {
+			channel, ts, err = b.api.PostMessageContext(ctx, approver,
+				slack.MsgOptionText(promptText(r), false),
+				slack.MsgOptionBlocks(promptBlocks(r)...))
+			return err
+		})
+		if err != nil {
+			b.log.Error("approval prompt not posted", "ref", r.ID, "approver", approver, "err", err)
+			continue
+		}
+		posted = append(posted, approvals.MessageRef{ChannelID: channel, TS: ts, UserID: approver})
+		b.log.Info("approval prompt posted", "ref", r.ID, "approver", approver, "channel", channel, "ts", ts)
+	}
+	b.refreshHomes(ctx, r)
+	return posted
+}
+
+// UpdatePrompts redraws every approver's copy of the prompt for r's current
+// state (buttons only while pending), and keeps Home tabs current.
+func (b *Bot) UpdatePrompts(ctx context.Context, r *approvals.Request) {
+	for _, p := range r.Prompts {
+		err := b.slackCall(ctx, "chat.update", func(ctx context.Context) error {
+			_, _, _, err := b.api.UpdateMessageContext(ctx, p.ChannelID, p.TS,
+				slack.MsgOptionText(promptText(r), false),
+				slack.MsgOptionBlocks(promptBlocks(r)...))
+			return err
+		})
+		if err != nil {
+			b.log.Error("approval prompt not updated", "ref", r.ID, "channel", p.ChannelID, "err", err)
+		}
+	}
+	b.refreshHomes(ctx, r)
+}
+
+// Tell sends user a direct message about a request.
+func (b *Bot) Tell(ctx context.Context, user string, n approvals.Notice) error {
+	if n.Kind == approvals.NoticeExpired {
+		text, blocks := expiredNotice(n.Request)
+		return b.dm(ctx, user, msgText(text), msgBlocks(blocks))
+	}
+	return b.dm(ctx, user, msgText(noticeText(user, n)))
+}
+
+// Progress posts under the deciding approver's prompt (or the first one).
+func (b *Bot) Progress(ctx context.Context, r *approvals.Request, p approvals.Progress) {
+	if len(r.Prompts) == 0 {
+		return
+	}
+	prompt := r.Prompts[0]
+	for _, candidate := range r.Prompts {
+		if candidate.UserID == r.DecidedBy {
+			prompt = candidate
+		}
+	}
+	err := b.slackCall(ctx, "chat.postMessage", func(ctx context.Context) error {
+		_, _, err := b.api.PostMessageContext(ctx, prompt.ChannelID, msgText(progressText(r, p)), slack.MsgOptionTS(prompt.TS))
+		return err
+	})
+	if err != nil {
+		b.log.Error("thread reply failed", "ref", r.ID, "err", err)
+	}
+}
+
+// SignInCode DMs the device code to the approver. The verification URL
+// comes from Entra and must be https before it becomes a link button.
+func (b *Bot) SignInCode(ctx context.Context, approver string, why approvals.SignInPurpose, r *approvals.Request, code approvals.DeviceCode) error {
+	link, err := url.Parse(code.VerificationURL)
+	if err != nil || link.Scheme != "https" {
+		return errors.New("sign-in: Entra sent a verification URL that is not https")
+	}
+	purpose := signInPurposeText(why, r)
+	return b.dm(ctx, approver,
+		msgText(fmt.Sprintf("Sign in to %s: open %s and enter the code %s", purpose, link, code.UserCode)),
+		msgBlocks(signInBlocks(purpose, link.String(), code.UserCode)))
+}
+
+// AskToConfirm DMs the signed-in approver the final confirmation (or the
+// list to pick from).
+func (b *Bot) AskToConfirm(ctx context.Context, r *approvals.Request) error {
+	text, blocks := confirmBlocks(r)
+	return b.dm(ctx, r.DecidedBy, msgText(text), msgBlocks(blocks))
+}
+
+// ProfileEmail is the user's Slack profile email (needs users:read.email).
+func (b *Bot) ProfileEmail(ctx context.Context, user string) (string, error) {
+	var profile *slack.User
+	err := b.slackCall(ctx, "users.info", func(ctx context.Context) (err error) {
+		profile, err = b.api.GetUserInfoContext(ctx, user)
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	return profile.Profile.Email, nil
+}

@@ -78,6 +78,9 @@ func (w *Workflow) Abort(ctx context.Context, user, ref string) (*Request, error
 	if err != nil {
 		return nil, err
 	}
+	if r.State != StateConfirming {
+		return nil, &Refusal{Kind: RefusedHandled, Action: ActionAbort, Ref: r.ID, Request: r}
+	}
 	if user != r.DecidedBy {
 		return nil, w.refuse(ctx, user, &Refusal{Kind: RefusedNotConfirmer, Action: ActionAbort, Request: r, Users: []string{r.DecidedBy}})
 	}

@@ -154,7 +154,9 @@ type Outcome struct {
 	Text string `json:"text,omitempty"`
 }
 
-// EncodeOutcome is how stores keep an outcome: JSON ("" for none). An older
+// EncodeOutcome is how stores keep an outcome: JSON ("" for none; an older
+// version's sentence, which has no Kind, stays that sentence, so saving such
+// a request again does not wrap it). An older
 // version's sentence (no Kind) is kept as the sentence, so that it reads
 // back the same however often the request is saved.
 func EncodeOutcome(o *Outcome) (string, error) {

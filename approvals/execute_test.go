@@ -1,0 +1,351 @@
+package approvals_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/reprovision-bot/reprovision-bot/approvals"
+)
+
+// The status gate at the look-up: a Cloud PC in a status not allowed is
+// refused before the confirmation; the approver sees its status.
+func TestStatusGateAtLookUp(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.graph.setStatus(pc1, "inGracePeriod")
+	r := h.open(pc1)
+	if _, err := h.w.Approve(ctx, a1, r.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	failed := h.waitState(r.ID, approvals.StateFailed)
+	h.stop()
+	wantOutcome(t, failed, approvals.OutcomeStatusNotAllowed, "")
+	if failed.Outcome.Status != "inGracePeriod" || !slices.Equal(failed.Outcome.Allowed, []string{"provisioned", "failed"}) {
+		t.Errorf("outcome %+v", failed.Outcome)
+	}
+	if failed.Device == nil || failed.Device.Status != "inGracePeriod" {
+		t.Errorf("Device %+v, want what was seen", failed.Device)
+	}
+	h.wantTold(r.ID, note(alice, approvals.NoticeStatus, approvals.StateFailed), note(a1, approvals.NoticeStatus, approvals.StateFailed))
+	if len(h.notes.askedFor(r.ID)) != 0 || len(h.graph.reprovisioned()) != 0 {
+		t.Error("asked to confirm or reprovisioned")
+	}
+	if e := h.eventsOf(r.ID, approvals.EventStatusRefused); len(e) != 1 || e[0].Details["status"] != "inGracePeriod" {
+		t.Errorf("status_refused events %+v", e)
+	}
+	if e := h.eventsOf(r.ID, approvals.EventFailed); len(e) != 1 || e[0].Details["outcome"] != string(approvals.OutcomeStatusNotAllowed) || e[0].Details["status"] != "inGracePeriod" {
+		t.Errorf("failed events %+v", e)
+	}
+}
+
+// The status gate right before the POST: the Cloud PC changed status
+// after the confirmation was shown.
+func TestStatusGateAtReCheck(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, withSignInTTL(time.Hour))
+	r := h.open(pc1)
+	h.approve(a1, r.ID)
+	h.graph.setStatus(pc1, "provisioning")
+	failed := h.confirm(a1, r.ID, approvals.StateFailed)
+	h.stop()
+	wantOutcome(t, failed, approvals.OutcomeStatusNotAllowed, "")
+	// (The stored Device stays as the confirmation showed it; the
+	// outcome says what the re-check saw.)
+	if failed.Outcome.Status != "provisioning" {
+		t.Errorf("outcome %+v", failed.Outcome)
+	}
+	h.wantTold(r.ID, note(alice, approvals.NoticeStatus, approvals.StateFailed), note(a1, approvals.NoticeStatus, approvals.StateFailed))
+	if len(h.graph.reprovisioned()) != 0 || h.graph.getCount() != 2 {
+		t.Errorf("Graph: %d GETs, POSTs %v", h.graph.getCount(), h.graph.reprovisioned())
+	}
+}
+
+// The re-check itself fails: a Cloud PC gone ends the request; a busy Graph
+// leaves it approvable.
+func TestReCheckFails(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		err   error
+		state approvals.State
+	}{
+		{"404", &approvals.GraphError{Kind: approvals.GraphNotFound, Status: 404}, approvals.StateFailed},
+		{"503", &approvals.GraphError{Kind: approvals.GraphThrottled, Status: 503, Retries: 3}, approvals.StatePending},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t)
+			h.graph.set(func(g *fakeGraph) {
+				g.onGet = func(_ context.Context, n int, _ string) (*approvals.CloudPC, error) {
+					if n == 2 {
+						return nil, tc.err
+					}
+					return nil, nil
+				}
+			})
+			r := h.open(pc1)
+			h.approve(a1, r.ID)
+			h.confirm(a1, r.ID, tc.state)
+			h.waitFor("both told", func() bool { return len(h.notes.tellsOf(r.ID)) == 2 })
+			h.stop()
+			if len(h.graph.reprovisioned()) != 0 {
+				t.Error("reprovisioned after a failed re-check")
+			}
+			wantOutcome(t, h.get(r.ID), approvals.OutcomeGraph, tc.err.(*approvals.GraphError).Kind)
+		})
+	}
+}
+
+// What the one POST's answer does to the request: accepted → succeeded;
+// refused for the sign-in (401/403) → pending, to be approved with a fresh
+// sign-in; refused otherwise (404/409/400/429/503/not sent) → failed; no
+// answer, 5xx or timeout → outcome unknown. Never a second POST.
+func TestReprovisionOutcomes(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		err   error
+		state approvals.State
+		event approvals.EventKind
+	}{
+		{"401", graphErr(approvals.GraphSignInAgain, approvals.CauseUnauthorized, 401), approvals.StatePending, approvals.EventFailed},
+		{"401 token expired", graphErr(approvals.GraphSignInAgain, approvals.CauseTokenExpired, 0), approvals.StatePending, approvals.EventFailed},
+		{"403", graphErr(approvals.GraphSignInAgain, approvals.CauseForbidden, 403), approvals.StatePending, approvals.EventFailed},
+		{"404", graphErr(approvals.GraphNotFound, approvals.CauseNotFound, 404), approvals.StateFailed, approvals.EventFailed},
+		{"409", graphErr(approvals.GraphConflict, approvals.CauseConflict, 409), approvals.StateFailed, approvals.EventFailed},
+		{"400", graphErr(approvals.GraphConflict, approvals.CauseConflict, 400), approvals.StateFailed, approvals.EventFailed},
+		{"429", graphErr(approvals.GraphThrottled, approvals.CauseThrottled, 429), approvals.StateFailed, approvals.EventFailed},
+		{"503", graphErr(approvals.GraphThrottled, approvals.CauseThrottled, 503), approvals.StateFailed, approvals.EventFailed},
+		{"other 4xx", graphErr(approvals.GraphFailed, approvals.CauseRefused, 422), approvals.StateFailed, approvals.EventFailed},
+		{"not sent", graphErr(approvals.GraphFailed, approvals.CauseNotSent, 0), approvals.StateFailed, approvals.EventFailed},
+		{"500", graphErr(approvals.GraphOutcomeUnknown, approvals.CauseServerError, 500), approvals.StateOutcomeUnknown, approvals.EventOutcomeUnknown},
+		{"502", graphErr(approvals.GraphOutcomeUnknown, approvals.CauseServerError, 502), approvals.StateOutcomeUnknown, approvals.EventOutcomeUnknown},
+		{"timeout", graphErr(approvals.GraphOutcomeUnknown, approvals.CauseNoAnswer, 0), approvals.StateOutcomeUnknown, approvals.EventOutcomeUnknown},
+		{"not a Graph error", errors.New("port broke its contract"), approvals.StateFailed, approvals.EventFailed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, withSignInTTL(time.Hour), withTrackFor(time.Hour))
+			h.graph.set(func(g *fakeGraph) {
+				g.onReprovision = func(context.Context, string) error { return tc.err }
+			})
+			r := h.open(pc1)
+			h.approve(a1, r.ID)
+			got := h.confirm(a1, r.ID, tc.state)
+			h.waitFor("requester told", func() bool { return len(h.notes.tellsOf(r.ID)) == 1 })
+
+			wantKind := approvals.GraphFailed
+			var ge *approvals.GraphError
+			if errors.As(tc.err, &ge) {
+				wantKind = ge.Kind
+			}
+			wantOutcome(t, got, approvals.OutcomeGraph, wantKind)
+			if ge != nil && (got.Outcome.Graph.Status != ge.Status || got.Outcome.Graph.Code != ge.Code || got.GraphRequestID != ge.RequestID) {
+				t.Errorf("outcome %+v, GraphRequestID %q; want Graph's facts %+v", got.Outcome.Graph, got.GraphRequestID, ge)
+			}
+			if ge == nil && got.Outcome.Graph.Cause != approvals.CauseUnexpected {
+				t.Errorf("cause %s, want %s", got.Outcome.Graph.Cause, approvals.CauseUnexpected)
+			}
+			if got.Tracking.Active() {
+				t.Error("tracking a reprovision Graph did not accept")
+			}
+			h.wantTold(r.ID, note(alice, approvals.NoticeStatus, tc.state))
+			if last := h.notes.lastPrompt(t, r.ID); last.State != tc.state {
+				t.Errorf("prompt shows %s", last.State)
+			}
+			e := h.eventsOf(r.ID, tc.event)
+			if len(e) != 1 || e[0].Details["graph_kind"] != string(wantKind) || (ge != nil && e[0].Details["request_id"] != ge.RequestID) {
+				t.Errorf("%s events %+v", tc.event, e)
+			}
+			if tc.state == approvals.StatePending {
+				// Approvable again, with a fresh sign-in: the refused
+				// one is not reused.
+				h.approve(a1, r.ID)
+				if n := h.signIn.count(); n != 2 {
+					t.Errorf("%d sign-ins, want a fresh one after Graph refused the token", n)
+				}
+			}
+			h.stop()
+			if n := len(h.graph.reprovisioned()); n != 1 {
+				t.Errorf("%d reprovision calls, want 1", n)
+			}
+		})
+	}
+}
+
+// Between the re-check and the call the request expired (its confirmation
+// window closed): nothing is sent.
+func TestExpiresBeforeTheCall(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	r := h.open(pc1)
+	h.approve(a1, r.ID)
+	h.store.pauseScheduler()
+	deadline := time.Now().Add(300 * time.Millisecond)
+	if _, err := h.store.Store.Update(ctx, r.ID, func(r *approvals.Request) { r.ExpiresAt = deadline }); err != nil {
+		t.Fatal(err)
+	}
+	h.graph.set(func(g *fakeGraph) {
+		g.onGet = func(ctx context.Context, n int, _ string) (*approvals.CloudPC, error) {
+			for n == 2 && !time.Now().After(deadline) { // the re-check takes its time
+				time.Sleep(time.Millisecond)
+			}
+			return nil, nil
+		}
+	})
+	_, err := h.w.Confirm(ctx, a1, r.ID, "")
+	if err != nil {
+		// Slower than the deadline already: refused at the click instead.
+		wantRefusal(t, err, approvals.RefusedExpired)
+		t.Log("the click itself came after the deadline")
+	}
+	h.waitState(r.ID, approvals.StateExpired)
+	h.waitFor("requester told", func() bool { return len(h.notes.tellsOf(r.ID)) == 1 })
+	h.stop()
+	h.wantTold(r.ID, note(alice, approvals.NoticeExpired, approvals.StateExpired))
+	if len(h.graph.reprovisioned()) != 0 {
+		t.Error("reprovisioned after the deadline")
+	}
+}
+
+// The request moved on while the re-check ran (the scheduler expired it):
+// no call; the approver is told where it stands.
+func TestRequestMovesOnBeforeTheCall(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	inGet, release := make(chan struct{}), make(chan struct{})
+	h.graph.set(func(g *fakeGraph) {
+		g.onGet = func(ctx context.Context, n int, _ string) (*approvals.CloudPC, error) {
+			if n == 2 {
+				close(inGet)
+				select { // or the test gave up
+				case <-release:
+				case <-ctx.Done():
+				}
+			}
+			return nil, nil
+		}
+	})
+	r := h.open(pc1)
+	h.approve(a1, r.ID)
+	if _, err := h.w.Confirm(ctx, a1, r.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	h.waitClosed(inGet, "inGet")
+	if _, err := h.store.Store.Update(ctx, r.ID, func(r *approvals.Request) { r.ExpiresAt = time.Now().Add(-time.Second) }); err != nil {
+		t.Fatal(err)
+	}
+	h.open(pc2) // a new request wakes the scheduler
+	h.waitState(r.ID, approvals.StateExpired)
+	h.waitFor("requester told", func() bool { return len(h.notes.tellsOf(r.ID)) == 1 })
+	close(release)
+	h.waitFor("approver told", func() bool { return len(h.notes.tellsOf(r.ID)) == 2 })
+	h.stop()
+	h.wantTold(r.ID, note(alice, approvals.NoticeExpired, approvals.StateExpired), note(a1, approvals.NoticeStatus, approvals.StateExpired))
+	if len(h.graph.reprovisioned()) != 0 {
+		t.Error("reprovisioned a request that moved on")
+	}
+}
+
+// The store cannot mark the request executing: Graph is not called.
+func TestNotMarkedExecuting(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.store.failWhen(func(op string, to approvals.State) error {
+		if op == "transition" && to == approvals.StateExecuting {
+			return errStoreDown
+		}
+		return nil
+	})
+	r := h.open(pc1)
+	h.approve(a1, r.ID)
+	got := h.confirm(a1, r.ID, approvals.StatePending)
+	h.stop()
+	wantOutcome(t, got, approvals.OutcomeNotRecorded, "")
+	if len(h.graph.reprovisioned()) != 0 {
+		t.Error("Graph called without the request marked executing")
+	}
+}
+
+// Graph accepted but the store cannot record it: both are told what Graph
+// said; the request stays executing, and the next start settles it as
+// outcome unknown (never sent again).
+func TestOutcomeNotStored(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.store.failWhen(func(op string, to approvals.State) error {
+		if op == "transition" && to == approvals.StateSucceeded {
+			return errStoreDown
+		}
+		return nil
+	})
+	r := h.open(pc1)
+	h.approve(a1, r.ID)
+	if _, err := h.w.Confirm(ctx, a1, r.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor("both told", func() bool { return len(h.notes.tellsOf(r.ID)) == 2 })
+	h.stop()
+	h.wantTold(r.ID, note(alice, approvals.NoticeNotRecorded, approvals.StateExecuting), note(a1, approvals.NoticeNotRecorded, approvals.StateExecuting))
+	for _, n := range h.notes.tellsOf(r.ID) {
+		if !n.Accepted || n.Why != nil {
+			t.Errorf("told %+v, want accepted", n)
+		}
+	}
+	if got := h.get(r.ID); got.State != approvals.StateExecuting {
+		t.Fatalf("state %s", got.State)
+	}
+
+	h.store.failWhen(nil)
+	h.start()
+	unknown := h.waitState(r.ID, approvals.StateOutcomeUnknown)
+	h.stop()
+	wantOutcome(t, unknown, approvals.OutcomeInFlightAtRestart, "")
+	if n := len(h.graph.reprovisioned()); n != 1 {
+		t.Errorf("%d reprovision calls, want 1", n)
+	}
+}
+
+// Stop while the POST is in flight: the call gets the shutdown grace, then
+// is cut off; the outcome is recorded as unknown and the requester told.
+func TestStopDuringTheCall(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(c *approvals.Config) { c.ShutdownGrace = 100 * time.Millisecond })
+	inCall := make(chan struct{})
+	h.graph.set(func(g *fakeGraph) {
+		g.onReprovision = func(ctx context.Context, _ string) error {
+			close(inCall)
+			<-ctx.Done()
+			return &approvals.GraphError{Kind: approvals.GraphOutcomeUnknown, Cause: approvals.CauseNoAnswer, Method: "POST", Err: ctx.Err()}
+		}
+	})
+	r := h.open(pc1)
+	h.approve(a1, r.ID)
+	if _, err := h.w.Confirm(ctx, a1, r.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	h.waitClosed(inCall, "inCall")
+	begin := time.Now()
+	h.stop()
+	if took := time.Since(begin); took < 100*time.Millisecond || took > 5*time.Second {
+		t.Errorf("Stop took %v, want the grace (100ms) and little more", took)
+	}
+	got := h.get(r.ID)
+	if got.State != approvals.StateOutcomeUnknown {
+		t.Fatalf("state %s", got.State)
+	}
+	wantOutcome(t, got, approvals.OutcomeGraph, approvals.GraphOutcomeUnknown)
+	h.wantTold(r.ID, note(alice, approvals.NoticeStatus, approvals.StateOutcomeUnknown))
+	if e := h.eventsOf(r.ID, approvals.EventGraphCall); len(e) != 3 || e[2].Details["status"] != "0" || e[2].Details["error"] == "" {
+		t.Errorf("graph calls audited %+v", e)
+	}
+	// Started again, it is not sent again.
+	h.start()
+	h.stop()
+	if n := len(h.graph.reprovisioned()); n != 1 {
+		t.Errorf("%d reprovision calls", n)
+	}
+}

@@ -456,7 +456,7 @@ func TestNewChecksConfig(t *testing.T) {
 		"no store":    func(c *approvals.Config) { c.Store = nil },
 		"no sign-ins": func(c *approvals.Config) { c.SignIns = nil },
 		"no notices":  func(c *approvals.Config) { c.Notices = nil },
-		"bad policy":  func(c *approvals.Config) { c.Policy.Approvers = []string{"alice"} },
+		"bad policy":  func(c *approvals.Config) { c.Policy.Approvers = []string{"@alice"} },
 		"no statuses": func(c *approvals.Config) { c.AllowedStatuses = nil },
 	} {
 		cfg := h.cfg

@@ -54,19 +54,6 @@ func TestValidTargets(t *testing.T) {
 	}
 }
 
-func TestValidSlackIDs(t *testing.T) {
-	for s, want := range map[string]bool{"U0A1": true, "W0GRID": true, "u0a1": false, "C0OPS": false, "U": false, "": false, "U0A1 ": false} {
-		if got := approvals.ValidSlackUserID(s); got != want {
-			t.Errorf("ValidSlackUserID(%q) = %v", s, got)
-		}
-	}
-	for s, want := range map[string]bool{"C0OPS": true, "G0PRIV": true, "D0DM": true, "U0A1": false, "#ops": false, "": false} {
-		if got := approvals.ValidSlackChannelID(s); got != want {
-			t.Errorf("ValidSlackChannelID(%q) = %v", s, got)
-		}
-	}
-}
-
 func TestGraphErrorFacts(t *testing.T) {
 	inner := context.DeadlineExceeded
 	ge := &approvals.GraphError{Kind: approvals.GraphOutcomeUnknown, Cause: approvals.CauseNoAnswer, Method: "POST",

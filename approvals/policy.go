@@ -12,13 +12,13 @@ import (
 // configuration: the workflow asks it before creating a request or acting on
 // a click; its refusals are *Refusal values the adapters put into words.
 type Policy struct {
-	// Approvers are Slack user IDs; at least one. A request copies them when
+	// Approvers are chat user IDs; at least one. A request copies them when
 	// it is made, so changing the policy does not change who decides on
 	// requests already waiting.
 	Approvers []string
-	// Requesters are the Slack user IDs who may ask; empty means anyone.
+	// Requesters are the chat user IDs who may ask; empty means anyone.
 	Requesters []string
-	// Channels are the Slack channel IDs requests are taken in; empty means
+	// Channels are the chat channel IDs requests are taken in; empty means
 	// any channel.
 	Channels []string
 	// AllowSelfApproval lets a requester who is also an approver decide on
@@ -29,20 +29,11 @@ type Policy struct {
 	ApprovalTTL time.Duration
 }
 
-// Slack IDs: upper-case letters and digits after a type letter (U or W for
-// users, C, G or D for channels). Checked so that a name or a lower-case typo
-// in the configuration is caught at start-up rather than locking everyone
-// out, and so that mentions built from them render.
-var (
-	slackUserID    = regexp.MustCompile(`^[UW][A-Z0-9]{2,20}$`)
-	slackChannelID = regexp.MustCompile(`^[CGD][A-Z0-9]{2,20}$`)
-)
-
-// ValidSlackUserID reports whether s looks like a Slack user ID (U…, W…).
-func ValidSlackUserID(s string) bool { return slackUserID.MatchString(s) }
-
-// ValidSlackChannelID reports whether s looks like a Slack channel ID (C…, G…, D…).
-func ValidSlackChannelID(s string) bool { return slackChannelID.MatchString(s) }
+// chatID is the shape of a user or channel ID as the workflow accepts it:
+// an opaque token of letters and digits. The chat adapter checks its own
+// finer format (bot.ValidUserID); this catches a name ("@alice", "#ops"), a
+// blank or a stray space, which would otherwise lock everyone out.
+var chatID = regexp.MustCompile(`^[A-Za-z0-9]{1,64}$`)
 
 // Validate reports every problem with the policy at once.
 func (p Policy) Validate() error {
@@ -50,9 +41,9 @@ func (p Policy) Validate() error {
 	if len(p.Approvers) == 0 {
 		problems = append(problems, "at least one approver is required")
 	}
-	problems = append(problems, checkIDs("approver", p.Approvers, slackUserID, "a Slack user ID like U0123ABCD")...)
-	problems = append(problems, checkIDs("requester", p.Requesters, slackUserID, "a Slack user ID like U0123ABCD")...)
-	problems = append(problems, checkIDs("channel", p.Channels, slackChannelID, "a Slack channel ID like C0123ABCD")...)
+	problems = append(problems, checkIDs("approver", p.Approvers)...)
+	problems = append(problems, checkIDs("requester", p.Requesters)...)
+	problems = append(problems, checkIDs("channel", p.Channels)...)
 	if p.ApprovalTTL < 0 {
 		problems = append(problems, fmt.Sprintf("approval TTL %v is negative", p.ApprovalTTL))
 	}
@@ -64,13 +55,13 @@ func (p Policy) Validate() error {
 
 // checkIDs reports malformed and repeated IDs: a repeat is harmless to the
 // checks but most likely a copy-and-paste slip hiding a missing person.
-func checkIDs(what string, ids []string, pattern *regexp.Regexp, like string) []string {
+func checkIDs(what string, ids []string) []string {
 	var problems []string
 	seen := map[string]bool{}
 	for _, id := range ids {
 		switch {
-		case !pattern.MatchString(id):
-			problems = append(problems, fmt.Sprintf("%s %q is not %s", what, id, like))
+		case !chatID.MatchString(id):
+			problems = append(problems, fmt.Sprintf("%s %q is not an ID (letters and digits)", what, id))
 		case seen[id]:
 			problems = append(problems, fmt.Sprintf("%s %s is listed twice", what, id))
 		}

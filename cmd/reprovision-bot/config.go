@@ -15,7 +15,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
-	"github.com/reprovision-bot/reprovision-bot/approvals"
+	"github.com/reprovision-bot/reprovision-bot/bot"
 	"github.com/reprovision-bot/reprovision-bot/graph"
 )
 
@@ -140,7 +140,7 @@ func (c config) check() []string {
 		p = append(p, "SLACK_BOT_TOKEN must be a bot token starting with xoxb-")
 	}
 	for i, id := range c.Approvers {
-		if !approvals.ValidSlackUserID(id) {
+		if !bot.ValidUserID(id) {
 			p = append(p, fmt.Sprintf("REPROVISION_APPROVER must list Slack user IDs like U0123ABCD, not %q", id))
 		}
 		if slices.Contains(c.Approvers[:i], id) {
@@ -148,17 +148,17 @@ func (c config) check() []string {
 		}
 	}
 	for _, id := range c.Requesters {
-		if !approvals.ValidSlackUserID(id) {
+		if !bot.ValidUserID(id) {
 			p = append(p, fmt.Sprintf("REPROVISION_REQUESTERS must list Slack user IDs like U0123ABCD, not %q", id))
 		}
 	}
 	for _, id := range c.Channels {
-		if !approvals.ValidSlackChannelID(id) {
+		if !bot.ValidChannelID(id) {
 			p = append(p, fmt.Sprintf("REPROVISION_CHANNELS must list Slack channel IDs like C0123ABCD, not %q", id))
 		}
 	}
 	for id, upn := range c.ApproverUPNs {
-		if !approvals.ValidSlackUserID(id) || !strings.Contains(upn, "@") {
+		if !bot.ValidUserID(id) || !strings.Contains(upn, "@") {
 			p = append(p, fmt.Sprintf("REPROVISION_APPROVER_UPNS entries must be U…:user@domain, not %q", id+":"+upn))
 		}
 	}

@@ -142,3 +142,24 @@ func TestLoadConfigRefusesMalformedPolicyVariables(t *testing.T) {
 		}
 	}
 }
+
+// The workflow takes any opaque ID; Slack's own ID formats are checked here,
+// at start, so that a lower-case typo or a channel given as a person is
+// caught before it locks everyone out.
+func TestLoadConfigChecksSlackIDFormats(t *testing.T) {
+	e := validEnv()
+	e["REPROVISION_APPROVER"] = "u0approver"
+	e["REPROVISION_REQUESTERS"] = "C0HELPDESK"
+	e["REPROVISION_CHANNELS"] = "U0ALICE"
+	_, err := loadConfig(env(e))
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{`REPROVISION_APPROVER must list Slack user IDs like U0123ABCD, not "u0approver"`,
+		`REPROVISION_REQUESTERS must list Slack user IDs like U0123ABCD, not "C0HELPDESK"`,
+		`REPROVISION_CHANNELS must list Slack channel IDs like C0123ABCD, not "U0ALICE"`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not say %s: %v", want, err)
+		}
+	}
+}

@@ -2,7 +2,6 @@ package bot
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"time"
 
@@ -106,15 +105,8 @@ func (b *Bot) reply(ctx context.Context, c click, r *approvals.Request, err erro
 		b.tell(ctx, c, replyText(err))
 		return
 	}
-	var text string
-	switch c.action {
-	case actionCancel:
-		text = fmt.Sprintf(":leftwards_arrow_with_hook: You canceled %s; the approvers' prompts say so.", r.ID)
-	case actionConfirm, actionPick:
-		text = fmt.Sprintf("Confirmed: reprovisioning %s (%s)…", escapeText(targetLabel(r)), r.ID)
-	case actionAbort:
-		text = fmt.Sprintf("Canceled %s: nothing was reprovisioned.", r.ID)
-	default:
+	text := doneText(c.action, r)
+	if text == "" {
 		return // the prompt itself shows the news
 	}
 	if !b.replaceOriginal(ctx, c.cb.ResponseURL, text) && c.action == actionCancel {

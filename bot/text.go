@@ -8,14 +8,29 @@ import (
 	"github.com/reprovision-bot/reprovision-bot/approvals"
 )
 
-// This file is where the workflow's results become words: replyText for
-// what a person did (refusals and failures of a click, a command or a form),
+// This file is where the workflow's results become words: doneText and
+// replyText for what a person did (done, or refused or failed: a click, a
+// command or a form),
 // outcomeText for why a request ended or waits again, noticeText for the
 // workflow's notices. Everything from outside (targets, reasons, Graph's
 // messages) is escaped here.
 
 // errFormNotOpened: Slack did not open a form the click needed.
 var errFormNotOpened = errors.New("the form did not open")
+
+// doneText is what replaces the message someone clicked on when the
+// workflow did what they asked ("" when the prompt itself shows the news).
+func doneText(action string, r *approvals.Request) string {
+	switch action {
+	case actionCancel:
+		return fmt.Sprintf(":leftwards_arrow_with_hook: You canceled %s; the approvers' prompts say so.", r.ID)
+	case actionConfirm, actionPick:
+		return fmt.Sprintf("Confirmed: reprovisioning %s (%s)…", escapeText(targetLabel(r)), r.ID)
+	case actionAbort:
+		return fmt.Sprintf("Canceled %s: nothing was reprovisioned.", r.ID)
+	}
+	return ""
+}
 
 // replyText is what the person who clicked, typed or submitted is told when
 // the workflow did not do what they asked.

@@ -755,3 +755,21 @@ func txDeclaredKinds(t *testing.T) map[string][]string {
 	}
 	return found
 }
+
+// A click the workflow carried out rewrites the message clicked on, where
+// that is how Slack shows it; the target as typed is escaped.
+func TestDoneText(t *testing.T) {
+	r := &approvals.Request{ID: txRef, Target: "<!channel>", State: approvals.StateConfirming}
+	for action, want := range map[string]string{
+		actionCancel:  ":leftwards_arrow_with_hook: You canceled " + txRef + "; the approvers' prompts say so.",
+		actionConfirm: "Confirmed: reprovisioning &lt;!channel&gt; (" + txRef + ")…",
+		actionPick:    "Confirmed: reprovisioning &lt;!channel&gt; (" + txRef + ")…",
+		actionAbort:   "Canceled " + txRef + ": nothing was reprovisioned.",
+		actionApprove: "",
+		actionDeny:    "",
+	} {
+		if got := doneText(action, r); got != want {
+			t.Errorf("doneText(%s) = %q, want %q", action, got, want)
+		}
+	}
+}

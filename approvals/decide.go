@@ -72,7 +72,7 @@ func (w *Workflow) withDetails(ctx context.Context, r *Request) *Request {
 	if r.CloudPCID == "" {
 		return r
 	}
-	s := w.sessions.anyValid(r.Approvers)
+	s := w.sessions.anyValid(w.cfg.Policy.ApproversOf(r))
 	if s == nil {
 		return r
 	}

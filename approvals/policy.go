@@ -87,25 +87,43 @@ func (p Policy) MayRequest(user, channel string) error {
 	return nil
 }
 
+// ApproversOf are the people who may decide on r now: those of its
+// approvers (copied when it was made) who are still configured. When none
+// is, the configured approvers take over (the workflow prompts them at
+// start), so a request never waits for someone who was removed.
+func (p Policy) ApproversOf(r *Request) []string {
+	var now []string
+	for _, a := range r.Approvers {
+		if slices.Contains(p.Approvers, a) {
+			now = append(now, a)
+		}
+	}
+	if len(now) == 0 {
+		return slices.Clone(p.Approvers)
+	}
+	return now
+}
+
 // MayDecide returns nil if user may approve or deny r, or a *Refusal naming
-// who may. Who decides is r.Approvers, fixed when r was made; whether a
-// requester may decide on their own request is the policy's current rule, so
-// turning self-approval off takes effect at once. With self-approval off the
-// requester may not deny their own request either: withdrawing is canceling,
-// a separate action.
+// who may. Who decides is ApproversOf(r): an approver removed from the
+// configuration loses the power at once, also on requests made before.
+// Whether a requester may decide on their own request is the policy's
+// current rule too. With self-approval off the requester may not deny their
+// own request either: withdrawing is canceling, a separate action.
 func (p Policy) MayDecide(user string, r *Request) error {
-	deciders := p.deciders(r.Approvers, r.RequesterID)
+	approvers := p.ApproversOf(r)
+	deciders := p.deciders(approvers, r.RequesterID)
 	refusal := &Refusal{Request: r, Users: deciders}
 	switch {
 	case slices.Contains(deciders, user):
 		return nil
-	case len(r.Approvers) == 0:
+	case len(approvers) == 0:
 		refusal.Kind = RefusedNoApprovers
 	case len(deciders) == 0 && user == r.RequesterID:
 		refusal.Kind = RefusedOwnRequestNoOther
 	case len(deciders) == 0:
 		refusal.Kind, refusal.Users = RefusedOnlyApproverAsked, []string{r.RequesterID}
-	case user == r.RequesterID && r.IsApprover(user):
+	case user == r.RequesterID && slices.Contains(approvers, user):
 		refusal.Kind = RefusedOwnRequest
 	default:
 		refusal.Kind = RefusedNotDecider

@@ -125,8 +125,9 @@ func TestMayDecide(t *testing.T) {
 	r := func(requester string, approvers ...string) *approvals.Request {
 		return &approvals.Request{ID: "R-7K3F9Q", RequesterID: requester, Approvers: approvers}
 	}
-	strict := approvals.Policy{Approvers: []string{"U0A1"}} // the policy's own list must not matter
-	lenient := approvals.Policy{Approvers: []string{"U0A1"}, AllowSelfApproval: true}
+	// Who decides is the request's approvers who are still configured.
+	strict := approvals.Policy{Approvers: []string{"U0A1", "U0A2", "U0A3"}}
+	lenient := approvals.Policy{Approvers: []string{"U0A1", "U0A2", "U0A3"}, AllowSelfApproval: true}
 
 	for _, tc := range []struct {
 		name   string
@@ -152,7 +153,12 @@ func TestMayDecide(t *testing.T) {
 			approvals.RefusedOwnRequestNoOther, []string{}},
 		{"stranger, sole approver asked", strict, "U0MALLORY", r("U0A1", "U0A1"),
 			approvals.RefusedOnlyApproverAsked, []string{"U0A1"}},
-		{"no approvers", strict, "U0A1", r("U0ALICE"), approvals.RefusedNoApprovers, []string{}},
+		{"no approvers anywhere", approvals.Policy{}, "U0A1", r("U0ALICE"), approvals.RefusedNoApprovers, []string{}},
+		{"removed approver", strict, "U0OLD", r("U0ALICE", "U0A2", "U0OLD"),
+			approvals.RefusedNotDecider, []string{"U0A2"}},
+		{"removed approvers only: the configured ones take over", strict, "U0A3", r("U0ALICE", "U0OLD"), "", nil},
+		{"removed approvers only: still refused", strict, "U0OLD", r("U0ALICE", "U0OLD"),
+			approvals.RefusedNotDecider, []string{"U0A1", "U0A2", "U0A3"}},
 		{"self allowed", lenient, "U0A1", r("U0A1", "U0A1"), "", nil},
 		{"self allowed, still an approver only", lenient, "U0ALICE", r("U0ALICE", "U0A1"),
 			approvals.RefusedNotDecider, []string{"U0A1"}},

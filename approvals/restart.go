@@ -2,6 +2,8 @@ package approvals
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"time"
 )
 
@@ -10,6 +12,8 @@ import (
 //     outcome unknown, both sides told, never resent;
 //   - a request waiting for a sign-in or a confirmation lost its sign-in
 //     (sign-ins live in memory only): back to pending;
+//   - a request none of whose approvers is configured any more is prompted
+//     to the configured ones;
 //   - a reprovision being followed has nobody signed in to look with:
 //     tracking pauses until an approver resumes it.
 //
@@ -25,7 +29,11 @@ func (w *Workflow) recover(ctx context.Context) {
 	for _, r := range stuck {
 		if r.State != StateExecuting {
 			w.log.Warn("sign-in lost in restart; request reopened", "ref", r.ID)
-			w.reopen(ctx, r, &Outcome{Kind: OutcomeSignInInterrupted})
+			why := &Outcome{Kind: OutcomeSignInInterrupted}
+			if reopened := w.reopen(ctx, r, why); reopened != nil {
+				w.tell(ctx, reopened.DecidedBy, Notice{Kind: NoticeSignInFailed, Request: reopened, Why: why})
+				w.tell(ctx, reopened.RequesterID, Notice{Kind: NoticeSignInFailed, Request: reopened, Why: why})
+			}
 			continue
 		}
 		_, err := w.settle(ctx, r.ID, step{
@@ -41,6 +49,7 @@ func (w *Workflow) recover(ctx context.Context) {
 		}
 		w.log.Warn("call may have been in flight at the last stop: outcome unknown", "ref", r.ID)
 	}
+	w.repromptOrphans(ctx)
 	tracked, err := w.store.ListTracking(ctx)
 	if err != nil {
 		w.log.Error("could not list tracked requests", "err", err)
@@ -50,5 +59,31 @@ func (w *Workflow) recover(ctx context.Context) {
 		if !r.Tracking.Paused {
 			w.pauseTracking(ctx, r)
 		}
+	}
+}
+
+// repromptOrphans prompts the configured approvers for the pending requests
+// none of whose own approvers is configured any more (Policy.ApproversOf):
+// they decide now, and must be asked.
+func (w *Workflow) repromptOrphans(ctx context.Context) {
+	pending, err := w.store.ListByState(ctx, StatePending)
+	if err != nil {
+		w.log.Error("could not list pending requests", "err", err)
+		return
+	}
+	for _, r := range pending {
+		if slices.ContainsFunc(r.Approvers, func(a string) bool { return slices.Contains(w.cfg.Policy.Approvers, a) }) {
+			continue
+		}
+		// The prompt shows who decides now; the request keeps the list it
+		// was made with, for the record.
+		view := *r
+		view.Approvers = w.cfg.Policy.ApproversOf(r)
+		posted := w.notices.PostPrompts(ctx, &view)
+		if _, err := w.store.Update(ctx, r.ID, func(r *Request) { r.Prompts = append(r.Prompts, posted...) }); err != nil {
+			w.log.Error("new prompt locations not stored", "ref", r.ID, "err", err)
+		}
+		w.log.Warn("no approver of the request is configured any more; prompted the current ones", "ref", r.ID)
+		w.audit(ctx, r.ID, EventReprompted, "", map[string]string{"approvers": fmt.Sprint(view.Approvers), "was": fmt.Sprint(r.Approvers)})
 	}
 }

@@ -10,7 +10,7 @@ import (
 
 // What a previous process left half done is settled at start: a call that
 // may have been in flight → outcome unknown, both told, never resent; a
-// sign-in or confirmation lost → pending again; a reprovision being
+// sign-in or confirmation lost → pending again, both told; a reprovision being
 // followed → paused, with the prompt offering to resume. Nothing else moves.
 func TestRestartSettlesEachState(t *testing.T) {
 	t.Parallel()
@@ -51,7 +51,9 @@ func TestRestartSettlesEachState(t *testing.T) {
 		if last := h.notes.lastPrompt(t, r.ID); last.State != approvals.StatePending {
 			t.Errorf("prompt of %s shows %s", r.ID, last.State)
 		}
-		h.wantTold(r.ID)
+		// Both sides learn the sign-in was cut short and it waits again.
+		h.wantTold(r.ID, note(r.DecidedBy, approvals.NoticeSignInFailed, approvals.StatePending),
+			note(alice, approvals.NoticeSignInFailed, approvals.StatePending))
 	}
 	if ps := h.notes.progressOf(tracked.ID); len(ps) != 1 || ps[0].Kind != approvals.ProgressPaused {
 		t.Errorf("progress of the tracked one %+v", ps)

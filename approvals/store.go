@@ -84,6 +84,7 @@ const (
 	EventCanceled         EventKind = "canceled"
 	EventExpired          EventKind = "expired"
 	EventTracked          EventKind = "tracked"
+	EventReprompted       EventKind = "reprompted"
 )
 
 // Event is one audit record.

@@ -2,6 +2,7 @@ package approvals
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"time"
 )
@@ -170,8 +171,8 @@ func (w *Workflow) ResumeTracking(ctx context.Context, user, ref string) (*Reque
 	if err != nil {
 		return nil, err
 	}
-	if !r.IsApprover(user) {
-		return nil, w.refuse(ctx, user, &Refusal{Kind: RefusedNotAnApprover, Action: ActionResume, Request: r, Users: r.Approvers})
+	if approvers := w.cfg.Policy.ApproversOf(r); !slices.Contains(approvers, user) {
+		return nil, w.refuse(ctx, user, &Refusal{Kind: RefusedNotAnApprover, Action: ActionResume, Request: r, Users: approvers})
 	}
 	if r.State != StateSucceeded || !r.Tracking.Active() || !r.Tracking.Paused {
 		return nil, &Refusal{Kind: RefusedNotPaused, Action: ActionResume, Ref: r.ID, Request: r}

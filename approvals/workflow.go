@@ -319,7 +319,7 @@ func (w *Workflow) AwaitingDecision(ctx context.Context, user string, limit int)
 	if err != nil {
 		return nil, err
 	}
-	pending = slices.DeleteFunc(pending, func(r *Request) bool { return !r.IsApprover(user) })
+	pending = slices.DeleteFunc(pending, func(r *Request) bool { return !slices.Contains(w.cfg.Policy.ApproversOf(r), user) })
 	return pending[:min(len(pending), limit)], nil
 }
 

@@ -173,7 +173,9 @@ func (w *Workflow) Deny(ctx context.Context, user, ref, reason string) (*Request
 	return r, late(err, ActionDeny)
 }
 
-// Cancel withdraws a pending request; only its requester may.
+// Cancel withdraws a request until its call is sent (pending, approved or
+// awaiting confirmation); only its requester may. A sign-in under way for it
+// ends, and the approver who decided is told.
 func (w *Workflow) Cancel(ctx context.Context, user, ref string) (*Request, error) {
 	r, err := w.load(ctx, ref, ActionCancel)
 	if err != nil {
@@ -182,12 +184,25 @@ func (w *Workflow) Cancel(ctx context.Context, user, ref string) (*Request, erro
 	if user != r.RequesterID {
 		return nil, w.refuse(ctx, user, &Refusal{Kind: RefusedNotRequester, Action: ActionCancel, Request: r, Users: []string{r.RequesterID}})
 	}
+	var approver string // who approved, if anyone: they are told
 	r, err = w.settle(ctx, ref, step{
-		from: []State{StatePending}, to: StateCanceled,
-		update: func(r *Request) { r.DecidedBy = user },
-		event:  EventCanceled, actor: user,
+		from: []State{StatePending, StateApproved, StateConfirming}, to: StateCanceled,
+		update: func(r *Request) {
+			if r.State != StatePending {
+				approver = r.DecidedBy
+			}
+			r.DecidedBy = user
+		},
+		event: EventCanceled, actor: user,
 	})
-	return r, late(err, ActionCancel)
+	if err != nil {
+		return nil, late(err, ActionCancel)
+	}
+	w.signingIn.cancel(r.ID)
+	if approver != "" && approver != user {
+		w.tell(ctx, approver, Notice{Kind: NoticeStatus, Request: r})
+	}
+	return r, nil
 }
 
 // RequestAgain builds a new request like an expired one (same target and

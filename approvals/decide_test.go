@@ -293,35 +293,47 @@ func TestCancelPending(t *testing.T) {
 	h.wantTold(r.ID) // the requester canceled it; the prompts say so
 }
 
-// Once approved, the requester can no longer withdraw it: neither while the
-// approver signs in nor at the final confirmation.
+// Until the call is sent the requester may withdraw the request: while the
+// approver signs in (the sign-in ends) and at the final confirmation (the
+// confirmation is refused after). The approver is told; nothing is sent.
 func TestCancelAfterApproval(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	r := h.open(pc1)
-	started, release := make(chan struct{}), make(chan struct{})
-	h.signIn.next(h.signInWaits(started, release))
+	started := make(chan struct{})
+	h.signIn.next(h.signInWaits(started, make(chan struct{})))
 	if _, err := h.w.Approve(ctx, a1, r.ID, false); err != nil {
 		t.Fatal(err)
 	}
 	h.waitClosed(started, "started")
-	_, err := h.w.Cancel(ctx, alice, r.ID)
-	if refusal := wantRefusal(t, err, approvals.RefusedHandled); refusal.Request.State != approvals.StateApproved {
-		t.Errorf("cancel while approved told %s", refusal.Request.State)
+	canceled, err := h.w.Cancel(ctx, alice, r.ID)
+	if err != nil || canceled.State != approvals.StateCanceled || canceled.DecidedBy != alice {
+		t.Fatalf("cancel while the approver signs in = %+v, %v", canceled, err)
 	}
-	close(release)
-	h.waitAsked(r.ID, 1)
-	_, err = h.w.Cancel(ctx, alice, r.ID)
-	if refusal := wantRefusal(t, err, approvals.RefusedHandled); refusal.Request.State != approvals.StateConfirming {
-		t.Errorf("cancel while confirming told %s", refusal.Request.State)
+	h.waitFor("the sign-in ended", func() bool { return len(h.eventsOf(r.ID, approvals.EventSignInFailed)) == 1 })
+
+	r2 := h.open(pc2)
+	h.approve(a1, r2.ID)
+	h.waitAsked(r2.ID, 1)
+	if _, err := h.w.Cancel(ctx, alice, r2.ID); err != nil {
+		t.Fatalf("cancel at the final confirmation: %v", err)
 	}
-	h.confirm(a1, r.ID, approvals.StateSucceeded)
+	_, err = h.w.Confirm(ctx, a1, r2.ID, "")
+	if refusal := wantRefusal(t, err, approvals.RefusedHandled); refusal.Request.State != approvals.StateCanceled {
+		t.Errorf("confirm after the cancel told %s", refusal.Request.State)
+	}
 	h.stop()
-	if n := len(h.graph.reprovisioned()); n != 1 {
-		t.Errorf("%d reprovision calls, want 1", n)
+	for _, ref := range []string{r.ID, r2.ID} {
+		if got := h.get(ref); got.State != approvals.StateCanceled {
+			t.Errorf("%s is %s, want canceled", ref, got.State)
+		}
+		h.wantTold(ref, note(a1, approvals.NoticeStatus, approvals.StateCanceled))
+		if len(h.eventsOf(ref, approvals.EventCanceled)) != 1 {
+			t.Errorf("%s: cancel not audited", ref)
+		}
 	}
-	if len(h.eventsOf(r.ID, approvals.EventCanceled)) != 0 {
-		t.Error("a refused cancel was recorded as a cancel")
+	if n := len(h.graph.reprovisioned()); n != 0 {
+		t.Errorf("%d reprovision calls, want none", n)
 	}
 }
 

@@ -50,14 +50,15 @@ const (
 
 // transitions lists, for each state, the states it may move to.
 // approved → pending is the way back when the approver's sign-in is declined,
-// expires, or is interrupted: the request stays approvable.
+// expires, or is interrupted: the request stays approvable. The requester may
+// cancel until the call is sent (pending, approved, confirming → canceled).
 // confirming → expired: a confirmation nobody gives must not hold the Cloud
 // PC forever. executing → pending only when Graph refused the call for
 // want of a fresh sign-in (401/403): it did nothing, so the request may be
 // approved again.
 var transitions = map[State][]State{
 	StatePending:    {StateApproved, StateDenied, StateExpired, StateCanceled},
-	StateApproved:   {StateConfirming, StateExecuting, StatePending, StateFailed},
+	StateApproved:   {StateConfirming, StateExecuting, StatePending, StateFailed, StateCanceled},
 	StateConfirming: {StateExecuting, StatePending, StateCanceled, StateFailed, StateExpired},
 	StateExecuting:  {StateSucceeded, StateFailed, StateOutcomeUnknown, StatePending},
 }

@@ -28,6 +28,7 @@ func TestStateMachine(t *testing.T) {
 		{approvals.StateConfirming, approvals.StateExecuting}:     true,
 		{approvals.StateConfirming, approvals.StatePending}:       true,
 		{approvals.StateConfirming, approvals.StateCanceled}:      true,
+		{approvals.StateApproved, approvals.StateCanceled}:        true, // the requester withdraws it during the sign-in
 		{approvals.StateConfirming, approvals.StateFailed}:        true,
 		{approvals.StateConfirming, approvals.StateExpired}:       true,
 		{approvals.StateExecuting, approvals.StateSucceeded}:      true,

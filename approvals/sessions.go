@@ -141,3 +141,34 @@ func (s *idSet) remove(id string) {
 	defer s.mu.Unlock()
 	delete(s.ids, id)
 }
+
+// cancels holds the cancel function of work under way per request.
+type cancels struct {
+	mu sync.Mutex
+	m  map[string]func()
+}
+
+func (c *cancels) set(id string, cancel func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]func(){}
+	}
+	c.m[id] = cancel
+}
+
+func (c *cancels) clear(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, id)
+}
+
+// cancel stops the work under way for id, if any.
+func (c *cancels) cancel(id string) {
+	c.mu.Lock()
+	cancel := c.m[id]
+	c.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -103,8 +104,11 @@ func (w *Workflow) offer(ctx context.Context, r *Request, s *Session, found []Cl
 	confirming, err := w.store.TransitionFrom(ctx, r.ID, beforeCall, StateConfirming, update)
 	var te *TransitionError
 	switch {
-	case errors.As(err, &te): // the request moved on meanwhile: leave it
+	case errors.As(err, &te): // the request moved on meanwhile (withdrawn, …): leave it
 		w.log.Info("request moved on during look-up", "ref", r.ID, "state", string(te.Current.State))
+		if !needsSignIn(te.Current) {
+			w.sessions.release(r.ID)
+		}
 		return nil, nil
 	case err != nil && len(found) == 1:
 		return nil, w.failBeforeCall(ctx, r, w.conflictOutcome(ctx, found[0].ID, err))
@@ -128,15 +132,32 @@ func uniqueCloudPCs(pcs []CloudPC) []CloudPC {
 }
 
 // signIn runs the device-code sign-in for approver, sending them the code,
-// and checks that they signed in as themselves.
+// and checks that they signed in as themselves. Entra must issue the code
+// within SignInStartTimeout and the whole sign-in end within SignInTimeout;
+// the requester withdrawing the request ends it too.
 func (w *Workflow) signIn(r *Request, approver string, why SignInPurpose) (*Session, error) {
 	w.audit(w.execCtx, r.ID, EventSignInStarted, approver, nil)
+	ctx, cancel := context.WithTimeout(w.signInCtx, w.cfg.SignInTimeout)
+	defer cancel()
+	w.signingIn.set(r.ID, cancel)
+	defer w.signingIn.clear(r.ID)
+	var shown atomic.Bool
+	noCode := time.AfterFunc(w.cfg.SignInStartTimeout, func() {
+		if !shown.Load() {
+			cancel()
+		}
+	})
+	defer noCode.Stop()
 	// A claims challenge from Graph (Conditional Access) must be met by
 	// this sign-in, or Graph will refuse again.
-	s, err := w.cfg.SignIns.SignIn(w.signInCtx, w.sessions.claimsFor(approver), func(ctx context.Context, code DeviceCode) error {
+	s, err := w.cfg.SignIns.SignIn(ctx, w.sessions.claimsFor(approver), func(ctx context.Context, code DeviceCode) error {
+		shown.Store(true)
 		return w.notices.SignInCode(ctx, approver, why, r, code)
 	})
 	if err != nil {
+		if ctx.Err() != nil && w.signInCtx.Err() == nil {
+			return nil, &signInCutShort{codeShown: shown.Load(), err: err}
+		}
 		return nil, err
 	}
 	w.log.Info("approver signed in", "ref", r.ID, "approver", approver, "upn", s.Username)
@@ -152,6 +173,19 @@ func (w *Workflow) signIn(r *Request, approver string, why SignInPurpose) (*Sess
 	w.sessions.signedIn(approver, r.ID, s)
 	return s, nil
 }
+
+// signInCutShort: the sign-in ran out of time (Entra issued no code, or the
+// approver did not finish), or the request was withdrawn meanwhile.
+type signInCutShort struct {
+	codeShown bool
+	err       error
+}
+
+func (e *signInCutShort) Error() string {
+	return fmt.Sprintf("sign-in cut short (code shown: %v): %v", e.codeShown, e.err)
+}
+
+func (e *signInCutShort) Unwrap() error { return e.err }
 
 // identityMismatch: someone signed in, but not as the approver who clicked.
 type identityMismatch struct{ got, want string }
@@ -179,9 +213,14 @@ func (w *Workflow) expectedUsername(ctx context.Context, approver string) (strin
 // signInOutcome is why a sign-in did not work, for the people told.
 func (w *Workflow) signInOutcome(err error) *Outcome {
 	var mismatch *identityMismatch
+	var cut *signInCutShort
 	switch {
 	case errors.As(err, &mismatch):
 		return &Outcome{Kind: OutcomeIdentityMismatch, SignedInAs: mismatch.got, Expected: mismatch.want}
+	case errors.As(err, &cut) && cut.codeShown:
+		return &Outcome{Kind: OutcomeSignInExpired}
+	case errors.As(err, &cut):
+		return &Outcome{Kind: OutcomeSignInUnavailable}
 	case errors.Is(err, ErrSignInDeclined):
 		return &Outcome{Kind: OutcomeSignInDeclined}
 	case errors.Is(err, ErrSignInExpired):

@@ -42,6 +42,9 @@ type Workflow struct {
 	stopping time.Time
 
 	sessions sessions
+	// signingIn cancels the sign-in a request is waiting for, when the
+	// requester withdraws it.
+	signingIn cancels
 	// inFlight: requests a worker is acting on in this process, so that a
 	// double click starts one worker, not two.
 	inFlight idSet
@@ -64,6 +67,11 @@ type Config struct {
 	// SignInTTL is how long an approver's sign-in is reused (0: never),
 	// counted from the sign-in.
 	SignInTTL time.Duration
+	// SignInStartTimeout bounds the wait for Entra to issue a device code
+	// (default 30 s); SignInTimeout bounds a whole sign-in, the approver's
+	// part included (default 20 min: device codes live 15). Either way the
+	// request goes back to waiting for a decision.
+	SignInStartTimeout, SignInTimeout time.Duration
 	// AllowedStatuses are the Cloud PC statuses in which a reprovision may
 	// be sent.
 	AllowedStatuses []string
@@ -106,6 +114,12 @@ func New(cfg Config) (*Workflow, error) {
 	}
 	if cfg.TrackEvery <= 0 {
 		cfg.TrackEvery = time.Minute
+	}
+	if cfg.SignInStartTimeout <= 0 {
+		cfg.SignInStartTimeout = 30 * time.Second
+	}
+	if cfg.SignInTimeout <= 0 {
+		cfg.SignInTimeout = 20 * time.Minute
 	}
 	if cfg.ShutdownGrace <= 0 || cfg.ShutdownGrace >= stopBudget {
 		cfg.ShutdownGrace = defaultShutdownGrace

@@ -160,6 +160,8 @@ func outcomeText(o *approvals.Outcome) string {
 		return "Sign-in did not complete."
 	case approvals.OutcomeSignInStale:
 		return "The sign-in is no longer valid."
+	case approvals.OutcomeSignInUnavailable:
+		return "Microsoft sign-in did not answer in time."
 	case approvals.OutcomeNoMatch:
 		return fmt.Sprintf("No Cloud PC matches `%s`.", escapeText(o.Target))
 	case approvals.OutcomeTooManyMatches:

@@ -2,6 +2,7 @@ package approvals
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -39,18 +40,24 @@ func (w *Workflow) Confirm(ctx context.Context, user, ref, pick string) (*Reques
 		return nil, &Refusal{Kind: RefusedBusy, Action: action, Ref: r.ID, Request: r}
 	}
 	if pick != "" {
-		if r, err = w.pick(ctx, user, r, pick); err != nil {
+		picked, failed, err := w.pick(ctx, user, r, pick)
+		if picked == nil {
 			w.inFlight.remove(ref)
-			return nil, err
+			return failed, err // a failed pick was told to both sides
 		}
+		r = picked
 	}
 	w.audit(ctx, r.ID, EventConfirmed, user, nil)
-	w.spawn(func() { w.execute(r, s) })
+	work := *r // the worker's own copy: the caller reads r
+	w.spawn(func() { w.execute(&work, s) })
 	return r, nil
 }
 
-// pick records the Cloud PC the approver chose among r.Candidates.
-func (w *Workflow) pick(ctx context.Context, user string, r *Request, id string) (*Request, error) {
+// pick records the Cloud PC the approver chose among r.Candidates and
+// returns the request with it. When the choice cannot be recorded because
+// another request holds that Cloud PC (or the store failed) r ends failed,
+// both sides are told, and the failed request is returned second.
+func (w *Workflow) pick(ctx context.Context, user string, r *Request, id string) (picked, failed *Request, err error) {
 	var chosen *CloudPC
 	for i := range r.Candidates {
 		if r.Candidates[i].ID == id {
@@ -58,17 +65,21 @@ func (w *Workflow) pick(ctx context.Context, user string, r *Request, id string)
 		}
 	}
 	if chosen == nil || r.CloudPCID != "" {
-		return nil, &Refusal{Kind: RefusedChoiceGone, Action: ActionPick, Ref: r.ID, Request: r}
+		return nil, nil, &Refusal{Kind: RefusedChoiceGone, Action: ActionPick, Ref: r.ID, Request: r}
 	}
 	updated, err := w.store.Update(ctx, r.ID, func(r *Request) {
 		r.CloudPCID = chosen.ID
 		r.Device = chosen
 	})
 	if err != nil {
-		return nil, w.failBeforeCall(ctx, r, w.conflictOutcome(ctx, chosen.ID, err))
+		failed := w.failBeforeCall(ctx, r, w.conflictOutcome(ctx, chosen.ID, err), chosen)
+		if failed == nil {
+			return nil, nil, fmt.Errorf("recording the choice for %s: %w", r.ID, err)
+		}
+		return nil, failed, nil
 	}
 	w.audit(ctx, r.ID, EventResolved, user, map[string]string{"cloud_pc_id": updated.CloudPCID, "picked": "true"})
-	return updated, nil
+	return updated, nil, nil
 }
 
 // Abort is Cancel at the final confirmation: nothing is sent. Only the

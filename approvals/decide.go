@@ -128,13 +128,14 @@ func (w *Workflow) Approve(ctx context.Context, user, ref string, final bool) (*
 	}
 	w.audit(ctx, r.ID, EventApproved, user, nil)
 	s := w.sessions.valid(user)
+	work := *r // the worker's own copy: the caller reads r
 	if s != nil && final && r.CloudPCID != "" && r.Device != nil && w.inFlight.claim(r.ID) {
 		w.sessions.pin(r.ID, s)
-		w.spawn(func() { w.execute(r, s) })
+		w.spawn(func() { w.execute(&work, s) })
 		return r, nil
 	}
 	w.notices.UpdatePrompts(ctx, r)
-	w.spawn(func() { w.signInThenConfirm(r, s) })
+	w.spawn(func() { w.signInThenConfirm(&work, s) })
 	return r, nil
 }
 

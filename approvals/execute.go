@@ -26,7 +26,7 @@ func (w *Workflow) execute(r *Request, s *Session) {
 		return
 	}
 	if refused := w.statusGate(ctx, r, device); refused != nil {
-		w.failBeforeCall(ctx, r, refused)
+		w.failBeforeCall(ctx, r, refused, &device)
 		return
 	}
 	if r.ExpiredAt(time.Now()) {
@@ -56,13 +56,12 @@ func (w *Workflow) execute(r *Request, s *Session) {
 }
 
 // statusGate checks that the Cloud PC's status allows a reprovision; if it
-// does not, it records the refusal and returns why.
+// does not, it audits the refusal and returns why. It changes nothing else.
 func (w *Workflow) statusGate(ctx context.Context, r *Request, device CloudPC) *Outcome {
 	if slices.Contains(w.cfg.AllowedStatuses, device.Status) {
 		return nil
 	}
 	w.audit(ctx, r.ID, EventStatusRefused, "", map[string]string{"status": device.Status})
-	r.Device = &device
 	return &Outcome{Kind: OutcomeStatusNotAllowed, Status: device.Status, Allowed: slices.Clone(w.cfg.AllowedStatuses)}
 }
 

@@ -349,3 +349,26 @@ func TestStopDuringTheCall(t *testing.T) {
 		t.Errorf("%d reprovision calls", n)
 	}
 }
+
+// What Confirm and Approve return is the caller's: the worker they start
+// keeps its own copy, so the adapter may read it while the worker runs
+// (go test -race catches a shared one).
+func TestConfirmReturnsTheCallersOwnRequest(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, withSignInTTL(time.Hour))
+	r := h.open(pc1)
+	h.approve(a1, r.ID)
+	h.waitAsked(r.ID, 1)
+	h.graph.setStatus(pc1, "provisioning") // the worker's re-check refuses
+	confirmed, err := h.w.Confirm(ctx, a1, r.ID, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(waitLimit)
+	for h.get(r.ID).State != approvals.StateFailed && time.Now().Before(deadline) {
+		if confirmed.Device == nil || confirmed.Device.Status != "provisioned" {
+			t.Fatalf("the returned request changed under the caller: %+v", confirmed.Device)
+		}
+	}
+	h.stop()
+}

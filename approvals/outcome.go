@@ -198,6 +198,13 @@ func (o *Outcome) auditDetails(details map[string]string) map[string]string {
 	}
 	if g := o.Graph; g != nil {
 		details["graph_kind"] = string(g.Kind)
+		details["graph_cause"] = string(g.Cause)
+		if g.Message != "" {
+			details["graph_message"] = g.Message
+		}
+		if g.Retries > 0 {
+			details["graph_retries"] = fmt.Sprint(g.Retries)
+		}
 		if g.Status != 0 {
 			details["graph_status"] = fmt.Sprint(g.Status)
 		}

@@ -44,14 +44,16 @@ func (w *Workflow) signInThenConfirm(r *Request, s *Session) {
 		w.lookUpFailed(ctx, r, err)
 		return
 	}
-	confirming, err := w.offer(ctx, r, s, found)
-	if err != nil || confirming == nil {
+	confirming := w.offer(ctx, r, s, found)
+	if confirming == nil {
 		return
 	}
 	w.nudge() // its expiry moved
 	if err := w.notices.AskToConfirm(ctx, confirming); err != nil {
 		w.log.Warn("final confirmation not sent", "ref", r.ID, "err", err)
-		w.reopen(ctx, confirming, &Outcome{Kind: OutcomeConfirmationNotSent})
+		rctx, cancel := detached(ctx)
+		defer cancel()
+		w.reopen(rctx, confirming, &Outcome{Kind: OutcomeConfirmationNotSent})
 		return
 	}
 	w.notices.UpdatePrompts(ctx, confirming)
@@ -78,22 +80,25 @@ func (w *Workflow) lookUp(ctx context.Context, r *Request, s *Session) ([]CloudP
 }
 
 // offer moves r to awaiting confirmation with what the look-up found, or
-// ends it when there is nothing to confirm. It returns nil when r moved on
-// or ended meanwhile.
-func (w *Workflow) offer(ctx context.Context, r *Request, s *Session, found []CloudPC) (*Request, error) {
+// ends it when there is nothing to confirm. It returns nil when r ended or
+// moved on meanwhile.
+func (w *Workflow) offer(ctx context.Context, r *Request, s *Session, found []CloudPC) *Request {
 	// The final confirmation has a window of its own: the approver is
 	// reading the details now, and the sign-in it runs with must be recent.
 	expires := time.Now().UTC().Add(confirmWindow)
 	var update func(*Request)
 	switch {
 	case len(found) == 0:
-		return nil, w.failBeforeCall(ctx, r, &Outcome{Kind: OutcomeNoMatch, Target: r.Target})
+		w.failBeforeCall(ctx, r, &Outcome{Kind: OutcomeNoMatch, Target: r.Target}, nil)
+		return nil
 	case len(found) > MaxCandidates:
-		return nil, w.failBeforeCall(ctx, r, &Outcome{Kind: OutcomeTooManyMatches, Target: r.Target, Matches: len(found)})
+		w.failBeforeCall(ctx, r, &Outcome{Kind: OutcomeTooManyMatches, Target: r.Target, Matches: len(found)}, nil)
+		return nil
 	case len(found) == 1:
 		device := found[0]
 		if refused := w.statusGate(ctx, r, device); refused != nil {
-			return nil, w.failBeforeCall(ctx, r, refused)
+			w.failBeforeCall(ctx, r, refused, &device)
+			return nil
 		}
 		update = func(r *Request) {
 			r.CloudPCID, r.Device, r.SignedInAs, r.ExpiresAt = device.ID, &device, s.Username, expires
@@ -109,13 +114,15 @@ func (w *Workflow) offer(ctx context.Context, r *Request, s *Session, found []Cl
 		if !needsSignIn(te.Current) {
 			w.sessions.release(r.ID)
 		}
-		return nil, nil
+		return nil
 	case err != nil && len(found) == 1:
-		return nil, w.failBeforeCall(ctx, r, w.conflictOutcome(ctx, found[0].ID, err))
+		w.failBeforeCall(ctx, r, w.conflictOutcome(ctx, found[0].ID, err), &found[0])
+		return nil
 	case err != nil:
-		return nil, w.failBeforeCall(ctx, r, &Outcome{Kind: OutcomeNotRecorded})
+		w.failBeforeCall(ctx, r, &Outcome{Kind: OutcomeNotRecorded}, nil)
+		return nil
 	}
-	return confirming, nil
+	return confirming
 }
 
 // uniqueCloudPCs drops repeats (a Cloud PC matching twice across pages).
@@ -270,7 +277,7 @@ func (w *Workflow) lookUpFailed(ctx context.Context, r *Request, err error) {
 	}
 	why := &Outcome{Kind: OutcomeGraph, Graph: ge}
 	if ge.Kind == GraphNotFound || ge.Kind == GraphInvalid {
-		w.failBeforeCall(ctx, r, why)
+		w.failBeforeCall(ctx, r, why, nil)
 		return
 	}
 	ctx, cancel := detached(ctx)
@@ -291,13 +298,17 @@ func asGraphError(err error, method string) *GraphError {
 	return &GraphError{Kind: GraphFailed, Cause: CauseUnexpected, Method: method, Err: err}
 }
 
-// failBeforeCall ends a request that never reached the reprovision call. It
-// returns why, for callers that stop there.
-func (w *Workflow) failBeforeCall(ctx context.Context, r *Request, why *Outcome) error {
+// failBeforeCall ends a request that never reached the reprovision call,
+// keeping device (what was last seen of its Cloud PC; nil for r.Device) when
+// it is the request's. It returns the failed request, or nil when the
+// failure could not be recorded (the request moved on, or the store failed).
+func (w *Workflow) failBeforeCall(ctx context.Context, r *Request, why *Outcome, device *CloudPC) *Request {
 	ctx, cancel := detached(ctx)
 	defer cancel()
-	device := r.Device
-	_, err := w.settle(ctx, r.ID, step{
+	if device == nil {
+		device = r.Device
+	}
+	failed, err := w.settle(ctx, r.ID, step{
 		from: beforeCall, to: StateFailed,
 		update: func(r *Request) {
 			r.Outcome = why
@@ -310,8 +321,9 @@ func (w *Workflow) failBeforeCall(ctx context.Context, r *Request, why *Outcome)
 	})
 	if err != nil {
 		w.log.Error("could not record the failure", "ref", r.ID, "err", err)
+		return nil
 	}
-	return fmt.Errorf("%s failed before the call: %s", r.ID, why.Kind)
+	return failed
 }
 
 // conflictOutcome explains a store refusal to record the Cloud PC: another

@@ -6,12 +6,16 @@ package bot
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/slack-go/slack"
 	"github.com/slack-go/slack/socketmode"
@@ -25,9 +29,7 @@ type Config struct {
 	BotToken, AppToken string
 	// SlackAPIURL is the Web API base with a trailing slash.
 	SlackAPIURL string
-	// Approvers are the Slack user IDs who decide (for the Home tab).
-	Approvers []string
-	Logger    *slog.Logger
+	Logger      *slog.Logger
 }
 
 // Bot serves one Slack app. It implements approvals.Notices; Run drives a
@@ -128,6 +130,11 @@ loop:
 // moment).
 const handlerGrace = 5 * time.Second
 
+// handlerStopBudget bounds the wait for handlers, interrupted ones included;
+// the workflow's own stop then ends within its budget of 9 s from the same
+// moment.
+const handlerStopBudget = 7 * time.Second
+
 // stop ends sign-ins at once, lets handlers under way finish (within
 // handlerGrace), then stops the workflow.
 func (b *Bot) stop(wf *approvals.Workflow) {
@@ -139,7 +146,12 @@ func (b *Bot) stop(wf *approvals.Workflow) {
 	case <-time.After(handlerGrace):
 		b.log.Warn("handlers still running at the stop; interrupting them")
 		b.cancelHandler()
-		<-done
+		select {
+		case <-done:
+		case <-time.After(handlerStopBudget - handlerGrace):
+			// What they had not recorded is settled at the next start.
+			b.log.Error("handlers still running at the stop deadline; exiting anyway")
+		}
 	}
 	wf.Stop()
 	b.cancelHandler()
@@ -166,14 +178,20 @@ func (b *Bot) dispatch(sm *socketmode.Client, evt socketmode.Event) {
 	case socketmode.EventTypeConnected:
 		b.log.Info("connected to Slack")
 		return
-	case socketmode.EventTypeConnectionError, socketmode.EventTypeIncomingError, socketmode.EventTypeErrorBadMessage, socketmode.EventTypeErrorWriteFailed:
+	case socketmode.EventTypeConnectionError, socketmode.EventTypeIncomingError, socketmode.EventTypeErrorWriteFailed:
 		b.log.Warn("socket mode trouble", "event", string(evt.Type), "detail", fmt.Sprint(evt.Data))
+		return
+	case socketmode.EventTypeErrorBadMessage:
+		b.ackBadMessage(sm, evt)
 		return
 	case socketmode.EventTypeInvalidAuth:
 		b.log.Error("Slack refused SLACK_APP_TOKEN")
 		return
+	case socketmode.EventTypeHello:
+		return
 	}
 	if evt.Request == nil || evt.Request.EnvelopeID == "" {
+		b.log.Warn("socket mode event without an envelope id ignored", "event", string(evt.Type))
 		return
 	}
 	envelope := evt.Request.EnvelopeID
@@ -188,14 +206,14 @@ func (b *Bot) dispatch(sm *socketmode.Client, evt socketmode.Event) {
 	case socketmode.EventTypeSlashCommand:
 		cmd, ok := evt.Data.(slack.SlashCommand)
 		if !ok {
-			b.ack(sm, evt.Request, nil)
+			b.ackMalformed(sm, evt)
 			return
 		}
 		b.handleSlashCommand(sm, evt.Request, cmd)
 	case socketmode.EventTypeInteractive:
 		callback, ok := evt.Data.(slack.InteractionCallback)
 		if !ok {
-			b.ack(sm, evt.Request, nil)
+			b.ackMalformed(sm, evt)
 			return
 		}
 		if callback.Type == slack.InteractionTypeViewSubmission {
@@ -212,6 +230,61 @@ func (b *Bot) dispatch(sm *socketmode.Client, evt socketmode.Event) {
 	default:
 		b.ack(sm, evt.Request, nil)
 	}
+}
+
+// ackBadMessage answers an envelope slack-go could not decode (an unknown
+// type, or a payload that is not what its type says). slack-go then sends
+// an EventTypeErrorBadMessage with the raw frame and no Request; the frame
+// still names its envelope, so it is acked (Slack would redeliver it
+// otherwise, with the same result) and logged, without its payload. A frame
+// that is not JSON at all never gets here (slack-go reports it as
+// EventTypeIncomingError, without the frame): there is nothing to ack then.
+func (b *Bot) ackBadMessage(sm *socketmode.Client, evt socketmode.Event) {
+	var raw json.RawMessage
+	cause := fmt.Sprint(evt.Data)
+	if bad, ok := evt.Data.(*socketmode.ErrorBadMessage); ok && bad != nil {
+		raw = bad.Message
+		cause = fmt.Sprint(bad.Cause)
+	}
+	id, typ := envelopeOf(raw)
+	if id == "" {
+		b.log.Warn("undecodable socket mode message without an envelope id; nothing to ack",
+			"type", typ, "cause", cause, "bytes", len(raw))
+		return
+	}
+	b.ack(sm, &socketmode.Request{EnvelopeID: id}, nil)
+	b.log.Warn("malformed envelope acked and dropped", "envelope", id, "type", typ, "cause", cause, "bytes", len(raw))
+}
+
+// ackMalformed acks and logs an envelope whose decoded data is not of the
+// type its envelope type promises.
+func (b *Bot) ackMalformed(sm *socketmode.Client, evt socketmode.Event) {
+	b.ack(sm, evt.Request, nil)
+	b.log.Warn("malformed envelope acked and dropped", "envelope", evt.Request.EnvelopeID, "type", string(evt.Type),
+		"data", fmt.Sprintf("%T", evt.Data))
+}
+
+// maxEnvelopeID bounds an envelope id taken from a frame slack-go could
+// not decode (Slack's are UUIDs).
+const maxEnvelopeID = 128
+
+// envelopeOf reads the envelope id and type of a raw Socket Mode frame,
+// each only if it is a short printable string; "" otherwise.
+func envelopeOf(raw json.RawMessage) (id, typ string) {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(raw, &fields) != nil {
+		return "", ""
+	}
+	str := func(name string) string {
+		var s string
+		if json.Unmarshal(fields[name], &s) != nil || len(s) > maxEnvelopeID || strings.ContainsFunc(s, func(r rune) bool {
+			return r <= ' ' || r == utf8.RuneError || unicode.IsControl(r) || isInvisible(r)
+		}) {
+			return ""
+		}
+		return s
+	}
+	return str("envelope_id"), str("type")
 }
 
 func (b *Bot) ack(sm *socketmode.Client, req *socketmode.Request, payload any) {

@@ -60,6 +60,9 @@ func ParseCommand(text string) (Command, error) {
 	if !utf8.ValidString(text) {
 		return Command{}, inputError("The text is not valid UTF-8.")
 	}
+	// Invisible characters are most likely pasted along with a name; they
+	// go before anything is checked, so what is stored is what is seen.
+	text = stripInvisible(text)
 	for _, r := range text {
 		// Slack turns newlines into spaces for slash commands, but a
 		// payload could still carry them; no control character belongs in
@@ -84,6 +87,7 @@ func ParseCommand(text string) (Command, error) {
 }
 
 func parseTarget(s string) (Command, error) {
+	s = stripInvisible(s)
 	switch {
 	case strings.ContainsAny(s, "<>&*_~`|\"") && !approvals.ValidUPN(s):
 		return Command{}, inputError("A Cloud PC is named by its id, device name or user's sign-in name: no markup or mentions.")
@@ -137,6 +141,39 @@ func CheckReason(reason string, required bool) error {
 		return inputError("Name exactly one Cloud PC per request.")
 	}
 	return nil
+}
+
+// isInvisible reports whether r changes how text reads without being seen:
+// the bidi controls (U+202A–U+202E embeddings and overrides, U+2066–U+2069
+// isolates, U+200E/U+200F marks, U+061C the Arabic letter mark), which can
+// make a target or reason show differently from what is stored, and the
+// zero-width characters (U+200B–U+200D, U+2060 word joiner, U+FEFF byte
+// order mark), which make two names that look the same differ.
+func isInvisible(r rune) bool {
+	switch {
+	case r >= '\u202A' && r <= '\u202E', r >= '\u2066' && r <= '\u2069', r == '\u200E', r == '\u200F', r == '\u061C':
+		return true
+	case r >= '\u200B' && r <= '\u200D', r == '\u2060', r == '\uFEFF':
+		return true
+	}
+	return false
+}
+
+// stripInvisible removes the characters isInvisible names from s. Targets
+// and reasons (the command's text, the reason and deny forms) pass through
+// it before they are checked and stored: a target with such characters is
+// a paste accident, so it is stripped and then validated like any other;
+// a reason keeps its words.
+func stripInvisible(s string) string {
+	if !strings.ContainsFunc(s, isInvisible) {
+		return s
+	}
+	return strings.Map(func(r rune) rune {
+		if isInvisible(r) {
+			return -1
+		}
+		return r
+	}, s)
 }
 
 // inputError is a mistake in what someone typed; its text is shown to them

@@ -3,6 +3,8 @@ package bot
 import (
 	"strings"
 	"testing"
+
+	"github.com/slack-go/slack"
 )
 
 const id = "4e1f0b9a-2c3d-4e5f-8a9b-0c1d2e3f4a5b"
@@ -93,5 +95,65 @@ func TestCheckReasonRequiredInTheForm(t *testing.T) {
 	}
 	if err := CheckReason("Laptop stolen,\nwipe it", true); err != nil {
 		t.Errorf("a two-line reason from the form was refused: %v", err)
+	}
+}
+
+// Bidi controls and zero-width characters (a paste accident in a target, a
+// trick in a reason) are stripped before anything is checked or stored: the
+// target is then validated as usual, the reason keeps its words.
+func TestParseCommandStripsInvisibleCharacters(t *testing.T) {
+	cases := []struct {
+		text   string
+		target string
+		kind   TargetKind
+		reason string
+	}{
+		{"CPC-alice-8X2K1\u200b profile corrupt", "CPC-alice-8X2K1", TargetDeviceName, "profile corrupt"},
+		{"\ufeff" + id + "\u200e disk full", id, TargetID, "disk full"},
+		{"alice@\u200dcontoso.com apps \u202ebroken\u202c", "alice@contoso.com", TargetUPN, "apps broken"},
+		{"CPC-\u2066alice\u2069-8X2K1 re\u200bimage\u2060 please\u061c\u200f", "CPC-alice-8X2K1", TargetDeviceName, "reimage please"},
+		{"CPC-alice-8X2K1 \u202a\u202b\u202d\u2067\u2068", "CPC-alice-8X2K1", TargetDeviceName, ""},
+	}
+	for _, c := range cases {
+		got, err := ParseCommand(c.text)
+		if err != nil {
+			t.Errorf("ParseCommand(%q): %v", c.text, err)
+			continue
+		}
+		if got.Target != c.target || got.Kind != c.kind || got.Reason != c.reason {
+			t.Errorf("ParseCommand(%q) = %+v, want target %q kind %d reason %q", c.text, got, c.target, c.kind, c.reason)
+		}
+	}
+	// Stripping happens before the checks: what is left must pass them.
+	for text, wantMsg := range map[string]string{
+		id + " \u200b; rm -rf /": "start with a letter or digit",
+		id + " \u202e" + id:      "exactly one Cloud PC",
+	} {
+		if got, err := ParseCommand(text); err == nil || !strings.Contains(err.Error(), wantMsg) {
+			t.Errorf("ParseCommand(%q) = %+v, %v; want an error about %q", text, got, err, wantMsg)
+		}
+	}
+}
+
+// The reason and deny forms strip the same characters from what is typed.
+func TestFormReasonStripsInvisibleCharacters(t *testing.T) {
+	form := func(value string) slack.InteractionCallback {
+		var cb slack.InteractionCallback
+		cb.View.State = &slack.ViewState{Values: map[string]map[string]slack.BlockAction{
+			blockReason: {inputReason: {Value: value}},
+		}}
+		return cb
+	}
+	for value, want := range map[string]string{
+		"\u202eDisk full\u202c, \u200bapps\u200d broken": "Disk full, apps broken",
+		"Line one\n\u2066line two\u2069":                 "Line one\nline two",
+		"\ufeff\u200b\u200e":                             "",
+	} {
+		if got := formReason(form(value)); got != want {
+			t.Errorf("formReason(%q) = %q, want %q", value, got, want)
+		}
+	}
+	if err := CheckReason(formReason(form("\u200b\u200f")), true); err == nil {
+		t.Error("a reason of invisible characters only passed where one is required")
 	}
 }

@@ -47,7 +47,7 @@ func (b *Bot) refreshHomes(ctx context.Context, r *approvals.Request) {
 // them (with their buttons), for everyone their own latest requests.
 func (b *Bot) publishHome(ctx context.Context, user string) {
 	blocks := []slack.Block{slack.NewHeaderBlock(plain("Cloud PC reprovisioning"))}
-	if slices.Contains(b.cfg.Approvers, user) {
+	if slices.Contains(b.wf.Policy().Approvers, user) {
 		awaiting, err := b.wf.AwaitingDecision(ctx, user, homeListLimit)
 		if err != nil {
 			b.log.Error("home: pending requests not listed", "err", err)
@@ -55,18 +55,12 @@ func (b *Bot) publishHome(ctx context.Context, user string) {
 		}
 		blocks = append(blocks, awaitingBlocks(awaiting)...)
 	}
-	blocks = append(blocks, section("*Your requests*"))
 	mine, err := b.wf.RequestsOf(ctx, user, homeListLimit)
 	if err != nil {
 		b.log.Error("home: requests not listed", "err", err)
 		return
 	}
-	for _, r := range mine {
-		blocks = append(blocks, section(fmt.Sprintf("*%s* `%s`, %s\n%s", r.ID, escapeText(targetLabel(r)), slackDate(r.CreatedAt), statusLine(r))))
-	}
-	if len(mine) == 0 {
-		blocks = append(blocks, section("_None yet. Use `/reprovision <cloud PC> <reason>` to ask._"))
-	}
+	blocks = append(blocks, yourRequestsBlocks(mine)...)
 	view := slack.HomeTabViewRequest{Type: slack.VTHomeTab, Blocks: slack.Blocks{BlockSet: blocks}}
 	err = b.slackCall(ctx, "views.publish", func(ctx context.Context) error {
 		_, err := b.api.PublishViewContext(ctx, slack.PublishViewContextRequest{UserID: user, View: view})
@@ -77,13 +71,26 @@ func (b *Bot) publishHome(ctx context.Context, user string) {
 	}
 }
 
+// yourRequestsBlocks is the "Your requests" section: the user's own
+// requests, as the requester may see them.
+func yourRequestsBlocks(mine []*approvals.Request) []slack.Block {
+	blocks := []slack.Block{section("*Your requests*")}
+	for _, r := range mine {
+		blocks = append(blocks, section(fmt.Sprintf("*%s* `%s`, %s\n%s", r.ID, escapeText(requesterTargetLabel(r)), slackDate(r.CreatedAt), statusLine(r))))
+	}
+	if len(mine) == 0 {
+		blocks = append(blocks, section("_None yet. Use `/reprovision <cloud PC> <reason>` to ask._"))
+	}
+	return blocks
+}
+
 // awaitingBlocks is the approver's "Awaiting you" section, with buttons.
 func awaitingBlocks(pending []*approvals.Request) []slack.Block {
 	blocks := []slack.Block{section("*Awaiting you*")}
 	for _, r := range pending {
 		text := fmt.Sprintf("*%s* `%s` from <@%s>, %s", r.ID, escapeText(targetLabel(r)), r.RequesterID, slackDate(r.CreatedAt))
 		if r.Reason != "" {
-			text += "\n" + escapeText(r.Reason)
+			text += "\n" + reasonText(r.Reason)
 		}
 		// action_ids stay unique within the view: suffixed with the reference.
 		approve := slack.NewButtonBlockElement(actionApprove+":"+r.ID, r.ID, plain("Approve")).WithStyle(slack.StyleDanger).

@@ -47,6 +47,39 @@ func targetLabel(r *approvals.Request) string {
 	return r.Target
 }
 
+// requesterTargetLabel names the Cloud PC in everything addressed to the
+// requester. What Graph told an approver (device and user names, the id a
+// name or UPN resolved to) was looked up with the approver's token for the
+// approver's prompt; it stays on the approver's side until an approver has
+// acted on it: approved and signed in (SignedInAs is set) and gone on past
+// approval, to the confirmation, the call and its outcome, or a cancel at
+// the confirmation. A denial, an expiry, the requester's own cancel or a
+// request waiting again reveal nothing: the requester reads the Cloud PC as
+// they named it.
+func requesterTargetLabel(r *approvals.Request) string {
+	if detailsShownToRequester(r) {
+		return targetLabel(r)
+	}
+	if r.Target != "" {
+		return r.Target
+	}
+	return r.CloudPCID
+}
+
+// detailsShownToRequester is requesterTargetLabel's rule.
+func detailsShownToRequester(r *approvals.Request) bool {
+	if r.SignedInAs == "" {
+		return false
+	}
+	switch r.State {
+	case approvals.StateConfirming, approvals.StateExecuting, approvals.StateSucceeded, approvals.StateFailed, approvals.StateOutcomeUnknown:
+		return true
+	case approvals.StateCanceled:
+		return r.DecidedBy != "" && r.DecidedBy != r.RequesterID
+	}
+	return false
+}
+
 // promptText is the notification/fallback text of the approval prompt.
 func promptText(r *approvals.Request) string {
 	return fmt.Sprintf("Reprovision request %s for %s from <@%s>", r.ID, escapeText(targetLabel(r)), r.RequesterID)
@@ -65,7 +98,7 @@ func promptBlocks(r *approvals.Request) []slack.Block {
 		}, nil),
 	}
 	if r.Reason != "" {
-		blocks = append(blocks, section("*Reason*\n"+escapeText(r.Reason)))
+		blocks = append(blocks, section("*Reason*\n"+reasonText(r.Reason)))
 	}
 	if r.Device != nil {
 		blocks = append(blocks, slack.NewSectionBlock(nil, deviceFields(*r.Device), nil))
@@ -167,7 +200,7 @@ func statusLine(r *approvals.Request) string {
 	case approvals.StateDenied:
 		s := fmt.Sprintf(":no_entry_sign: Denied by <@%s>.", r.DecidedBy)
 		if r.DecisionReason != "" {
-			s += " Reason: " + escapeText(r.DecisionReason)
+			s += " Reason: " + reasonText(r.DecisionReason)
 		}
 		return s
 	case approvals.StateExpired:
@@ -223,7 +256,7 @@ func requestIDSuffix(r *approvals.Request) string {
 // requesterUpdate is what the requester is told when their request reaches a
 // decision or an outcome.
 func requesterUpdate(r *approvals.Request) string {
-	return fmt.Sprintf("Your request %s to reprovision `%s`%s: %s", r.ID, escapeText(targetLabel(r)), reasonSuffix(r), statusLine(r))
+	return fmt.Sprintf("Your request %s to reprovision `%s`%s: %s", r.ID, escapeText(requesterTargetLabel(r)), reasonSuffix(r), statusLine(r))
 }
 
 // reasonSuffix repeats why it was asked, so an outcome reads on its own.
@@ -231,7 +264,7 @@ func reasonSuffix(r *approvals.Request) string {
 	if r.Reason == "" {
 		return ""
 	}
-	return " (reason: " + escapeText(r.Reason) + ")"
+	return " (reason: " + reasonText(r.Reason) + ")"
 }
 
 // requestSummary is the same news for someone other than the requester.
@@ -242,7 +275,7 @@ func requestSummary(r *approvals.Request) string {
 // requesterConfirmation is the requester's private receipt, with Cancel.
 func requesterConfirmation(r *approvals.Request) (string, []slack.Block) {
 	text := fmt.Sprintf("Request %s: asking %s to approve reprovisioning `%s`. I'll tell you when they decide.",
-		r.ID, mentions(r.Approvers), escapeText(targetOf(r)))
+		r.ID, mentions(r.Approvers), escapeText(requesterTargetLabel(r)))
 	cancel := slack.NewButtonBlockElement(actionCancel, r.ID, plain("Cancel request"))
 	return text, []slack.Block{section(text), slack.NewActionBlock("request:"+r.ID, cancel)}
 }
@@ -250,7 +283,7 @@ func requesterConfirmation(r *approvals.Request) (string, []slack.Block) {
 // expiredNotice tells the requester their request expired, with a one-click
 // retry.
 func expiredNotice(r *approvals.Request) (string, []slack.Block) {
-	text := fmt.Sprintf(":clock3: Your request %s to reprovision `%s` EXPIRED: nobody decided in time.", r.ID, escapeText(targetOf(r)))
+	text := fmt.Sprintf(":clock3: Your request %s to reprovision `%s` EXPIRED: nobody decided in time.", r.ID, escapeText(requesterTargetLabel(r)))
 	again := slack.NewButtonBlockElement(actionRequestOver, r.ID, plain("Request again"))
 	return text, []slack.Block{section(text), slack.NewActionBlock("expired:"+r.ID, again)}
 }
@@ -341,6 +374,34 @@ func mrkdwn(s string) *slack.TextBlockObject {
 func plain(s string) *slack.TextBlockObject {
 	return slack.NewTextBlockObject(slack.PlainTextType, s, false, false)
 }
+
+// reasonText is how a reason is shown in mrkdwn: the requester's on the
+// prompt, the Home tab and in updates, an approver's in a denial. Everywhere,
+// by one rule, a reason is one line of plain words:
+//   - invisible characters (bidi controls, zero-width; see isInvisible) are
+//     dropped;
+//   - every run of white space, line breaks included, becomes one space, so
+//     a reason never starts a line of its own inside a message and cannot
+//     pass for the bot's own "*Field*" headings, a quote or a list;
+//   - &, < and > are escaped (no mention, link or channel ping);
+//   - Slack's formatting characters * _ ~ ` become their fullwidth forms
+//     ＊ ＿ ～ ｀: still readable, but never bold, italics, strike-through or
+//     code;
+//   - a > at its very start, which Slack takes for a quote where the reason
+//     follows a line break (as under the prompt's *Reason*), becomes ＞.
+//
+// Its words are kept; only how they can be shown changes.
+func reasonText(reason string) string {
+	out := escapeText(strings.Join(strings.Fields(stripInvisible(reason)), " "))
+	out = reasonFormatting.Replace(out)
+	if rest, ok := strings.CutPrefix(out, "&gt;"); ok {
+		out = "＞" + rest
+	}
+	return out
+}
+
+// reasonFormatting replaces mrkdwn's formatting characters in a reason.
+var reasonFormatting = strings.NewReplacer("*", "＊", "_", "＿", "~", "～", "`", "｀")
 
 // escapeText makes s safe inside Slack mrkdwn: Graph messages, reasons and
 // other outside text must not turn into mentions or links.

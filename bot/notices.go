@@ -112,5 +112,8 @@ func (b *Bot) ProfileEmail(ctx context.Context, user string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if profile.Profile.Email == "" {
+		return "", fmt.Errorf("the Slack profile of %s shows no email (is users:read.email granted?)", user)
+	}
 	return profile.Profile.Email, nil
 }

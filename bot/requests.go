@@ -3,6 +3,7 @@ package bot
 import (
 	"context"
 	"encoding/json"
+	"strings"
 
 	"github.com/slack-go/slack"
 	"github.com/slack-go/slack/socketmode"
@@ -111,11 +112,13 @@ func (b *Bot) reasonSubmitted(sm *socketmode.Client, req *socketmode.Request, cb
 	})
 }
 
+// formReason is the reason typed into the reason or deny form, without
+// invisible characters (see stripInvisible) and surrounding white space.
 func formReason(cb slack.InteractionCallback) string {
 	if cb.View.State == nil {
 		return ""
 	}
-	return cb.View.State.Values[blockReason][inputReason].Value
+	return strings.TrimSpace(stripInvisible(cb.View.State.Values[blockReason][inputReason].Value))
 }
 
 // openRequest stores the request and prompts its approvers (the workflow

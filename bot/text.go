@@ -25,6 +25,9 @@ func doneText(action string, r *approvals.Request) string {
 	case actionCancel:
 		return fmt.Sprintf(":leftwards_arrow_with_hook: You canceled %s; the approvers' prompts say so.", r.ID)
 	case actionConfirm, actionPick:
+		if r.State != approvals.StateConfirming {
+			return "" // the pick could not be recorded: both sides were told
+		}
 		return fmt.Sprintf("Confirmed: reprovisioning %s (%s)…", escapeText(targetLabel(r)), r.ID)
 	case actionAbort:
 		return fmt.Sprintf("Canceled %s: nothing was reprovisioned.", r.ID)
@@ -181,7 +184,9 @@ func outcomeText(o *approvals.Outcome) string {
 	case approvals.OutcomeInFlightAtRestart:
 		return "The bot stopped while the reprovision call may have been in flight; it was not sent again."
 	}
-	return escapeText(o.Text)
+	// A sentence stored by an older version, which wrote it as mrkdwn
+	// with everything from outside already escaped.
+	return o.Text
 }
 
 // waitingAgainText is the outcome of a request sent back to pending, with

@@ -1,6 +1,7 @@
 package bot
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"go/ast"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/slack-go/slack"
 
 	"github.com/reprovision-bot/reprovision-bot/approvals"
 )
@@ -341,7 +344,6 @@ func TestOutcomeTextEscapesOutsideText(t *testing.T) {
 		{"open elsewhere", approvals.Outcome{Kind: approvals.OutcomeOpenElsewhere, CloudPCID: h}, []string{"`" + e + "`"}},
 		{"open elsewhere with other", approvals.Outcome{Kind: approvals.OutcomeOpenElsewhere, CloudPCID: h, Other: txOtherRef, OtherRequester: "UOTHER"},
 			[]string{"`" + e + "`", "<@UOTHER>"}},
-		{"legacy sentence", approvals.Outcome{Text: "old " + h}, []string{"old " + e}},
 	} {
 		o := tc.outcome
 		got := outcomeText(&o)
@@ -407,10 +409,15 @@ func TestWaitingAgainText(t *testing.T) {
 		}
 	}
 
-	// An older version's sentence is still shown, escaped.
+	// An older version's sentence is shown as it was stored: that version
+	// wrote it as mrkdwn, outside text escaped and people as mentions, so
+	// escaping it again would show "&amp;lt;" and broken mentions.
 	r := txRequest(approvals.StatePending)
-	r.Outcome = &approvals.Outcome{Text: "Sign-in " + txHostile}
-	txCheck(t, "legacy", statusLine(r), []string{":hourglass: Awaiting a decision. Sign-in " + txHostileEscaped}, txRaw)
+	stored := "Cloud PC `x` already has an open request: R-ABCDEF from <@U0BOB>. Nothing was sent. Graph said &lt;no&gt;. Approve again to retry."
+	r.Outcome = &approvals.Outcome{Text: stored}
+	if got := statusLine(r); got != ":hourglass: Awaiting a decision. "+stored {
+		t.Errorf("legacy outcome shown as %q", got)
+	}
 }
 
 func TestNoticeText(t *testing.T) {
@@ -444,8 +451,8 @@ func TestNoticeText(t *testing.T) {
 		{"not recorded, no reason", "UA1", approvals.Notice{Kind: approvals.NoticeNotRecorded, Request: txRequest(approvals.StateExecuting)},
 			[]string{"Microsoft Graph answered (—) but the bot could not record it."}, nil},
 		{"status, to the requester", "UREQ", approvals.Notice{Kind: approvals.NoticeStatus, Request: denied},
-			[]string{"Your request " + txRef + " to reprovision `CPC-anna-01 of anna@contoso.com` (reason: disk full): :no_entry_sign: Denied by <@UA1>. Reason: not now"},
-			[]string{"from <@UREQ>"}},
+			[]string{"Your request " + txRef + " to reprovision `CPC-anna-01` (reason: disk full): :no_entry_sign: Denied by <@UA1>. Reason: not now"},
+			[]string{"from <@UREQ>", "anna@contoso.com"}},
 		{"status, to an approver", "UA2", approvals.Notice{Kind: approvals.NoticeStatus, Request: denied},
 			[]string{"Request " + txRef + " to reprovision `CPC-anna-01 of anna@contoso.com` from <@UREQ> (reason: disk full): :no_entry_sign: Denied by <@UA1>. Reason: not now"},
 			[]string{"Your request"}},
@@ -773,4 +780,215 @@ func TestDoneText(t *testing.T) {
 			t.Errorf("doneText(%s) = %q, want %q", action, got, want)
 		}
 	}
+}
+
+// txMrkdwn is every mrkdwn text in blocks, in order.
+func txMrkdwn(t *testing.T, blocks []slack.Block) []string {
+	t.Helper()
+	raw, err := json.Marshal(blocks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var texts []string
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			if v["type"] == "mrkdwn" {
+				if s, ok := v["text"].(string); ok {
+					texts = append(texts, s)
+				}
+			}
+			for _, e := range v {
+				walk(e)
+			}
+		case []any:
+			for _, e := range v {
+				walk(e)
+			}
+		}
+	}
+	var decoded any
+	if err := json.Unmarshal(raw, &decoded); err != nil {
+		t.Fatal(err)
+	}
+	walk(decoded)
+	return texts
+}
+
+// A reason (the requester's, or the approver's for a denial) is shown by one
+// rule wherever it appears: one line, formatting characters shown but inert,
+// invisible characters gone. So a multi-line reason cannot add lines that
+// look like the prompt's own "*Field*" headings, a quote, a list or code.
+func TestReasonsCannotImitateThePromptsFields(t *testing.T) {
+	forged := "disk full\n*Cloud PC*\n`CPC-boss-01`\n\n> *Approvers*\n• _urgent_ ~ignore~\r\n\u202eevil\u202c\u200b"
+	// How forged must read: one line, inert, escaped.
+	const shown = "disk full ＊Cloud PC＊ ｀CPC-boss-01｀ &gt; ＊Approvers＊ • ＿urgent＿ ～ignore～ evil"
+	// What must not reach Slack: a line break inside a reason, its markup.
+	bad := []string{"\n*Cloud PC*", "*Cloud PC*\n`CPC", "\n&gt;", "\n>", "&gt; *Approvers*", "_urgent_", "~ignore~", "`CPC-boss-01`", "\u202e", "\u200b"}
+
+	pending := txRequest(approvals.StatePending)
+	pending.Reason = forged
+	denied := txRequest(approvals.StateDenied)
+	denied.Reason, denied.DecisionReason = forged, forged
+
+	var texts []struct{ name, text string }
+	add := func(name string, ts ...string) {
+		for _, s := range ts {
+			texts = append(texts, struct{ name, text string }{name, s})
+		}
+	}
+	add("prompt", txMrkdwn(t, promptBlocks(pending))...)
+	add("denied prompt", txMrkdwn(t, promptBlocks(denied))...)
+	add("home, awaiting", txMrkdwn(t, awaitingBlocks([]*approvals.Request{pending}))...)
+	add("status line", statusLine(denied))
+	add("requester update", noticeText("UREQ", approvals.Notice{Kind: approvals.NoticeStatus, Request: denied}))
+	add("approver summary", noticeText("UA2", approvals.Notice{Kind: approvals.NoticeStatus, Request: denied}))
+	add("handled refusal", replyText(&approvals.Refusal{Kind: approvals.RefusedHandled, Ref: txRef, Request: denied}))
+
+	found := map[string]int{}
+	for _, tx := range texts {
+		found[tx.name] += strings.Count(tx.text, shown)
+		for _, b := range bad {
+			if strings.Contains(tx.text, b) {
+				t.Errorf("%s: the reason's %q reaches Slack as markup or its own line\n  text: %q", tx.name, b, tx.text)
+			}
+		}
+	}
+	for name, want := range map[string]int{
+		"prompt": 1, "denied prompt": 2, "home, awaiting": 1, "status line": 1,
+		"requester update": 2, "approver summary": 2, "handled refusal": 1,
+	} {
+		if found[name] != want {
+			t.Errorf("%s: the reason is shown %d times as %q, want %d", name, found[name], shown, want)
+		}
+	}
+
+	// The prompt's own field headings are still its own, once each.
+	all := strings.Join(txMrkdwn(t, promptBlocks(pending)), "\n")
+	for _, field := range []string{"*Cloud PC*", "*Approvers*", "*Reason*"} {
+		if n := strings.Count(all, field); n != 1 {
+			t.Errorf("prompt: %q appears %d times, want once\n  blocks: %q", field, n, all)
+		}
+	}
+
+	// A reason that would open with a quote, where it follows a line break.
+	quoted := txRequest(approvals.StatePending)
+	quoted.Reason = "> Approved by <@UA1>"
+	for _, text := range append(txMrkdwn(t, promptBlocks(quoted)), txMrkdwn(t, awaitingBlocks([]*approvals.Request{quoted}))...) {
+		if strings.Contains(text, "\n&gt;") || strings.Contains(text, "\n>") {
+			t.Errorf("a reason starts a quote: %q", text)
+		}
+	}
+}
+
+// Reasons reach Slack only through reasonText: no other way of showing a
+// Reason or DecisionReason is in the package's source.
+func TestReasonsShownThroughOneHelper(t *testing.T) {
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			call, ok := n.(*ast.CallExpr)
+			if !ok {
+				return true
+			}
+			fn, ok := call.Fun.(*ast.Ident)
+			if !ok || fn.Name == "reasonText" {
+				return true
+			}
+			for _, arg := range call.Args {
+				if sel, ok := arg.(*ast.SelectorExpr); ok && (sel.Sel.Name == "Reason" || sel.Sel.Name == "DecisionReason") && fn.Name == "escapeText" {
+					t.Errorf("%s: %s(…%s) shows a reason without reasonText", fset.Position(call.Pos()), fn.Name, sel.Sel.Name)
+				}
+			}
+			return true
+		})
+	}
+}
+
+// txLookedUp is a request for what the requester typed ("cpc-typed-7"),
+// resolved by an approver's lookup to a Cloud PC whose names the requester
+// never gave.
+func txLookedUp(state approvals.State) *approvals.Request {
+	r := txRequest(state)
+	r.Target = "cpc-typed-7"
+	r.Device = &approvals.CloudPC{ID: txCloudPC, ManagedDeviceName: "CPC-SECRET-01", UserPrincipalName: "secret.user@contoso.com", Status: "provisioned"}
+	return r
+}
+
+// txLookedUpDetails are what the approver's lookup found.
+var txLookedUpDetails = []string{"CPC-SECRET-01", "secret.user@contoso.com", txCloudPC}
+
+// What the requester reads names the Cloud PC as they typed it until an
+// approver has acted on the details (approved and signed in): a denial, an
+// expiry or a wait shows them none of what the approver's token looked up.
+func TestRequesterSeesOnlyWhatTheyTyped(t *testing.T) {
+	denied := txWith(txLookedUp(approvals.StateDenied), func(r *approvals.Request) { r.DecisionReason = "not now" })
+	expired := txWith(txLookedUp(approvals.StateExpired), func(r *approvals.Request) { r.DecidedBy = "" })
+	// Signed in once, then sent back to waiting (a stale sign-in): the
+	// approver has not gone on, so nothing is revealed yet.
+	waiting := txWith(txLookedUp(approvals.StatePending), func(r *approvals.Request) { r.SignedInAs, r.DecidedBy = "approver@contoso.com", "" })
+	// An approver signed in, then the request was left to expire at the
+	// confirmation.
+	expiredAtConfirmation := txWith(txLookedUp(approvals.StateExpired), func(r *approvals.Request) { r.SignedInAs = "approver@contoso.com" })
+	canceledByRequester := txWith(txLookedUp(approvals.StateCanceled), func(r *approvals.Request) { r.DecidedBy = "UREQ" })
+
+	for _, tc := range []struct {
+		name string
+		text string
+	}{
+		{"deny DM", noticeText("UREQ", approvals.Notice{Kind: approvals.NoticeStatus, Request: denied})},
+		{"expired DM", txExpiredText(expired)},
+		{"expired at the confirmation DM", txExpiredText(expiredAtConfirmation)},
+		{"status DM while waiting", noticeText("UREQ", approvals.Notice{Kind: approvals.NoticeStatus, Request: waiting})},
+		{"canceled DM", noticeText("UREQ", approvals.Notice{Kind: approvals.NoticeStatus, Request: canceledByRequester})},
+		{"receipt", txConfirmationText(waiting)},
+		{"home, your requests", strings.Join(txMrkdwn(t, yourRequestsBlocks([]*approvals.Request{denied, expired, waiting, expiredAtConfirmation})), "\n")},
+	} {
+		txCheck(t, tc.name, tc.text, []string{"`cpc-typed-7`"}, txLookedUpDetails)
+	}
+
+	// The approvers still see what their lookup found.
+	txCheck(t, "deny summary to an approver", noticeText("UA2", approvals.Notice{Kind: approvals.NoticeStatus, Request: denied}),
+		[]string{"`CPC-SECRET-01 of secret.user@contoso.com`"}, nil)
+
+	// Once an approver approved, signed in and went on, the requester is
+	// told which Cloud PC it was.
+	for _, state := range []approvals.State{approvals.StateExecuting, approvals.StateSucceeded, approvals.StateFailed, approvals.StateOutcomeUnknown, approvals.StateCanceled} {
+		r := txWith(txLookedUp(state), func(r *approvals.Request) { r.SignedInAs = "approver@contoso.com" })
+		txCheck(t, "requester update, "+string(state), noticeText("UREQ", approvals.Notice{Kind: approvals.NoticeStatus, Request: r}),
+			[]string{"`CPC-SECRET-01 of secret.user@contoso.com`"}, nil)
+	}
+}
+
+func txExpiredText(r *approvals.Request) string {
+	text, blocks := expiredNotice(r)
+	return text + "\n" + strings.Join(txMrkdwnNoT(blocks), "\n")
+}
+
+func txConfirmationText(r *approvals.Request) string {
+	text, blocks := requesterConfirmation(r)
+	return text + "\n" + strings.Join(txMrkdwnNoT(blocks), "\n")
+}
+
+// txMrkdwnNoT is txMrkdwn for helpers without a *testing.T.
+func txMrkdwnNoT(blocks []slack.Block) []string {
+	var out []string
+	for _, b := range blocks {
+		if s, ok := b.(*slack.SectionBlock); ok && s.Text != nil {
+			out = append(out, s.Text.Text)
+		}
+	}
+	return out
 }

@@ -68,8 +68,7 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 	}
 	b, err := bot.New(bot.Config{
 		BotToken: cfg.SlackBotToken, AppToken: cfg.SlackAppToken, SlackAPIURL: cfg.SlackAPIURL,
-		Approvers: cfg.Approvers,
-		Logger:    log,
+		Logger: log,
 	})
 	if err != nil {
 		return err

@@ -100,6 +100,9 @@ func classify(err error, method string) *approvals.GraphError {
 	case status == 0:
 		return with(approvals.GraphFailed, approvals.CauseNoAnswer)
 	case status >= 200 && status < 300:
+		// A lookup's 2xx that cannot be used: not the expected JSON (ErrBadAnswer) or
+		// longer than MaxAnswerBytes (ErrAnswerTooLarge). A POST's 2xx is no error. An
+		// over-long error body keeps its status's classification above or below.
 		return with(approvals.GraphFailed, approvals.CauseBadAnswer)
 	case status >= 500:
 		return with(approvals.GraphFailed, approvals.CauseServerError)

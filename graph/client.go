@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
@@ -39,6 +40,11 @@ const (
 	headerClientRequestID = "client-request-id"
 	headerRequestID       = "request-id"
 )
+
+// MaxAnswerBytes bounds the response body the client reads from Graph (1 MiB). It reads
+// at most one byte more, to tell an answer of exactly this size from a longer one; a
+// longer answer is dropped and reported with ErrAnswerTooLarge.
+const MaxAnswerBytes = 1 << 20
 
 // ClientOptions configures a Client.
 type ClientOptions struct {
@@ -124,7 +130,7 @@ func NewClient(cred azcore.TokenCredential, opts ClientOptions) (*Client, error)
 	getRetry := postRetry
 	getRetry.StatusCodes = getRetryStatusCodes
 	getRetry.ShouldRetry = shouldRetryGET
-	transport := noRedirects(opts.Transport)
+	transport := capAnswers{next: noRedirects(opts.Transport)}
 	pl := runtime.NewPipeline(moduleName, moduleVersion,
 		runtime.PipelineOptions{
 			// Order matters: the attempt policy runs after the bearer policy, so it also
@@ -161,6 +167,44 @@ func noRedirects(t policy.Transporter) policy.Transporter {
 		return t
 	}
 }
+
+// capAnswers makes every response body it passes on stop at MaxAnswerBytes+1 bytes with
+// ErrAnswerTooLarge. It sits under azcore's body download policy, which reads every
+// body it does not skip (error bodies always), so nothing reads past the cap.
+type capAnswers struct{ next policy.Transporter }
+
+func (t capAnswers) Do(req *http.Request) (*http.Response, error) {
+	resp, err := t.next.Do(req)
+	if resp != nil && resp.Body != nil && resp.Body != http.NoBody {
+		resp.Body = &cappedBody{body: resp.Body, left: MaxAnswerBytes + 1}
+	}
+	return resp, err
+}
+
+// cappedBody reads at most left bytes of body; reading the last of them means the body
+// is longer than MaxAnswerBytes, and that read (and every later one) returns
+// ErrAnswerTooLarge.
+type cappedBody struct {
+	body io.ReadCloser
+	left int64
+}
+
+func (b *cappedBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, ErrAnswerTooLarge
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.body.Read(p)
+	b.left -= int64(n)
+	if b.left <= 0 {
+		return n, ErrAnswerTooLarge
+	}
+	return n, err
+}
+
+func (b *cappedBody) Close() error { return b.body.Close() }
 
 func shouldRetry(resp *http.Response, err error) bool {
 	if err != nil || resp == nil {
@@ -215,7 +259,9 @@ type Call struct {
 func IsGUID(s string) bool { return approvals.ValidCloudPCID(s) }
 
 // Reprovision sends POST {BaseURL}/deviceManagement/virtualEndpoint/cloudPCs/{id}/reprovision
-// and expects 204 (any 2xx counts as success). The Call is returned even on error.
+// and expects 204 (any 2xx counts as success; its body is not read). The Call is
+// returned even on error. An error body longer than MaxAnswerBytes is dropped: the
+// *Error keeps its status and has Err ErrAnswerTooLarge.
 //
 // Errors: one wrapping ErrInvalidCloudPCID (nothing sent), ctx.Err() if ctx is already
 // done (nothing sent), or *Error. See Error.OutcomeUnknown before reporting a failure.
@@ -246,7 +292,8 @@ func escapedPath(rawURL string) string {
 
 // send makes one request (with the method's retries) and appends its attempts to call.
 // It returns the body of the last attempt's 2xx answer, or an error: *Error, or an error
-// building the request. A POST succeeds on any 2xx; a GET only if the body was read.
+// building the request. A POST succeeds on any 2xx, whose body is never read; a GET only
+// if the body was read in full (at most MaxAnswerBytes).
 func (c *Client) send(ctx context.Context, method, rawURL string, call *Call) ([]byte, *attemptResult, error) {
 	retry := c.postRetry
 	if method == http.MethodGet {
@@ -263,11 +310,17 @@ func (c *Client) send(ctx context.Context, method, rawURL string, call *Call) ([
 		// Without it Graph reports newer members of evolvable enums (e.g. the Cloud PC
 		// status "movingRegion") as "unknownFutureValue".
 		req.Raw().Header.Set("Prefer", "include-unknown-enum-members")
+	} else {
+		// A 2xx to the POST says Graph accepted it, whatever its body: azcore does not
+		// download it (it still downloads an error body, up to MaxAnswerBytes), and
+		// attemptPolicy does not read it either.
+		runtime.SkipBodyDownload(req)
 	}
 
 	resp, err := c.pl.Do(req)
 	if resp != nil && resp.Body != nil {
-		_ = resp.Body.Close() // already buffered by azcore
+		// Already buffered for a GET; a POST's 2xx body is closed unread.
+		_ = resp.Body.Close()
 	}
 	attempts, last := rec.result()
 	call.Attempts = append(call.Attempts, attempts...)
@@ -293,6 +346,9 @@ func newError(err error, last *attemptResult) *Error {
 		return e
 	}
 	e.StatusCode = last.status
+	if last.tooLarge && e.Err == nil {
+		e.Err = ErrAnswerTooLarge
+	}
 	h := last.header
 	e.RequestID = h.Get(headerRequestID)
 	e.Date = h.Get("Date")
@@ -372,7 +428,9 @@ type attemptResult struct {
 	header          http.Header
 	body            []byte
 	// complete: a response came and its body was read in full.
-	complete  bool
+	complete bool
+	// tooLarge: the body was longer than MaxAnswerBytes and was dropped (body is nil).
+	tooLarge  bool
 	maybeSent bool
 }
 
@@ -419,17 +477,35 @@ func (attemptPolicy) Do(req *policy.Request) (*http.Response, error) {
 	a := Attempt{At: time.Now().UTC(), ClientRequestID: crid}
 	resp, err := req.WithContext(httptrace.WithClientTrace(ctx, trace)).Next()
 	res := &attemptResult{clientRequestID: crid}
+	if resp != nil && errors.Is(err, ErrAnswerTooLarge) {
+		// azcore's body download stopped at the cap (and closed the body). The answer
+		// stays an answer: its status decides, as for any other (retries included),
+		// only without its body.
+		resp.Body, err, res.tooLarge = http.NoBody, nil, true
+	}
 	if resp != nil {
 		a.Status = resp.StatusCode
 		a.RequestID = resp.Header.Get(headerRequestID)
 		res.status = resp.StatusCode
 		res.header = resp.Header.Clone()
-		if err == nil {
-			// Already buffered by azcore's body download policy (an error here means
-			// reading the body failed).
-			if b, perr := runtime.Payload(resp); perr == nil {
+		switch {
+		case err != nil || res.tooLarge:
+		case req.Raw().Method != http.MethodGet && resp.StatusCode >= 200 && resp.StatusCode < 300:
+			// The POST's 2xx: not downloaded (SkipBodyDownload) and not needed.
+		default:
+			// Buffered by azcore's body download policy, except a non-error answer to
+			// the POST (a 3xx), read here through the same cap. An error here means
+			// reading the body failed.
+			b, perr := runtime.Payload(resp)
+			switch {
+			case perr == nil:
 				res.body, res.complete = b, true
+			case errors.Is(perr, ErrAnswerTooLarge):
+				resp.Body, res.tooLarge = http.NoBody, true
 			}
+		}
+		if res.tooLarge {
+			a.Err = ErrAnswerTooLarge.Error()
 		}
 	} else {
 		// Without a response the request may still have reached Graph, unless the transport

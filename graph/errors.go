@@ -26,6 +26,13 @@ var (
 // anything, when the Cloud PC id is not a GUID.
 var ErrInvalidCloudPCID = errors.New("graph: Cloud PC id is not a GUID")
 
+// ErrAnswerTooLarge is Error.Err when Graph's response body was longer than
+// MaxAnswerBytes: the client stops reading there and drops what it read. On a 2xx to a
+// lookup the call fails (Error.StatusCode is the 2xx; classified as a bad answer); on
+// any other status the error keeps that status, without Graph's code and message. A 2xx
+// to Reprovision is a success whatever its body (the body is never read).
+var ErrAnswerTooLarge = errors.New("graph: the answer was larger than 1 MiB")
+
 // signInError classifies a failed sign-in (kind is ErrSignInDeclined or ErrSignInExpired)
 // and keeps the azidentity error that ended it.
 type signInError struct {
@@ -65,7 +72,8 @@ type Error struct {
 	// value if it is not valid base64).
 	Claims string
 	// Err is the transport, timeout, context or token-acquisition error, if any, or why
-	// a 2xx answer could not be used (body unreadable or not the expected JSON).
+	// a 2xx answer could not be used (body unreadable or not the expected JSON), or
+	// ErrAnswerTooLarge when the body (of any status) was longer than MaxAnswerBytes.
 	Err error
 	// Attempts is how many HTTP attempts the request made (retries = Attempts-1); 0 when
 	// nothing was sent. For a paged list it counts the failing page's request only.

@@ -3,11 +3,14 @@
 //
 // The database is opened in WAL mode with synchronous=FULL, so a committed
 // decision survives a crash or power loss, and readers (such as the audit
-// export command running in another process) never block the bot's writes.
-// Every read-modify-write runs in a BEGIN IMMEDIATE transaction, which takes
-// the write lock before reading: two racing transitions on the same request
-// are serialised, and the loser sees the winner's result instead of both
-// succeeding.
+// export command running in another process, through OpenReader) never
+// block the bot's writes. Every read-modify-write runs in a BEGIN IMMEDIATE
+// transaction, which takes the write lock before reading: two racing
+// transitions on the same request are serialised, and the loser sees the
+// winner's result instead of both succeeding.
+//
+// One process serves a store at a time (see Open): a second one is refused
+// before it can touch requests the first one owns.
 package sqlite
 
 import (
@@ -16,7 +19,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -122,81 +127,216 @@ END;
 }
 
 // Store is an approvals.Store backed by one SQLite file. It is safe for
-// concurrent use, also by several processes on the same file.
+// concurrent use by goroutines. Only one process serves a file at a time
+// (Open); others may read it meanwhile (OpenReader).
 type Store struct {
-	db *sql.DB
+	db   *sql.DB
+	lock *storeLock // nil for a reader
 }
 
 var _ approvals.Store = (*Store)(nil)
 
-// Open opens (creating if needed) the database file at path and brings its
-// schema up to date.
+// busyTimeout is how long a statement waits for another connection's or
+// process's lock before failing with SQLITE_BUSY.
+const busyTimeout = 5 * time.Second
+
+// Open opens the database file at path to serve it, reading and writing,
+// creating it if needed and bringing its schema up to date.
+//
+// One process serves a store at a time. Open first takes an exclusive,
+// non-blocking advisory lock on the file path+".lock" (created 0600) and
+// holds it until Close; when another process, or another Store in this
+// process, holds it, Open fails at once, before opening the database, with
+// an *InUseError (errors.Is(err, ErrInUse)) naming the file and, when it
+// can, the holder's pid and host. The kernel releases the lock when its
+// holder dies, so a crash never leaves a stale lock; the lock file itself
+// stays, to be reused. Only Open takes the lock: OpenReader, for reading
+// while the bot runs, takes none and never writes. The lock, like SQLite's
+// WAL, needs a local file system.
+//
+// Files Open creates (the database, its lock file, and SQLite's -wal and
+// -shm files, which SQLite gives the database file's mode) are readable
+// and writable by the owner only (0600), whatever the umask. An existing
+// database file keeps its mode.
+//
+// Making a new file ready (WAL mode, the schema) waits for SQLite's write
+// lock, held for instance by a sqlite3 shell or a reader that got there
+// first, up to the busy timeout like any write, instead of failing with
+// SQLITE_BUSY.
 func Open(path string) (*Store, error) {
-	if path == "" || path == ":memory:" {
-		// Each pooled connection would get its own empty in-memory database.
-		return nil, errors.New("sqlite store: a database file path is required")
-	}
-	abs, err := filepath.Abs(path)
+	abs, err := absPath(path)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
+		return nil, err
 	}
-	db, err := sql.Open("sqlite", dsn(abs))
+	lock, err := acquire(abs)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
+		return nil, err
 	}
-	s := &Store{db: db}
-	if err := s.migrate(context.Background()); err != nil {
-		db.Close()
+	s, err := open(abs, lock)
+	if err != nil {
+		lock.release()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	return s, nil
 }
 
+func open(abs string, lock *storeLock) (*Store, error) {
+	// SQLite would create it 0644 less the umask; -wal and -shm copy its mode.
+	if err := createPrivate(abs); err != nil {
+		return nil, err
+	}
+	db, err := sql.Open("sqlite", dsn(abs, false))
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{db: db, lock: lock}
+	ctx := context.Background()
+	if err := enableWAL(ctx, db); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// OpenReader opens an existing store at path read-only, to read it while
+// another process serves it (the audit command while the bot runs). It takes
+// no lock and never writes: its connections open the file with SQLite's
+// mode=ro and query_only, so every write through the returned Store fails;
+// no migration runs, and it fails if the file is missing, has no schema
+// (not a store, or its first Open has not finished) or has a schema of
+// another version. SQLite may still create the -wal and -shm files it needs
+// to read a WAL database (they get the database file's mode).
+func OpenReader(path string) (*Store, error) {
+	abs, err := absPath(path)
+	if err != nil {
+		return nil, err
+	}
+	// mode=ro would fail with "unable to open database file": say why.
+	if _, err := os.Stat(abs); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("open %s read-only: no store there: %w", path, err)
+		}
+		return nil, fmt.Errorf("open %s read-only: %w", path, err)
+	}
+	db, err := sql.Open("sqlite", dsn(abs, true))
+	if err != nil {
+		return nil, fmt.Errorf("open %s read-only: %w", path, err)
+	}
+	version, err := userVersion(context.Background(), db)
+	if err == nil {
+		switch {
+		case version == 0:
+			err = errors.New("it has no schema: not a reprovision-bot store, or the bot is still creating it")
+		case version < schemaVersion:
+			err = fmt.Errorf("its schema version %d is older than this program's (%d): start the bot once to migrate it", version, schemaVersion)
+		}
+	}
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s read-only: %w", path, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// absPath refuses paths that are not a database file and makes path
+// absolute (the store and its lock are then found whatever the working
+// directory later is).
+func absPath(path string) (string, error) {
+	if path == "" || path == ":memory:" {
+		// Each pooled connection would get its own empty in-memory database.
+		return "", errors.New("sqlite store: a database file path is required")
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", fmt.Errorf("open %s: %w", path, err)
+	}
+	return abs, nil
+}
+
 // dsn builds the modernc.org/sqlite connection string. The pragmas are applied
-// by the driver to every new pooled connection (busy_timeout first):
+// by the driver to every new pooled connection, busy_timeout first:
 //   - busy_timeout: wait for another connection or process holding the lock
 //     instead of failing at once with SQLITE_BUSY;
-//   - foreign_keys, journal_mode(WAL), synchronous(FULL): crash safety, and
-//     readers that do not block the writer;
+//   - foreign_keys, synchronous(FULL): crash safety;
 //   - _txlock=immediate: BeginTx issues BEGIN IMMEDIATE, taking the write lock
 //     before the first read, so a read-modify-write never fails half way on a
 //     lock upgrade and concurrent transitions are serialised.
 //
+// WAL mode is not set here but once, by enableWAL in Open: it is stored in
+// the file, so every later connection finds it, and switching to it can
+// fail with SQLITE_BUSY whatever busy_timeout says.
+//
+// A reader's connections are opened with mode=ro (SQLite refuses any
+// write, and does not create a missing file) and query_only.
+//
 // The absolute path is escaped as a file: URI so that '?', '#' or '%' in it
 // are taken literally.
-func dsn(absPath string) string {
+func dsn(absPath string, readOnly bool) string {
 	u := url.URL{Scheme: "file", Path: absPath}
 	q := url.Values{}
-	q.Add("_pragma", "busy_timeout(5000)")
-	q.Add("_pragma", "foreign_keys(1)")
-	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "synchronous(FULL)")
-	q.Set("_txlock", "immediate")
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()))
+	if readOnly {
+		q.Set("mode", "ro")
+		q.Add("_pragma", "query_only(1)")
+	} else {
+		q.Add("_pragma", "foreign_keys(1)")
+		q.Add("_pragma", "synchronous(FULL)")
+		q.Set("_txlock", "immediate")
+	}
 	u.RawQuery = q.Encode()
 	return u.String()
 }
 
-// migrate checks that WAL is really on and brings the schema up to date.
-func (s *Store) migrate(ctx context.Context) error {
-	// journal_mode silently stays as it was when WAL is impossible (e.g. on
-	// some network file systems); refuse to run without it.
-	var mode string
-	if err := s.db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
-		return err
+// enableWAL puts the file in WAL mode (a no-op when it is already) and
+// checks that it took: journal_mode silently stays as it was when WAL is
+// impossible (e.g. on some network file systems).
+//
+// Switching a new file out of its rollback journal upgrades a read lock to
+// the write lock, and SQLite answers SQLITE_BUSY at once, without waiting
+// busy_timeout, when that upgrade meets another connection's lock (waiting
+// there could deadlock). Whoever holds the lock finishes soon, so retry, for
+// as long as busy_timeout would have waited.
+func enableWAL(ctx context.Context, db *sql.DB) error {
+	deadline := time.Now().Add(busyTimeout)
+	pause := time.Millisecond
+	for {
+		var mode string
+		err := db.QueryRowContext(ctx, "PRAGMA journal_mode = WAL").Scan(&mode)
+		if err == nil {
+			if !strings.EqualFold(mode, "wal") {
+				return fmt.Errorf("journal mode is %q, want wal", mode)
+			}
+			return nil
+		}
+		if sqliteCode(err)&0xff != sqlite3.SQLITE_BUSY || time.Now().Add(pause).After(deadline) {
+			return fmt.Errorf("switch to WAL mode: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 50*time.Millisecond)
 	}
-	if !strings.EqualFold(mode, "wal") {
-		return fmt.Errorf("journal mode is %q, want wal", mode)
-	}
+}
 
-	// Fast path without the write lock, so that opening an up-to-date
-	// database (the audit command, while the bot runs) only reads.
+// migrate brings the schema up to date.
+func (s *Store) migrate(ctx context.Context) error {
+	// Fast path without the write lock, for an up-to-date database.
 	version, err := userVersion(ctx, s.db)
 	if err != nil || version == schemaVersion {
 		return err
 	}
 
-	// Immediate transaction: two processes opening a new file at once must
-	// not both run the migrations, so look again under the write lock.
+	// Immediate transaction: it waits for the write lock (busy_timeout, set
+	// on the connection before anything else) and, holding it, looks again,
+	// so that whoever else may have written the file meanwhile (an older
+	// version without the lock, a sqlite3 shell) cannot make the migrations
+	// run twice.
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -229,8 +369,18 @@ func userVersion(ctx context.Context, q queryer) (int, error) {
 	return version, nil
 }
 
-// Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+// Close closes the database and then, for a Store from Open, releases the
+// lock, so that the next process only starts once SQLite is done with the
+// file.
+func (s *Store) Close() error {
+	err := s.db.Close()
+	if s.lock != nil {
+		if lerr := s.lock.release(); err == nil {
+			err = lerr
+		}
+	}
+	return err
+}
 
 // Create stores r as a new pending request. An empty State is set to
 // pending, zero CreatedAt/UpdatedAt are set to now, times are normalised to

@@ -39,6 +39,21 @@ func openStore(t *testing.T, path string) *sqlite.Store {
 	return s
 }
 
+// openReader opens path with OpenReader, closing it when the test ends.
+func openReader(t *testing.T, path string) *sqlite.Store {
+	t.Helper()
+	s, err := sqlite.OpenReader(path)
+	if err != nil {
+		t.Fatalf("OpenReader(%q): %v", path, err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close reader: %v", err)
+		}
+	})
+	return s
+}
+
 // rawDB opens the file with plain database/sql, as another tool (or an
 // intruder with file access) would.
 func rawDB(t *testing.T, path string) *sql.DB {
@@ -137,11 +152,19 @@ func TestOpenConfiguresConnections(t *testing.T) {
 
 func TestOpenTwiceKeepsSchema(t *testing.T) {
 	path := dbPath(t)
-	s := openStore(t, path)
+	s, err := sqlite.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
 	r := mustCreate(t, s, newRequest())
-	// A second handle on an existing, current database must not re-migrate.
-	s2 := openStore(t, path)
-	mustGet(t, s2, r.ID)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Opening an existing, current database must not re-migrate.
+	s = openStore(t, path)
+	mustGet(t, s, r.ID)
+	// Nor does a reader alongside.
+	mustGet(t, openReader(t, path), r.ID)
 }
 
 func TestOpenRefusesNewerSchema(t *testing.T) {
@@ -856,14 +879,11 @@ func race(t *testing.T, n int, stores ...*sqlite.Store) {
 	}
 }
 
+// TestTransitionRace: the racing transitions run on several of the store's
+// pooled SQLite connections, serialised by BEGIN IMMEDIATE. (Two processes
+// cannot serve one file any more: see TestSecondOpenIsRefused.)
 func TestTransitionRace(t *testing.T) {
 	race(t, 20, openStore(t, dbPath(t)))
-}
-
-// TestTransitionRaceTwoHandles stands in for two processes on one file.
-func TestTransitionRaceTwoHandles(t *testing.T) {
-	path := dbPath(t)
-	race(t, 20, openStore(t, path), openStore(t, path))
 }
 
 func TestUpdate(t *testing.T) {
@@ -961,19 +981,19 @@ func TestUpdateNotFound(t *testing.T) {
 	}
 }
 
-// TestUpdateRaceLosesNothing: concurrent read-modify-writes through two
-// handles (two processes) each add a prompt; none may be lost.
+// TestUpdateRaceLosesNothing: concurrent read-modify-writes, on several of
+// the store's pooled SQLite connections, each add a prompt; none may be
+// lost.
 func TestUpdateRaceLosesNothing(t *testing.T) {
-	path := dbPath(t)
-	stores := []*sqlite.Store{openStore(t, path), openStore(t, path)}
-	r := mustCreate(t, stores[0], newRequest())
+	s := openStore(t, dbPath(t))
+	r := mustCreate(t, s, newRequest())
 	const n = 20
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	for i := range n {
 		wg.Go(func() {
 			<-start
-			_, err := stores[i%2].Update(context.Background(), r.ID, func(c *approvals.Request) {
+			_, err := s.Update(context.Background(), r.ID, func(c *approvals.Request) {
 				c.Prompts = append(c.Prompts, approvals.MessageRef{ChannelID: fmt.Sprintf("D%d", i), TS: "1.0"})
 			})
 			if err != nil {
@@ -983,7 +1003,7 @@ func TestUpdateRaceLosesNothing(t *testing.T) {
 	}
 	close(start)
 	wg.Wait()
-	got := mustGet(t, stores[1], r.ID)
+	got := mustGet(t, s, r.ID)
 	seen := map[string]bool{}
 	for _, p := range got.Prompts {
 		seen[p.ChannelID] = true
@@ -1122,12 +1142,13 @@ func TestSchemaChecksJSON(t *testing.T) {
 	}
 }
 
-// TestReadersDoNotWaitForWriter: while one handle holds the write lock, the
-// other still reads (WAL), sees only committed data, and sees the new data
-// once committed.
+// TestReadersDoNotWaitForWriter: while the serving store holds the write
+// lock, a reader (the audit command) still reads (WAL), sees only committed
+// data, and sees the new data once committed.
 func TestReadersDoNotWaitForWriter(t *testing.T) {
 	path := dbPath(t)
-	writer, reader := openStore(t, path), openStore(t, path)
+	writer := openStore(t, path)
+	reader := openReader(t, path)
 	ctx := context.Background()
 	r := mustCreate(t, writer, newRequest())
 	if err := writer.Record(ctx, approvals.Event{Kind: approvals.EventRequested, RequestID: r.ID}); err != nil {
@@ -1183,7 +1204,8 @@ func TestReadersDoNotWaitForWriter(t *testing.T) {
 
 func TestConcurrentRecordAndEvents(t *testing.T) {
 	path := dbPath(t)
-	writer, reader := openStore(t, path), openStore(t, path)
+	writer := openStore(t, path)
+	reader := openReader(t, path)
 	const n = 50
 	ctx := context.Background()
 	done := make(chan struct{})
@@ -1414,30 +1436,169 @@ func TestDataSurvivesReopen(t *testing.T) {
 	}
 }
 
-// TestConcurrentOpenOfNewFile: the bot and the audit command starting at the
-// same moment on a fresh file must not both create the schema.
+// TestConcurrentOpenOfNewFile: the bot (several tries to start it at once)
+// and the audit command, starting at the same moment on a new file. Exactly
+// one Open serves it, the others are refused with ErrInUse, and no one fails
+// with SQLITE_BUSY: a reader either finds no store yet, a store without
+// its schema yet, or the whole schema. (Before the lock several Opens could
+// all serve the file; about 1 in 30 runs one failed with SQLITE_BUSY.)
 func TestConcurrentOpenOfNewFile(t *testing.T) {
 	path := dbPath(t)
-	const n = 4
-	stores := make([]*sqlite.Store, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() { stores[i], errs[i] = sqlite.Open(path) })
+	const writers, readers = 3, 4
+	var (
+		wg      sync.WaitGroup
+		start   = make(chan struct{})
+		stores  = make([]*sqlite.Store, writers)
+		errs    = make([]error, writers)
+		created = make(chan string, writers)
+	)
+	for i := range writers {
+		wg.Go(func() {
+			<-start
+			stores[i], errs[i] = sqlite.Open(path)
+			if errs[i] == nil {
+				created <- mustCreate(t, stores[i], newRequest()).ID
+			}
+		})
 	}
+	for i := range readers {
+		wg.Go(func() {
+			<-start
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				r, err := sqlite.OpenReader(path)
+				if err == nil {
+					if _, err := r.Events(context.Background(), time.Time{}); err != nil {
+						t.Errorf("reader #%d: Events: %v", i, err)
+					}
+					r.Close()
+					return
+				}
+				if !errors.Is(err, os.ErrNotExist) && !strings.Contains(err.Error(), "no schema") || time.Now().After(deadline) {
+					t.Errorf("reader #%d: %v", i, err)
+					return
+				}
+				time.Sleep(time.Millisecond)
+			}
+		})
+	}
+	close(start)
 	wg.Wait()
+
+	var served *sqlite.Store
 	for i, err := range errs {
-		if err != nil {
-			t.Errorf("Open #%d: %v", i, err)
-			continue
+		switch {
+		case err == nil && served == nil:
+			served = stores[i]
+			defer served.Close()
+		case err == nil:
+			defer stores[i].Close()
+			t.Errorf("Open #%d also serves the file", i)
+		case !errors.Is(err, sqlite.ErrInUse):
+			t.Errorf("Open #%d: %v, want success or ErrInUse", i, err)
 		}
-		defer stores[i].Close()
 	}
+	if served == nil {
+		t.Fatal("no Open serves the file")
+	}
+	id := <-created
+	mustGet(t, served, id)
+	mustGet(t, openReader(t, path), id)
+}
+
+// TestWritersTakeTurnsOnNewFile: processes retrying to serve a new file,
+// each writing once and closing, take turns: every Open either serves it or
+// is refused with ErrInUse, never SQLITE_BUSY, and nothing is lost.
+func TestWritersTakeTurnsOnNewFile(t *testing.T) {
+	path := dbPath(t)
+	const n = 4
+	var (
+		wg    sync.WaitGroup
+		start = make(chan struct{})
+		ids   = make([]string, n)
+	)
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				s, err := sqlite.Open(path)
+				if errors.Is(err, sqlite.ErrInUse) && time.Now().Before(deadline) {
+					time.Sleep(time.Millisecond)
+					continue
+				}
+				if err != nil {
+					t.Errorf("writer #%d: %v", i, err)
+					return
+				}
+				r := newRequest()
+				if err := s.Create(context.Background(), r); err != nil {
+					t.Errorf("writer #%d: Create: %v", i, err)
+				}
+				ids[i] = r.ID
+				if err := s.Close(); err != nil {
+					t.Errorf("writer #%d: Close: %v", i, err)
+				}
+				return
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
 	if t.Failed() {
 		return
 	}
-	r := mustCreate(t, stores[0], newRequest())
-	mustGet(t, stores[n-1], r.ID)
+	s := openStore(t, path)
+	for _, id := range ids {
+		mustGet(t, s, id)
+	}
+}
+
+// TestOpenOfNewFileWaitsForAnOutsideWriteLock: another SQLite client (a
+// sqlite3 shell, say) holding the write lock on a new file makes Open wait
+// for it, as any write waits (busy_timeout), rather than fail at once with
+// SQLITE_BUSY: switching the file to WAL mode upgrades a read lock, where
+// SQLite does not wait by itself.
+func TestOpenOfNewFileWaitsForAnOutsideWriteLock(t *testing.T) {
+	path := dbPath(t)
+	ctx := context.Background()
+	conn, err := rawDB(t, path).Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	const hold = 300 * time.Millisecond
+	released := make(chan error, 1)
+	time.AfterFunc(hold, func() {
+		_, err := conn.ExecContext(ctx, "ROLLBACK")
+		released <- err
+	})
+
+	begin := time.Now()
+	s, err := sqlite.Open(path)
+	took := time.Since(begin)
+	if err != nil {
+		t.Fatalf("Open while another client held the write lock for %s: %v (after %s)", hold, err, took)
+	}
+	defer s.Close()
+	if err := <-released; err != nil {
+		t.Fatal(err)
+	}
+	if took < hold/2 {
+		t.Errorf("Open took %s, less than the lock was held (%s)", took, hold)
+	}
+	var mode string
+	var version int
+	if err := sqlite.DB(s).QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
+		t.Errorf("journal_mode = %q, %v; want wal", mode, err)
+	}
+	if err := sqlite.DB(s).QueryRow("PRAGMA user_version").Scan(&version); err != nil || version != 1 {
+		t.Errorf("user_version = %d, %v; want 1", version, err)
+	}
+	mustCreate(t, s, newRequest())
 }
 
 // TransitionFrom is the claim a worker makes: of two workers moving from the

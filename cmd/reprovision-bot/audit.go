@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -15,8 +14,11 @@ import (
 )
 
 // runAudit prints the audit trail from REPROVISION_DB. It only reads, and
-// works while the bot runs on the same file (SQLite WAL readers never block
-// the writer). Nothing here can edit or delete a record.
+// works while the bot runs on the same file: it opens the store with
+// sqlite.OpenReader, which takes no lock (the bot holds it), never writes
+// (no schema creation or migration; SQLite refuses any write) and fails on a
+// missing file or one without the bot's schema. SQLite WAL readers never
+// block the writer. Nothing here can edit or delete a record.
 func runAudit(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	flags := flag.NewFlagSet("audit", flag.ContinueOnError)
 	flags.SetOutput(stdout)
@@ -41,11 +43,7 @@ func runAudit(ctx context.Context, args []string, getenv func(string) string, st
 	if path == "" {
 		path = "reprovision.db"
 	}
-	// Opening a missing file would create an empty store: say so instead.
-	if _, err := os.Stat(path); err != nil {
-		return fmt.Errorf("audit: no store at REPROVISION_DB %q: %w", path, err)
-	}
-	store, err := sqlite.Open(path)
+	store, err := sqlite.OpenReader(path)
 	if err != nil {
 		return fmt.Errorf("opening REPROVISION_DB %q: %w", path, err)
 	}

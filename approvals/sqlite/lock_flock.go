@@ -1,0 +1,39 @@
+//go:build linux || darwin || freebsd || netbsd || openbsd || dragonfly
+
+package sqlite
+
+import (
+	"errors"
+	"os"
+	"syscall"
+)
+
+// lockFile opens (creating, 0600) the lock file at path and takes an
+// exclusive flock(2) on it without waiting: errLocked if another open file,
+// in this or another process, holds it. flock locks belong to the open file
+// and go away when it is closed, by Close or by the kernel when the process
+// dies. They are advisory and need a local file system (as SQLite's WAL
+// does).
+func lockFile(path string) (*os.File, error) {
+	if err := createPrivate(path); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if !errors.Is(err, syscall.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, errLocked
+		}
+		return nil, err
+	}
+	return f, nil
+}

@@ -163,6 +163,7 @@ func (p Policy) NewRequest(now time.Time, requester, channel, target, reason str
 	}
 	if p.ApprovalTTL > 0 {
 		r.ExpiresAt = now.Add(p.ApprovalTTL)
+		r.DecideBy = r.ExpiresAt
 	}
 	return r
 }

@@ -139,8 +139,14 @@ type Request struct {
 
 	CreatedAt time.Time
 	UpdatedAt time.Time
-	// ExpiresAt is when an undecided request expires (zero: never).
+	// ExpiresAt is when the current wait ends (zero: never): the approval
+	// deadline while pending, the confirmation window while awaiting
+	// confirmation.
 	ExpiresAt time.Time
+	// DecideBy is the approval deadline, fixed when the request was made
+	// (zero: never). A request sent back to pending gets it back as its
+	// ExpiresAt.
+	DecideBy time.Time
 }
 
 // MessageRef locates one chat message (an approval prompt).

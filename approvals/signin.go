@@ -258,7 +258,8 @@ func (w *Workflow) signInFailed(r *Request, err error) {
 func (w *Workflow) reopen(ctx context.Context, r *Request, why *Outcome) *Request {
 	reopened, err := w.settle(ctx, r.ID, step{
 		from: beforeCall, to: StatePending,
-		update: func(r *Request) { r.Outcome = why },
+		// The approval deadline again, not the confirmation window.
+		update: func(r *Request) { r.Outcome, r.ExpiresAt = why, r.DecideBy },
 	})
 	if err != nil {
 		w.log.Error("could not reopen the request", "ref", r.ID, "err", err)

@@ -19,7 +19,7 @@ var requestColumns = []string{
 	"prompts", "device", "candidates", "outcome", "graph_request_id",
 	"tracking_since", "tracking_until", "tracking_next_check", "tracking_checks", "tracking_last_status",
 	"tracking_paused", "tracking_result",
-	"created_at", "updated_at", "expires_at",
+	"created_at", "updated_at", "expires_at", "decide_by",
 	"holds_cloud_pc",
 }
 
@@ -43,6 +43,7 @@ func encodeRequest(r *approvals.Request) ([]any, error) {
 		e.optTime("tracking since", r.Tracking.Since), e.optTime("tracking until", r.Tracking.Until), e.optTime("tracking next check", r.Tracking.NextCheck),
 		r.Tracking.Checks, r.Tracking.LastStatus, r.Tracking.Paused, r.Tracking.Result,
 		e.time("created at", r.CreatedAt), e.time("updated at", r.UpdatedAt), e.optTime("expires at", r.ExpiresAt),
+		e.optTime("decide by", r.DecideBy),
 		r.Open(),
 	}
 	return values, e.err
@@ -54,13 +55,13 @@ func scanRequest(row interface{ Scan(...any) error }) (*approvals.Request, error
 		r                                      approvals.Request
 		state, approvers, prompts, device, cds string
 		since, until, next, created, updated   string
-		expires, outcome                       string
+		expires, decideBy, outcome             string
 	)
 	err := row.Scan(&r.ID, &r.Target, &r.CloudPCID, &r.Reason, &r.RequesterID, &r.RequestChannelID, &approvers,
 		&state, &r.DecidedBy, &r.DecisionReason, &r.SignedInAs,
 		&prompts, &device, &cds, &outcome, &r.GraphRequestID,
 		&since, &until, &next, &r.Tracking.Checks, &r.Tracking.LastStatus, &r.Tracking.Paused, &r.Tracking.Result,
-		&created, &updated, &expires)
+		&created, &updated, &expires, &decideBy)
 	if err != nil {
 		return nil, err
 	}
@@ -87,6 +88,7 @@ func scanRequest(row interface{ Scan(...any) error }) (*approvals.Request, error
 	r.CreatedAt = d.time("created_at", created)
 	r.UpdatedAt = d.time("updated_at", updated)
 	r.ExpiresAt = d.optTime("expires_at", expires)
+	r.DecideBy = d.optTime("decide_by", decideBy)
 	if d.err != nil {
 		return nil, d.err
 	}
@@ -250,7 +252,7 @@ func clone(r *approvals.Request) *approvals.Request {
 func normalized(r *approvals.Request) *approvals.Request {
 	c := clone(r)
 	c.CloudPCID = strings.ToLower(c.CloudPCID)
-	c.CreatedAt, c.UpdatedAt, c.ExpiresAt = c.CreatedAt.UTC(), c.UpdatedAt.UTC(), c.ExpiresAt.UTC()
+	c.CreatedAt, c.UpdatedAt, c.ExpiresAt, c.DecideBy = c.CreatedAt.UTC(), c.UpdatedAt.UTC(), c.ExpiresAt.UTC(), c.DecideBy.UTC()
 	c.Tracking.Since, c.Tracking.Until, c.Tracking.NextCheck = c.Tracking.Since.UTC(), c.Tracking.Until.UTC(), c.Tracking.NextCheck.UTC()
 	if c.Device != nil {
 		c.Device.LastModified = c.Device.LastModified.UTC()

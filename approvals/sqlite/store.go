@@ -34,7 +34,7 @@ import (
 
 // schemaVersion is stored in PRAGMA user_version. Bump it and add a step to
 // migrations when the schema changes.
-const schemaVersion = 1
+const schemaVersion = 2
 
 // migrations[i] takes the schema from version i to i+1.
 //
@@ -123,6 +123,15 @@ WHEN NEW.id > 0 AND EXISTS (SELECT 1 FROM audit_events WHERE id = NEW.id)
 BEGIN
 	SELECT RAISE(ABORT, 'audit_events is append-only');
 END;
+`,
+	// 1 → 2: the approval deadline, kept apart from the deadline of the
+	// current wait (expires_at), so that a request sent back from the final
+	// confirmation gets its own deadline back. Rows from version 1 take
+	// expires_at, which is the approval deadline unless the request was
+	// awaiting confirmation at the upgrade.
+	`
+ALTER TABLE requests ADD COLUMN decide_by TEXT NOT NULL DEFAULT '';
+UPDATE requests SET decide_by = expires_at;
 `,
 }
 

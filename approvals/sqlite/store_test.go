@@ -138,7 +138,7 @@ func TestOpenConfiguresConnections(t *testing.T) {
 		"synchronous":  "2", // FULL
 		"foreign_keys": "1",
 		"busy_timeout": "5000",
-		"user_version": "1",
+		"user_version": "2",
 	} {
 		var got string
 		if err := db.QueryRow("PRAGMA " + pragma).Scan(&got); err != nil {
@@ -174,13 +174,13 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	if _, err := rawDB(t, path).Exec("PRAGMA user_version = 2"); err != nil {
+	if _, err := rawDB(t, path).Exec("PRAGMA user_version = 3"); err != nil {
 		t.Fatal(err)
 	}
 	s, err = sqlite.Open(path)
 	if err == nil {
 		s.Close()
-		t.Fatal("Open of a version 2 database succeeded, want an error")
+		t.Fatal("Open of a version 3 database succeeded, want an error")
 	}
 	if !strings.Contains(err.Error(), "newer") {
 		t.Errorf("error %q does not say the schema is newer", err)
@@ -289,6 +289,7 @@ func fullRequest() *approvals.Request {
 		CreatedAt: time.Date(2024, 2, 29, 23, 59, 59, 123456789, east),
 		UpdatedAt: time.Date(2024, 3, 1, 0, 0, 0, 1, time.UTC),
 		ExpiresAt: time.Date(2024, 3, 1, 23, 59, 59, 999999999, west),
+		DecideBy:  time.Date(2024, 3, 2, 23, 59, 59, 999999999, west),
 	}
 }
 
@@ -1595,8 +1596,8 @@ func TestOpenOfNewFileWaitsForAnOutsideWriteLock(t *testing.T) {
 	if err := sqlite.DB(s).QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
 		t.Errorf("journal_mode = %q, %v; want wal", mode, err)
 	}
-	if err := sqlite.DB(s).QueryRow("PRAGMA user_version").Scan(&version); err != nil || version != 1 {
-		t.Errorf("user_version = %d, %v; want 1", version, err)
+	if err := sqlite.DB(s).QueryRow("PRAGMA user_version").Scan(&version); err != nil || version != 2 {
+		t.Errorf("user_version = %d, %v; want 2", version, err)
 	}
 	mustCreate(t, s, newRequest())
 }
@@ -1669,5 +1670,29 @@ func TestOutcomeOfAnOlderVersionStillReads(t *testing.T) {
 	}
 	if got := mustGet(t, s, none.ID); got.Outcome != nil {
 		t.Errorf("request without an outcome read as %+v, want nil", got.Outcome)
+	}
+}
+
+// A version 1 store (before the approval deadline had a column of its own)
+// is migrated at Open: each request's approval deadline is its expiry.
+func TestMigrationKeepsTheApprovalDeadline(t *testing.T) {
+	path := dbPath(t)
+	s := openStore(t, path)
+	r := newRequest()
+	r.ExpiresAt = time.Date(2030, 1, 2, 3, 4, 5, 6, time.UTC)
+	r.DecideBy = time.Time{}
+	mustCreate(t, s, r)
+	s.Close()
+	raw := rawDB(t, path)
+	for _, stmt := range []string{"ALTER TABLE requests DROP COLUMN decide_by", "PRAGMA user_version = 1"} {
+		if _, err := raw.Exec(stmt); err != nil {
+			t.Fatalf("making a version 1 store: %s: %v", stmt, err)
+		}
+	}
+	raw.Close()
+	s = openStore(t, path)
+	got := mustGet(t, s, r.ID)
+	if !got.DecideBy.Equal(r.ExpiresAt) || !got.ExpiresAt.Equal(r.ExpiresAt) {
+		t.Errorf("after the migration: decide by %v, expires %v; want both %v", got.DecideBy, got.ExpiresAt, r.ExpiresAt)
 	}
 }

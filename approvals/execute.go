@@ -7,10 +7,6 @@ import (
 	"time"
 )
 
-// outcomeWriteAttempts: recording what Graph answered is worth a retry or
-// two (a busy database), inside finishTimeout.
-const outcomeWriteAttempts = 3
-
 // execute sends the one reprovision call, after checking the Cloud PC's
 // status once more right before it. The caller has claimed r (inFlight) so
 // one process runs one execute per request; the store's compare-and-swap to
@@ -86,9 +82,10 @@ func afterCall(callErr error) (State, EventKind, *Outcome) {
 }
 
 // finish records the outcome of the reprovision call and tells both sides.
+// What Graph answered is kept until the store takes it (durably: a busy or
+// full store is tried again until the stop), and people are told with a
+// context of their own once it is stored.
 func (w *Workflow) finish(r *Request, call GraphCall, callErr error) {
-	ctx, cancel := detached(w.execCtx)
-	defer cancel()
 	to, event, why := afterCall(callErr)
 	if why != nil && why.Graph.Kind == GraphSignInAgain {
 		w.sessions.forget(r.DecidedBy, r.ID, why.Graph.Claims)
@@ -98,29 +95,29 @@ func (w *Workflow) finish(r *Request, call GraphCall, callErr error) {
 		requestID = why.Graph.RequestID
 	}
 	now := time.Now().UTC()
-	var done *Request
-	var err error
-	for attempt := 1; attempt <= outcomeWriteAttempts; attempt++ {
-		done, err = w.settle(ctx, r.ID, step{
-			from: []State{StateExecuting}, to: to,
-			update: func(r *Request) {
-				r.Outcome, r.GraphRequestID = why, requestID
-				if to == StateSucceeded && w.cfg.TrackFor > 0 {
-					r.Tracking = Tracking{Since: now, Until: now.Add(w.cfg.TrackFor), NextCheck: now.Add(w.cfg.TrackEvery)}
-				}
-			},
-			event: event, details: map[string]string{"request_id": requestID},
-			tellRequester: true,
-		})
-		var te *TransitionError
-		if err == nil || errors.As(err, &te) || ctx.Err() != nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond * time.Duration(attempt))
+	s := step{
+		from: []State{StateExecuting}, to: to,
+		update: func(r *Request) {
+			r.Outcome, r.GraphRequestID = why, requestID
+			if to == StateSucceeded && w.cfg.TrackFor > 0 {
+				r.Tracking = Tracking{Since: now, Until: now.Add(w.cfg.TrackFor), NextCheck: now.Add(w.cfg.TrackEvery)}
+			}
+		},
+		event: event, details: map[string]string{"request_id": requestID},
+		tellRequester: true,
 	}
+	var done *Request
+	err := w.durably("outcome", func(ctx context.Context) (err error) {
+		done, err = w.move(ctx, r.ID, s)
+		return err
+	})
+	ctx, cancel := detached(w.execCtx)
+	defer cancel()
 	if err != nil {
-		// The request stays executing (the next start settles it as
-		// outcome unknown); people must not wait for news that never comes.
+		// Stopping with the store still refusing: the request stays
+		// executing and the next start settles it from the call's audit
+		// record, if that got in (else as outcome unknown). People must
+		// not wait for news meanwhile.
 		w.sessions.release(r.ID)
 		w.log.Error("outcome not stored", "ref", r.ID, "outcome", string(to), "err", err)
 		r.GraphRequestID = requestID
@@ -129,6 +126,7 @@ func (w *Workflow) finish(r *Request, call GraphCall, callErr error) {
 		w.tell(ctx, r.DecidedBy, n)
 		return
 	}
+	w.announce(ctx, done, s)
 	w.log.Info("reprovision call finished", "ref", r.ID, "state", string(done.State), "graph_request_id", requestID)
 	if done.Tracking.Active() {
 		w.notices.Progress(ctx, done, Progress{Kind: ProgressAccepted, Every: w.cfg.TrackEvery})

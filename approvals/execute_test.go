@@ -3,7 +3,9 @@ package approvals_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -270,12 +272,13 @@ func TestNotMarkedExecuting(t *testing.T) {
 	}
 }
 
-// Graph accepted but the store cannot record it: both are told what Graph
-// said; the request stays executing, and the next start settles it as
-// outcome unknown (never sent again).
+// Graph accepted but the store refuses the outcome until the stop: both are
+// told what Graph said, and the next start settles the request from the
+// call's audit record, which did get in: succeeded, not outcome unknown,
+// and never sent again.
 func TestOutcomeNotStored(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
+	h := newHarness(t, withTrackFor(time.Hour))
 	h.store.failWhen(func(op string, to approvals.State) error {
 		if op == "transition" && to == approvals.StateSucceeded {
 			return errStoreDown
@@ -287,7 +290,7 @@ func TestOutcomeNotStored(t *testing.T) {
 	if _, err := h.w.Confirm(ctx, a1, r.ID, ""); err != nil {
 		t.Fatal(err)
 	}
-	h.waitFor("both told", func() bool { return len(h.notes.tellsOf(r.ID)) == 2 })
+	h.waitFor("the outcome tried again", func() bool { return h.store.failures("transition") >= 3 })
 	h.stop()
 	h.wantTold(r.ID, note(alice, approvals.NoticeNotRecorded, approvals.StateExecuting), note(a1, approvals.NoticeNotRecorded, approvals.StateExecuting))
 	for _, n := range h.notes.tellsOf(r.ID) {
@@ -301,11 +304,105 @@ func TestOutcomeNotStored(t *testing.T) {
 
 	h.store.failWhen(nil)
 	h.start()
-	unknown := h.waitState(r.ID, approvals.StateOutcomeUnknown)
+	done := h.waitState(r.ID, approvals.StateSucceeded)
 	h.stop()
-	wantOutcome(t, unknown, approvals.OutcomeInFlightAtRestart, "")
+	if done.Outcome != nil || done.GraphRequestID == "" || !done.Tracking.Active() {
+		t.Errorf("settled from the record as %+v, request-id %q, tracking %+v", done.Outcome, done.GraphRequestID, done.Tracking)
+	}
 	if n := len(h.graph.reprovisioned()); n != 1 {
 		t.Errorf("%d reprovision calls, want 1", n)
+	}
+}
+
+// The store is busy for a while right after Graph answers (another
+// connection holds the write lock; the disk is full): the answer is kept and
+// written once the store takes it, the call's record too, and the requester
+// hears the outcome, not "could not record".
+func TestOutcomeWaitsForABusyStore(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	// From the moment Graph answers, the store refuses the outcome and the
+	// call's record five times each (the old code tried three times in 3 s
+	// and wrote the record once).
+	var mu sync.Mutex
+	posted, outcomes, records := false, 0, 0
+	h.graph.set(func(g *fakeGraph) {
+		g.onReprovision = func(context.Context, string) error {
+			mu.Lock()
+			defer mu.Unlock()
+			posted = true
+			return nil
+		}
+	})
+	h.store.failWhen(func(op string, to approvals.State) error {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case !posted:
+		case op == "transition" && to == approvals.StateSucceeded && outcomes < 5:
+			outcomes++
+			return errStoreDown
+		case op == "record" && records < 5:
+			records++
+			return errStoreDown
+		}
+		return nil
+	})
+	r := h.open(pc1)
+	h.approve(a1, r.ID)
+	done := h.confirm(a1, r.ID, approvals.StateSucceeded)
+	h.waitFor("the requester told", func() bool { return len(h.notes.tellsOf(r.ID)) == 1 })
+	h.stop()
+	h.wantTold(r.ID, note(alice, approvals.NoticeStatus, approvals.StateSucceeded))
+	if done.GraphRequestID == "" {
+		t.Error("Graph's request-id not kept")
+	}
+	posts := 0
+	for _, e := range h.eventsOf(r.ID, approvals.EventGraphCall) {
+		if e.Details["method"] == "POST" && e.Details["status"] == "204" {
+			posts++
+		}
+	}
+	if posts != 1 || len(h.eventsOf(r.ID, approvals.EventSucceeded)) != 1 {
+		t.Errorf("audit trail %v: want the POST's record and the outcome", h.kinds(r.ID))
+	}
+}
+
+// A restart finds a request executing whose call's answer is in the audit
+// trail: the recorded status decides (a refusal is a failure, a refusal of
+// the sign-in sends it back to pending), never "outcome unknown".
+func TestRestartSettlesFromTheRecordedAnswer(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		status int
+		want   approvals.State
+	}{
+		{204, approvals.StateSucceeded},
+		{409, approvals.StateFailed},
+		{401, approvals.StatePending},
+		{500, approvals.StateOutcomeUnknown},
+	} {
+		h := newHarness(t)
+		h.stop()
+		r := h.seed(pc1, func(r *approvals.Request) { r.DecidedBy, r.SignedInAs = a1, upn1 },
+			approvals.StateApproved, approvals.StateExecuting)
+		if err := h.store.Store.Record(ctx, approvals.Event{Time: time.Now().UTC(), RequestID: r.ID, Kind: approvals.EventGraphCall,
+			Actor: a1, Details: map[string]string{"method": "POST", "status": fmt.Sprint(tc.status), "request_id": "rid-9"}}); err != nil {
+			t.Fatal(err)
+		}
+		h.start()
+		got := h.waitState(r.ID, tc.want)
+		h.stop()
+		if got.GraphRequestID != "rid-9" {
+			t.Errorf("HTTP %d: request-id %q, want Graph's", tc.status, got.GraphRequestID)
+		}
+		if tc.want == approvals.StateOutcomeUnknown && (got.Outcome == nil || got.Outcome.Kind != approvals.OutcomeGraph) {
+			t.Errorf("HTTP %d: outcome %+v", tc.status, got.Outcome)
+		}
+		h.wantTold(r.ID, note(alice, approvals.NoticeStatus, tc.want), note(a1, approvals.NoticeStatus, tc.want))
+		if len(h.graph.reprovisioned()) != 0 {
+			t.Errorf("HTTP %d: sent again", tc.status)
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 )
 
@@ -36,18 +37,7 @@ func (w *Workflow) recover(ctx context.Context) {
 			}
 			continue
 		}
-		_, err := w.settle(ctx, r.ID, step{
-			from: []State{StateExecuting}, to: StateOutcomeUnknown,
-			update:        func(r *Request) { r.Outcome = &Outcome{Kind: OutcomeInFlightAtRestart} },
-			event:         EventOutcomeUnknown,
-			details:       map[string]string{"reason": "restart while executing"},
-			tellRequester: true, tellApprover: true,
-		})
-		if err != nil {
-			w.log.Error("could not settle request after restart", "ref", r.ID, "err", err)
-			continue
-		}
-		w.log.Warn("call may have been in flight at the last stop: outcome unknown", "ref", r.ID)
+		w.settleInterruptedCall(ctx, r)
 	}
 	w.repromptOrphans(ctx)
 	tracked, err := w.store.ListTracking(ctx)
@@ -86,4 +76,80 @@ func (w *Workflow) repromptOrphans(ctx context.Context) {
 		w.log.Warn("no approver of the request is configured any more; prompted the current ones", "ref", r.ID)
 		w.audit(ctx, r.ID, EventReprompted, "", map[string]string{"approvers": fmt.Sprint(view.Approvers), "was": fmt.Sprint(r.Approvers)})
 	}
+}
+
+// settleInterruptedCall settles a request found executing at start. If the
+// reprovision call's answer got into the audit trail before the process
+// stopped, that answer decides (a recorded answer is never turned into
+// "unknown"); otherwise the call may or may not have reached Graph: outcome
+// unknown, never sent again. Both sides are told.
+func (w *Workflow) settleInterruptedCall(ctx context.Context, r *Request) {
+	s := step{
+		from: []State{StateExecuting}, to: StateOutcomeUnknown,
+		update:        func(r *Request) { r.Outcome = &Outcome{Kind: OutcomeInFlightAtRestart} },
+		event:         EventOutcomeUnknown,
+		details:       map[string]string{"reason": "restart while executing"},
+		tellRequester: true, tellApprover: true,
+	}
+	if status, requestID, at, ok := w.recordedAnswer(ctx, r); ok {
+		var why *Outcome
+		s.to, s.event, why = afterCall(answerError(status, requestID))
+		s.details = map[string]string{"request_id": requestID, "reason": "restart after the answer was recorded"}
+		s.update = func(r *Request) {
+			r.Outcome, r.GraphRequestID = why, requestID
+			if s.to == StateSucceeded && w.cfg.TrackFor > 0 {
+				r.Tracking = Tracking{Since: at, Until: at.Add(w.cfg.TrackFor), NextCheck: time.Now().UTC()}
+			}
+		}
+	}
+	if _, err := w.settle(ctx, r.ID, s); err != nil {
+		w.log.Error("could not settle request after restart", "ref", r.ID, "err", err)
+		return
+	}
+	w.log.Warn("the last stop came during the reprovision call", "ref", r.ID, "settled_as", string(s.to))
+}
+
+// recordedAnswer finds the answer to r's reprovision call in the audit
+// trail: the last POST attempt recorded since r started executing, if it
+// got an HTTP status.
+func (w *Workflow) recordedAnswer(ctx context.Context, r *Request) (status int, requestID string, at time.Time, ok bool) {
+	events, err := w.store.Events(ctx, r.UpdatedAt)
+	if err != nil {
+		w.log.Error("could not read the audit trail", "ref", r.ID, "err", err)
+		return 0, "", time.Time{}, false
+	}
+	for _, e := range events {
+		if e.RequestID != r.ID || e.Kind != EventGraphCall || e.Details["method"] != "POST" {
+			continue
+		}
+		status, _ = strconv.Atoi(e.Details["status"])
+		requestID, at, ok = e.Details["request_id"], e.Time, status != 0
+	}
+	return status, requestID, at, ok
+}
+
+// answerError is what a recorded HTTP status of the reprovision call says,
+// as the Graph error it was (nil for 2xx). Only the status is kept in the
+// trail, so Graph's code and message are not.
+func answerError(status int, requestID string) error {
+	ge := &GraphError{Method: "POST", Status: status, RequestID: requestID}
+	switch {
+	case status >= 200 && status < 300:
+		return nil
+	case status == 401:
+		ge.Kind, ge.Cause = GraphSignInAgain, CauseUnauthorized
+	case status == 403:
+		ge.Kind, ge.Cause = GraphSignInAgain, CauseForbidden
+	case status == 404:
+		ge.Kind, ge.Cause = GraphNotFound, CauseNotFound
+	case status == 409 || status == 400:
+		ge.Kind, ge.Cause = GraphConflict, CauseConflict
+	case status == 429 || status == 503:
+		ge.Kind, ge.Cause = GraphThrottled, CauseThrottled
+	case status >= 500:
+		ge.Kind, ge.Cause = GraphOutcomeUnknown, CauseServerError
+	default:
+		ge.Kind, ge.Cause = GraphFailed, CauseRefused
+	}
+	return ge
 }

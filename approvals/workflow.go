@@ -213,7 +213,10 @@ func (w *Workflow) audit(ctx context.Context, ref string, kind EventKind, actor 
 	}
 }
 
-// auditGraphCalls records every HTTP attempt of Graph calls.
+// auditGraphCalls records every HTTP attempt of Graph calls. These records
+// are never dropped: a write the store refuses is tried again in the
+// background (durably) until the stop, without holding up the flow. The record of the reprovision call is what a restart settles a
+// request by when its outcome could not be stored.
 func (w *Workflow) auditGraphCalls(ref, actor string, calls ...GraphCall) {
 	for _, call := range calls {
 		for i, a := range call.Attempts {
@@ -224,8 +227,47 @@ func (w *Workflow) auditGraphCalls(ref, actor string, calls ...GraphCall) {
 			if a.Err != "" {
 				details["error"] = a.Err
 			}
-			w.audit(w.execCtx, ref, EventGraphCall, actor, details)
+			e := Event{Time: time.Now().UTC(), RequestID: ref, Kind: EventGraphCall, Actor: actor, Details: details}
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(w.execCtx), cleanupTimeout)
+			err := w.store.Record(ctx, e)
+			cancel()
+			if err == nil {
+				continue // in the trail before the flow goes on, as a reader expects
+			}
+			w.spawn(func() {
+				if err := w.durably("graph call record", func(ctx context.Context) error { return w.store.Record(ctx, e) }); err != nil {
+					w.log.Error("graph call record not written", "ref", ref, "details", fmt.Sprint(e.Details), "err", err)
+				}
+			})
 		}
+	}
+}
+
+// storeTryTimeout bounds one try of a durable write: longer than SQLite's
+// own wait for a lock (5 s), so that wait is used in full.
+const storeTryTimeout = 6 * time.Second
+
+// durably runs write until it succeeds, the store refuses the move for good
+// (*TransitionError, ErrNotFound), or the stop's grace is over, waiting a
+// little longer after each failure (a busy or full disk comes back). What
+// Graph answered is written this way: it must not be lost to a store that
+// is busy for a while.
+func (w *Workflow) durably(what string, write func(ctx context.Context) error) error {
+	wait := 100 * time.Millisecond
+	for {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(w.execCtx), storeTryTimeout)
+		err := write(ctx)
+		cancel()
+		var te *TransitionError
+		if err == nil || errors.As(err, &te) || errors.Is(err, ErrNotFound) || w.execCtx.Err() != nil {
+			return err
+		}
+		w.log.Warn("store write failed; trying again", "what", what, "in", wait.String(), "err", err)
+		select {
+		case <-w.execCtx.Done():
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
 	}
 }
 
@@ -248,19 +290,27 @@ type step struct {
 }
 
 // settle is the one way a request changes state: move it in the store,
-// release a sign-in it no longer needs, audit, redraw its prompts and tell
-// the people concerned.
+// then announce it.
 func (w *Workflow) settle(ctx context.Context, id string, s step) (*Request, error) {
-	var r *Request
-	var err error
-	if s.from == nil {
-		r, err = w.store.Transition(ctx, id, s.to, s.update)
-	} else {
-		r, err = w.store.TransitionFrom(ctx, id, s.from, s.to, s.update)
-	}
+	r, err := w.move(ctx, id, s)
 	if err != nil {
 		return nil, err
 	}
+	w.announce(ctx, r, s)
+	return r, nil
+}
+
+// move is the store half of settle: the compare-and-swap.
+func (w *Workflow) move(ctx context.Context, id string, s step) (*Request, error) {
+	if s.from == nil {
+		return w.store.Transition(ctx, id, s.to, s.update)
+	}
+	return w.store.TransitionFrom(ctx, id, s.from, s.to, s.update)
+}
+
+// announce is the rest of settle, once r has moved: release a sign-in it no
+// longer needs, audit, redraw its prompts and tell the people concerned.
+func (w *Workflow) announce(ctx context.Context, r *Request, s step) {
 	if !needsSignIn(r) {
 		w.sessions.release(r.ID)
 	}
@@ -275,7 +325,6 @@ func (w *Workflow) settle(ctx context.Context, id string, s step) (*Request, err
 	if s.tellApprover && r.DecidedBy != "" {
 		w.tell(ctx, r.DecidedBy, Notice{Kind: NoticeStatus, Request: r})
 	}
-	return r, nil
 }
 
 // needsSignIn: a request approved and not yet settled, or whose reprovision

@@ -227,7 +227,7 @@ func noticeText(user string, n approvals.Notice) string {
 		return fmt.Sprintf("%s Tracking of %s stays paused.", outcomeText(n.Why), r.ID)
 	case approvals.NoticeNotRecorded:
 		if n.Accepted {
-			return fmt.Sprintf("Request %s: Microsoft Graph accepted the reprovision%s, but the bot could not record it and will not follow it.",
+			return fmt.Sprintf("Request %s: Microsoft Graph accepted the reprovision%s, but the bot was stopped before it could record it; it settles the request when it starts again.",
 				r.ID, requestIDSuffix(r))
 		}
 		return fmt.Sprintf("Request %s: Microsoft Graph answered (%s) but the bot could not record it. Check the Cloud PC before trying again.",

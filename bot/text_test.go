@@ -444,7 +444,7 @@ func TestNoticeText(t *testing.T) {
 			Why: &approvals.Outcome{Kind: approvals.OutcomeSignInExpired}},
 			[]string{"The sign-in code expired. Tracking of " + txRef + " stays paused."}, nil},
 		{"not recorded, accepted", "UA1", approvals.Notice{Kind: approvals.NoticeNotRecorded, Request: succeeded, Accepted: true},
-			[]string{"Request " + txRef + ": Microsoft Graph accepted the reprovision (request-id `g-req-1`), but the bot could not record it and will not follow it."}, nil},
+			[]string{"Request " + txRef + ": Microsoft Graph accepted the reprovision (request-id `g-req-1`), but the bot was stopped before it could record it; it settles the request when it starts again."}, nil},
 		{"not recorded, refused", "UA1", approvals.Notice{Kind: approvals.NoticeNotRecorded, Request: txRequest(approvals.StateExecuting), Why: conflict},
 			[]string{"Request " + txRef + ": Microsoft Graph answered (" + graphErrorText(txConflict) + ") but the bot could not record it.", "Check the Cloud PC before trying again."},
 			[]string{"accepted"}},

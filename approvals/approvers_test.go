@@ -59,6 +59,11 @@ func TestOrphanedRequestIsPromptedToTheCurrentApprovers(t *testing.T) {
 	if got := h.get(orphan.ID); len(got.Prompts) != 3 || got.Prompts[2].UserID != bob {
 		t.Errorf("prompt locations %+v: the new one is not kept for later edits", got.Prompts)
 	}
+	// Another start while it still waits prompts nobody again.
+	h.restart()
+	if n := len(h.notes.postedFor(orphan.ID)); n != 2 {
+		t.Errorf("prompted %d times after a second start, want 2", n)
+	}
 	for _, gone := range []string{a1, a2} {
 		if _, err := h.w.Approve(ctx, gone, orphan.ID, false); err == nil {
 			t.Errorf("removed approver %s may still approve", gone)

@@ -1,6 +1,7 @@
 package approvals_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -33,5 +34,25 @@ func TestReopeningRestoresTheApprovalDeadline(t *testing.T) {
 		if ttl == 0 && got.ExpiredAt(time.Now().Add(100*365*24*time.Hour)) {
 			t.Errorf("with no approval TTL the reopened request expires")
 		}
+	}
+}
+
+// Graph refuses the reprovision for want of a fresh sign-in (401): the
+// request waits for a decision again, with its approval deadline back.
+func TestSignInRefusedByGraphRestoresTheApprovalDeadline(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, withApprovalTTL(0))
+	h.graph.set(func(g *fakeGraph) {
+		g.onReprovision = func(context.Context, string) error {
+			return graphErr(approvals.GraphSignInAgain, approvals.CauseUnauthorized, 401)
+		}
+	})
+	r := h.open(pc1)
+	h.approve(a1, r.ID)
+	h.waitAsked(r.ID, 1)
+	got := h.confirm(a1, r.ID, approvals.StatePending)
+	h.stop()
+	if !got.ExpiresAt.IsZero() {
+		t.Errorf("with no approval TTL the request waits again until %v, want no deadline", got.ExpiresAt)
 	}
 }

@@ -311,6 +311,9 @@ func TestCancelAfterApproval(t *testing.T) {
 		t.Fatalf("cancel while the approver signs in = %+v, %v", canceled, err)
 	}
 	h.waitFor("the sign-in ended", func() bool { return len(h.eventsOf(r.ID, approvals.EventSignInFailed)) == 1 })
+	if e := h.eventsOf(r.ID, approvals.EventSignInFailed); e[0].Details["reason"] != "withdrawn" {
+		t.Errorf("the ended sign-in is recorded as %v, want withdrawn", e[0].Details)
+	}
 
 	r2 := h.open(pc2)
 	h.approve(a1, r2.ID)

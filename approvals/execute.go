@@ -99,6 +99,9 @@ func (w *Workflow) finish(r *Request, call GraphCall, callErr error) {
 		from: []State{StateExecuting}, to: to,
 		update: func(r *Request) {
 			r.Outcome, r.GraphRequestID = why, requestID
+			if to == StatePending { // Graph wants a fresh sign-in: waiting for a decision again
+				r.ExpiresAt = r.DecideBy
+			}
 			if to == StateSucceeded && w.cfg.TrackFor > 0 {
 				r.Tracking = Tracking{Since: now, Until: now.Add(w.cfg.TrackFor), NextCheck: now.Add(w.cfg.TrackEvery)}
 			}

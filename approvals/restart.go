@@ -65,6 +65,9 @@ func (w *Workflow) repromptOrphans(ctx context.Context) {
 		if slices.ContainsFunc(r.Approvers, func(a string) bool { return slices.Contains(w.cfg.Policy.Approvers, a) }) {
 			continue
 		}
+		if prompted(r, w.cfg.Policy.ApproversOf(r)) {
+			continue // at an earlier start
+		}
 		// The prompt shows who decides now; the request keeps the list it
 		// was made with, for the record.
 		view := *r
@@ -97,6 +100,9 @@ func (w *Workflow) settleInterruptedCall(ctx context.Context, r *Request) {
 		s.details = map[string]string{"request_id": requestID, "reason": "restart after the answer was recorded"}
 		s.update = func(r *Request) {
 			r.Outcome, r.GraphRequestID = why, requestID
+			if s.to == StatePending {
+				r.ExpiresAt = r.DecideBy
+			}
 			if s.to == StateSucceeded && w.cfg.TrackFor > 0 {
 				r.Tracking = Tracking{Since: at, Until: at.Add(w.cfg.TrackFor), NextCheck: time.Now().UTC()}
 			}
@@ -152,4 +158,14 @@ func answerError(status int, requestID string) error {
 		ge.Kind, ge.Cause = GraphFailed, CauseRefused
 	}
 	return ge
+}
+
+// prompted reports whether every one of approvers has a prompt of r.
+func prompted(r *Request, approvers []string) bool {
+	for _, a := range approvers {
+		if !slices.ContainsFunc(r.Prompts, func(p MessageRef) bool { return p.UserID == a }) {
+			return false
+		}
+	}
+	return true
 }

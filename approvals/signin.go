@@ -143,11 +143,17 @@ func uniqueCloudPCs(pcs []CloudPC) []CloudPC {
 // within SignInStartTimeout and the whole sign-in end within SignInTimeout;
 // the requester withdrawing the request ends it too.
 func (w *Workflow) signIn(r *Request, approver string, why SignInPurpose) (*Session, error) {
-	w.audit(w.execCtx, r.ID, EventSignInStarted, approver, nil)
-	ctx, cancel := context.WithTimeout(w.signInCtx, w.cfg.SignInTimeout)
+	withdrawable, withdraw := context.WithCancelCause(w.signInCtx)
+	defer withdraw(nil)
+	ctx, cancel := context.WithTimeout(withdrawable, w.cfg.SignInTimeout)
 	defer cancel()
-	w.signingIn.set(r.ID, cancel)
+	w.signingIn.set(r.ID, func() { withdraw(errWithdrawn) })
 	defer w.signingIn.clear(r.ID)
+	// Withdrawn before the line above? Then nothing would end this sign-in.
+	if now, err := w.store.Get(ctx, r.ID); err == nil && now.State == StateCanceled {
+		return nil, errWithdrawn
+	}
+	w.audit(w.execCtx, r.ID, EventSignInStarted, approver, nil)
 	var shown atomic.Bool
 	noCode := time.AfterFunc(w.cfg.SignInStartTimeout, func() {
 		if !shown.Load() {
@@ -162,7 +168,10 @@ func (w *Workflow) signIn(r *Request, approver string, why SignInPurpose) (*Sess
 		return w.notices.SignInCode(ctx, approver, why, r, code)
 	})
 	if err != nil {
-		if ctx.Err() != nil && w.signInCtx.Err() == nil {
+		switch {
+		case errors.Is(context.Cause(withdrawable), errWithdrawn):
+			return nil, errWithdrawn
+		case ctx.Err() != nil && w.signInCtx.Err() == nil:
 			return nil, &signInCutShort{codeShown: shown.Load(), err: err}
 		}
 		return nil, err
@@ -180,6 +189,10 @@ func (w *Workflow) signIn(r *Request, approver string, why SignInPurpose) (*Sess
 	w.sessions.signedIn(approver, r.ID, s)
 	return s, nil
 }
+
+// errWithdrawn: the requester canceled the request while its approver was
+// signing in.
+var errWithdrawn = errors.New("the request was withdrawn during the sign-in")
 
 // signInCutShort: the sign-in ran out of time (Entra issued no code, or the
 // approver did not finish), or the request was withdrawn meanwhile.
@@ -241,6 +254,11 @@ func (w *Workflow) signInOutcome(err error) *Outcome {
 // signInFailed puts the request back to pending: the approver may click
 // Approve again. Both sides are told why.
 func (w *Workflow) signInFailed(r *Request, err error) {
+	if errors.Is(err, errWithdrawn) {
+		w.log.Info("sign-in ended: the request was withdrawn", "ref", r.ID)
+		w.audit(w.execCtx, r.ID, EventSignInFailed, r.DecidedBy, map[string]string{"reason": "withdrawn"})
+		return // the cancel told whom it concerns
+	}
 	why := w.signInOutcome(err)
 	w.log.Warn("sign-in failed", "ref", r.ID, "why", string(why.Kind), "err", err)
 	ctx, cancel := detached(w.execCtx)

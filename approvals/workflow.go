@@ -40,6 +40,9 @@ type Workflow struct {
 	// stopping is when the stop began (set once, by Stopping).
 	stopOnce sync.Once
 	stopping time.Time
+	// waiting: Stop is waiting for the workers; spawn runs work in line.
+	spawnMu sync.Mutex
+	waiting bool
 
 	sessions sessions
 	// signingIn cancels the sign-in a request is waiting for, when the
@@ -160,6 +163,9 @@ func (w *Workflow) Stopping() {
 func (w *Workflow) Stop() {
 	w.Stopping()
 	start := w.stopping
+	w.spawnMu.Lock()
+	w.waiting = true
+	w.spawnMu.Unlock()
 	done := make(chan struct{})
 	go func() { w.workers.Wait(); close(done) }()
 	select {
@@ -179,9 +185,18 @@ func (w *Workflow) Stop() {
 	w.log.Info("stopped", "took", time.Since(start).Round(time.Millisecond).String())
 }
 
-// spawn runs work in the background, tracked for Stop.
+// spawn runs work in the background, tracked for Stop. Once Stop waits for
+// the workers, work runs in line instead (a handler that outlived the
+// stop's grace must not add to a WaitGroup being waited on).
 func (w *Workflow) spawn(work func()) {
+	w.spawnMu.Lock()
+	if w.waiting {
+		w.spawnMu.Unlock()
+		work()
+		return
+	}
 	w.workers.Add(1)
+	w.spawnMu.Unlock()
 	go func() {
 		defer w.workers.Done()
 		work()

@@ -4,6 +4,7 @@ package sqlite
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"syscall"
 )
@@ -18,8 +19,19 @@ func lockFile(path string) (*os.File, error) {
 	if err := createPrivate(path); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	// Not through a symbolic link (the holder's pid is written into the
+	// file: a link could aim that at any file), and only a regular file,
+	// kept private.
+	f, err := os.OpenFile(path, os.O_RDWR|syscall.O_NOFOLLOW, 0)
 	if err != nil {
+		return nil, fmt.Errorf("%s: %w (it must be a regular file, not a link)", path, err)
+	}
+	if info, err := f.Stat(); err != nil || !info.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
 		return nil, err
 	}
 	for {

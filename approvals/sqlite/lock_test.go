@@ -319,3 +319,24 @@ func TestOpenReaderRefuses(t *testing.T) {
 		t.Errorf("OpenReader of a newer schema: %v, want an error saying so", err)
 	}
 }
+
+// The lock file is never opened through a symbolic link: the holder's pid
+// is written into it, and a link could aim that at any file.
+func TestLockFileIsNotFollowedThroughALink(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(dir, "precious.txt")
+	if err := os.WriteFile(victim, []byte("keep me"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "r.db")
+	if err := os.Symlink(victim, path+".lock"); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := sqlite.Open(path); err == nil {
+		s.Close()
+		t.Error("Open took a lock through a symbolic link")
+	}
+	if b, err := os.ReadFile(victim); err != nil || string(b) != "keep me" {
+		t.Errorf("the link's target now holds %q (%v)", b, err)
+	}
+}

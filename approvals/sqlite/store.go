@@ -127,11 +127,13 @@ END;
 	// 1 → 2: the approval deadline, kept apart from the deadline of the
 	// current wait (expires_at), so that a request sent back from the final
 	// confirmation gets its own deadline back. Rows from version 1 take
-	// expires_at, which is the approval deadline unless the request was
-	// awaiting confirmation at the upgrade.
+	// expires_at, which is the approval deadline, except those awaiting
+	// confirmation at the upgrade: theirs is the confirmation window, and
+	// the approval deadline is not known, so they get none (sent back to
+	// pending, such a request waits rather than expiring early).
 	`
 ALTER TABLE requests ADD COLUMN decide_by TEXT NOT NULL DEFAULT '';
-UPDATE requests SET decide_by = expires_at;
+UPDATE requests SET decide_by = CASE WHEN state = 'awaiting_confirmation' THEN '' ELSE expires_at END;
 `,
 }
 

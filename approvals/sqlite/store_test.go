@@ -1682,6 +1682,11 @@ func TestMigrationKeepsTheApprovalDeadline(t *testing.T) {
 	r.ExpiresAt = time.Date(2030, 1, 2, 3, 4, 5, 6, time.UTC)
 	r.DecideBy = time.Time{}
 	mustCreate(t, s, r)
+	confirming := newRequest()
+	confirming.ExpiresAt = time.Date(2030, 1, 1, 0, 30, 0, 0, time.UTC) // the confirmation window
+	mustCreate(t, s, confirming)
+	mustMove(t, s, confirming.ID, approvals.StateApproved)
+	mustMove(t, s, confirming.ID, approvals.StateConfirming)
 	s.Close()
 	raw := rawDB(t, path)
 	for _, stmt := range []string{"ALTER TABLE requests DROP COLUMN decide_by", "PRAGMA user_version = 1"} {
@@ -1694,5 +1699,10 @@ func TestMigrationKeepsTheApprovalDeadline(t *testing.T) {
 	got := mustGet(t, s, r.ID)
 	if !got.DecideBy.Equal(r.ExpiresAt) || !got.ExpiresAt.Equal(r.ExpiresAt) {
 		t.Errorf("after the migration: decide by %v, expires %v; want both %v", got.DecideBy, got.ExpiresAt, r.ExpiresAt)
+	}
+	// Awaiting confirmation, its expiry is the confirmation window, not an
+	// approval deadline: it gets none rather than one that ends early.
+	if got := mustGet(t, s, confirming.ID); !got.DecideBy.IsZero() || !got.ExpiresAt.Equal(confirming.ExpiresAt) {
+		t.Errorf("confirming after the migration: decide by %v, expires %v", got.DecideBy, got.ExpiresAt)
 	}
 }

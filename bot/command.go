@@ -156,7 +156,9 @@ func isInvisible(r rune) bool {
 	case r >= '\u200B' && r <= '\u200D', r == '\u2060', r == '\uFEFF':
 		return true
 	}
-	return false
+	// Every other invisible format character too: soft hyphens, invisible
+	// operators, deprecated format controls, tag characters.
+	return unicode.Is(unicode.Cf, r)
 }
 
 // stripInvisible removes the characters isInvisible names from s. Targets

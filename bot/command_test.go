@@ -157,3 +157,12 @@ func TestFormReasonStripsInvisibleCharacters(t *testing.T) {
 		t.Error("a reason of invisible characters only passed where one is required")
 	}
 }
+
+func TestOtherInvisibleFormatCharactersAreStrippedToo(t *testing.T) {
+	for _, r := range []rune{'\u00AD', '\u180E', '\u2061', '\u2064', '\u206A', '\u206F', '\U000E0041'} {
+		got, err := ParseCommand("CPC-alice-8X2K1" + string(r) + " disk" + string(r) + " full")
+		if err != nil || got.Target != "CPC-alice-8X2K1" || got.Reason != "disk full" {
+			t.Errorf("U+%04X: got %+v, %v", r, got, err)
+		}
+	}
+}

@@ -36,7 +36,7 @@ func (b *Bot) homeOpened(ctx context.Context, user string) {
 // refreshHomes keeps the Home tab current for everyone r concerns who has
 // looked at it since the bot started.
 func (b *Bot) refreshHomes(ctx context.Context, r *approvals.Request) {
-	for _, user := range append([]string{r.RequesterID}, r.Approvers...) {
+	for _, user := range append([]string{r.RequesterID}, b.wf.Policy().ApproversOf(r)...) {
 		if b.homeViewers.has(user) {
 			b.publishHome(ctx, user)
 		}

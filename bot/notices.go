@@ -39,6 +39,7 @@ func (b *Bot) PostPrompts(ctx context.Context, r *approvals.Request) []approvals
 // UpdatePrompts redraws every approver's copy of the prompt for r's current
 // state (buttons only while pending), and keeps Home tabs current.
 func (b *Bot) UpdatePrompts(ctx context.Context, r *approvals.Request) {
+	r = b.asShown(r)
 	for _, p := range r.Prompts {
 		err := b.slackCall(ctx, "chat.update", func(ctx context.Context) error {
 			_, _, _, err := b.api.UpdateMessageContext(ctx, p.ChannelID, p.TS,
@@ -51,6 +52,14 @@ func (b *Bot) UpdatePrompts(ctx context.Context, r *approvals.Request) {
 		}
 	}
 	b.refreshHomes(ctx, r)
+}
+
+// asShown is r with the approvers who decide it now (the workflow's policy:
+// someone removed from the configuration is no longer shown as deciding).
+func (b *Bot) asShown(r *approvals.Request) *approvals.Request {
+	shown := *r
+	shown.Approvers = b.wf.Policy().ApproversOf(r)
+	return &shown
 }
 
 // Tell sends user a direct message about a request.

@@ -171,27 +171,11 @@ func (b *Bot) spawn(work func(ctx context.Context)) {
 // dispatch acks every envelope first (Slack redelivers unacked ones after a
 // few seconds), then handles it. Slow work goes to a worker.
 func (b *Bot) dispatch(sm *socketmode.Client, evt socketmode.Event) {
-	switch evt.Type {
-	case socketmode.EventTypeConnecting:
-		b.log.Info("connecting to Slack")
-		return
-	case socketmode.EventTypeConnected:
-		b.log.Info("connected to Slack")
-		return
-	case socketmode.EventTypeConnectionError, socketmode.EventTypeIncomingError, socketmode.EventTypeErrorWriteFailed:
-		b.log.Warn("socket mode trouble", "event", string(evt.Type), "detail", fmt.Sprint(evt.Data))
-		return
-	case socketmode.EventTypeErrorBadMessage:
-		b.ackBadMessage(sm, evt)
-		return
-	case socketmode.EventTypeInvalidAuth:
-		b.log.Error("Slack refused SLACK_APP_TOKEN")
-		return
-	case socketmode.EventTypeHello:
+	if b.connectionEvent(sm, evt) {
 		return
 	}
 	if evt.Request == nil || evt.Request.EnvelopeID == "" {
-		b.log.Warn("socket mode event without an envelope id ignored", "event", string(evt.Type))
+		b.log.Debug("socket mode event without an envelope id ignored", "event", string(evt.Type))
 		return
 	}
 	envelope := evt.Request.EnvelopeID
@@ -230,6 +214,27 @@ func (b *Bot) dispatch(sm *socketmode.Client, evt socketmode.Event) {
 	default:
 		b.ack(sm, evt.Request, nil)
 	}
+}
+
+// connectionEvent handles what slack-go says about the connection itself
+// (and frames it could not decode); false for envelopes to act on.
+func (b *Bot) connectionEvent(sm *socketmode.Client, evt socketmode.Event) bool {
+	switch evt.Type {
+	case socketmode.EventTypeConnecting:
+		b.log.Info("connecting to Slack")
+	case socketmode.EventTypeConnected:
+		b.log.Info("connected to Slack")
+	case socketmode.EventTypeConnectionError, socketmode.EventTypeIncomingError, socketmode.EventTypeErrorWriteFailed:
+		b.log.Warn("socket mode trouble", "event", string(evt.Type), "detail", fmt.Sprint(evt.Data))
+	case socketmode.EventTypeErrorBadMessage:
+		b.ackBadMessage(sm, evt)
+	case socketmode.EventTypeInvalidAuth:
+		b.log.Error("Slack refused SLACK_APP_TOKEN")
+	case socketmode.EventTypeHello:
+	default:
+		return false
+	}
+	return true
 }
 
 // ackBadMessage answers an envelope slack-go could not decode (an unknown

@@ -31,7 +31,14 @@ func (w *Workflow) Confirm(ctx context.Context, user, ref, pick string) (*Reques
 	}
 	s := w.sessions.forRequest(r.ID, r.DecidedBy)
 	if s == nil {
-		w.reopen(ctx, r, &Outcome{Kind: OutcomeSignInStale})
+		// No sign-in to run with: it expired, or a racing click already
+		// ran (or ended) the request and released it. Only the first means
+		// the request waits for an approval again.
+		if w.reopen(ctx, r, &Outcome{Kind: OutcomeSignInStale}) == nil {
+			if now, err := w.store.Get(ctx, r.ID); err == nil && now.State != StateConfirming {
+				return nil, &Refusal{Kind: RefusedHandled, Action: action, Ref: r.ID, Request: now}
+			}
+		}
 		return nil, &Refusal{Kind: RefusedSignInStale, Action: action, Ref: r.ID, Request: r}
 	}
 	// One confirmation starts one worker; a second click (or pick) while it

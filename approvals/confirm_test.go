@@ -1,7 +1,6 @@
 package approvals_test
 
 import (
-	"context"
 	"slices"
 	"testing"
 	"time"
@@ -126,19 +125,8 @@ func TestConfirmSignInStale(t *testing.T) {
 func TestConfirmWhileConfirmationRuns(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	inGet, release := make(chan struct{}), make(chan struct{})
-	h.graph.set(func(g *fakeGraph) {
-		g.onGet = func(ctx context.Context, n int, _ string) (*approvals.CloudPC, error) {
-			if n == 2 { // the re-check right before the call
-				close(inGet)
-				select { // or the test gave up
-				case <-release:
-				case <-ctx.Done():
-				}
-			}
-			return nil, nil
-		}
-	})
+	release := make(chan struct{})
+	inGet := h.holdGet(2, release) // the re-check right before the call
 	r := h.open(pc1)
 	h.approve(a1, r.ID)
 	if _, err := h.w.Confirm(ctx, a1, r.ID, ""); err != nil {

@@ -218,19 +218,8 @@ func TestExpiresBeforeTheCall(t *testing.T) {
 func TestRequestMovesOnBeforeTheCall(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	inGet, release := make(chan struct{}), make(chan struct{})
-	h.graph.set(func(g *fakeGraph) {
-		g.onGet = func(ctx context.Context, n int, _ string) (*approvals.CloudPC, error) {
-			if n == 2 {
-				close(inGet)
-				select { // or the test gave up
-				case <-release:
-				case <-ctx.Done():
-				}
-			}
-			return nil, nil
-		}
-	})
+	release := make(chan struct{})
+	inGet := h.holdGet(2, release)
 	r := h.open(pc1)
 	h.approve(a1, r.ID)
 	if _, err := h.w.Confirm(ctx, a1, r.ID, ""); err != nil {

@@ -647,6 +647,25 @@ func (h *harness) signInWaits(started, release chan struct{}) signInBehaviour {
 
 // ---- Graph ----
 
+// holdGet makes the n-th Get (from 1) wait until release is closed (or its
+// context ends); the returned channel is closed when it starts waiting.
+func (h *harness) holdGet(n int, release <-chan struct{}) <-chan struct{} {
+	waiting := make(chan struct{})
+	h.graph.set(func(g *fakeGraph) {
+		g.onGet = func(ctx context.Context, got int, _ string) (*approvals.CloudPC, error) {
+			if got == n {
+				close(waiting)
+				select { // or the test gave up
+				case <-release:
+				case <-ctx.Done():
+				}
+			}
+			return nil, nil
+		}
+	})
+	return waiting
+}
+
 // getHook may answer a Get instead of the fake's Cloud PCs: n counts the
 // Gets so far (from 1). A nil CloudPC and nil error: answer as usual.
 type getHook func(ctx context.Context, n int, id string) (*approvals.CloudPC, error)

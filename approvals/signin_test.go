@@ -461,19 +461,8 @@ func TestConfirmationNotSent(t *testing.T) {
 func TestLookUpWhileRequestMovesOn(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	inGet, release := make(chan struct{}), make(chan struct{})
-	h.graph.set(func(g *fakeGraph) {
-		g.onGet = func(ctx context.Context, n int, _ string) (*approvals.CloudPC, error) {
-			if n == 1 {
-				close(inGet)
-				select { // or the test gave up
-				case <-release:
-				case <-ctx.Done():
-				}
-			}
-			return nil, nil
-		}
-	})
+	release := make(chan struct{})
+	inGet := h.holdGet(1, release)
 	r := h.open(pc1)
 	if _, err := h.w.Approve(ctx, a1, r.ID, false); err != nil {
 		t.Fatal(err)

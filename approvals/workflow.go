@@ -405,8 +405,3 @@ func (w *Workflow) AwaitingDecision(ctx context.Context, user string, limit int)
 func (w *Workflow) RequestsOf(ctx context.Context, user string, limit int) ([]*Request, error) {
 	return w.store.ListByRequester(ctx, user, limit)
 }
-
-// Get returns the request with that reference.
-func (w *Workflow) Get(ctx context.Context, ref string) (*Request, error) {
-	return w.load(ctx, ref, "")
-}

@@ -77,15 +77,14 @@ func TestBinaryRefusesABadEnvironmentQuickly(t *testing.T) {
 	}
 }
 
-func TestBinaryExitsZeroOnSIGTERM(t *testing.T) {
-	t.Parallel()
+// binaryEnv is the environment of a bot process wired to fresh fakes (the
+// CA file goes in dir), and the fake Slack to watch it through.
+func binaryEnv(t *testing.T, dir string) ([]string, *fakes.Slack) {
+	t.Helper()
 	s := fakes.NewSlack(t)
 	e := fakes.NewEntra(t)
 	g := fakes.NewGraph(t)
-	dir := t.TempDir()
-	cmd := exec.Command(binary(t))
-	cmd.Dir = dir
-	cmd.Env = []string{
+	return []string{
 		"PATH=" + os.Getenv("PATH"),
 		"SSL_CERT_FILE=" + fakes.WriteCAFile(t, dir),
 		"SLACK_APP_TOKEN=" + fakes.AppToken,
@@ -96,7 +95,16 @@ func TestBinaryExitsZeroOnSIGTERM(t *testing.T) {
 		"AZURE_CLIENT_ID=" + fakes.ClientID,
 		"AZURE_AUTHORITY_HOST=" + e.AuthorityHost(),
 		"GRAPH_URL=" + g.URL(),
-	}
+	}, s
+}
+
+func TestBinaryExitsZeroOnSIGTERM(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	env, s := binaryEnv(t, dir)
+	cmd := exec.Command(binary(t))
+	cmd.Dir = dir
+	cmd.Env = env
 	var stderr syncBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {

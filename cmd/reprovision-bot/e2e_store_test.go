@@ -136,23 +136,9 @@ func TestAuditWritesNothing(t *testing.T) {
 // the process serving it, which keeps running.
 func TestBinarySecondProcessOnTheSameStoreExits(t *testing.T) {
 	t.Parallel()
-	s := fakes.NewSlack(t)
-	e := fakes.NewEntra(t)
-	g := fakes.NewGraph(t)
 	dir := t.TempDir()
-	env := []string{
-		"PATH=" + os.Getenv("PATH"),
-		"SSL_CERT_FILE=" + fakes.WriteCAFile(t, dir),
-		"SLACK_APP_TOKEN=" + fakes.AppToken,
-		"SLACK_BOT_TOKEN=" + fakes.BotToken,
-		"SLACK_API_URL=" + s.APIURL(),
-		"REPROVISION_APPROVER=" + approverID,
-		"AZURE_TENANT_ID=" + fakes.TenantID,
-		"AZURE_CLIENT_ID=" + fakes.ClientID,
-		"AZURE_AUTHORITY_HOST=" + e.AuthorityHost(),
-		"GRAPH_URL=" + g.URL(),
-		"REPROVISION_DB=" + filepath.Join(dir, "reprovision.db"),
-	}
+	env, s := binaryEnv(t, dir)
+	env = append(env, "REPROVISION_DB="+filepath.Join(dir, "reprovision.db"))
 	first := exec.Command(binary(t))
 	first.Env = env
 	var firstErr syncBuffer

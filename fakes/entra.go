@@ -96,6 +96,12 @@ type Entra struct {
 	codeLifetime  time.Duration
 	tokenLifetime time.Duration
 	seq           int
+
+	// fault knobs (faults.go)
+	hangUntil, downUntil time.Time
+	faults               []EntraFault
+	// release is closed at cleanup to let go of held requests.
+	release chan struct{}
 }
 
 // NewEntra starts a fake Entra ID on https://127.0.0.1; t.Cleanup closes it.
@@ -111,10 +117,13 @@ func NewEntra(t testing.TB) *Entra {
 		revoked:       map[string]time.Time{},
 		codeLifetime:  15 * time.Minute,
 		tokenLifetime: time.Hour,
+		release:       make(chan struct{}),
 	}
 	e.srv = newTLSServer(http.HandlerFunc(e.serve))
 	t.Cleanup(func() {
 		e.markClosed()
+		// Held requests (Hang) would make srv.Close wait for them.
+		close(e.release)
 		e.srv.Close()
 	})
 	return e
@@ -263,6 +272,19 @@ func (e *Entra) Dump() string {
 	for _, u := range e.unknown {
 		fmt.Fprintf(&b, "  unknown: %s\n", u)
 	}
+	for _, f := range e.faults {
+		fmt.Fprintf(&b, "  refused (%s): %s %s status=%d", f.Fault, f.At.Format("15:04:05.000"), f.Endpoint, f.Status)
+		switch {
+		case f.Fault != FaultHang:
+		case f.Released.IsZero():
+			b.WriteString(" still held")
+		case f.Canceled:
+			fmt.Fprintf(&b, " client gave up at %s", f.Released.Format("15:04:05.000"))
+		default:
+			b.WriteString(" released at close")
+		}
+		b.WriteByte('\n')
+	}
 	return b.String()
 }
 
@@ -317,6 +339,9 @@ func (e *Entra) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	if !known[rest] {
 		e.notFound(w, r)
+		return
+	}
+	if strings.HasPrefix(rest, "oauth2/") && e.refuse(w, r, corr, strings.TrimPrefix(rest, "oauth2/v2.0/")) {
 		return
 	}
 	if !strings.EqualFold(tenant, TenantID) {

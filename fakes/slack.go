@@ -35,8 +35,16 @@ type Call struct {
 	// fields; non-string JSON values are kept as raw JSON text.
 	Params map[string]string
 	At     time.Time
-	// Error is the "error" the fake answered with; "" when it answered ok.
+	// Error is the "error" the fake answered with; "" when it answered ok
+	// (and for an outage, whose answer is not JSON).
 	Error string
+	// Status is the HTTP status answered: 200, or 429 for a rate limit
+	// (RateLimit, FailNext "ratelimited"), 503 during an Outage.
+	Status int
+	// Fault is FaultRateLimited or FaultOutage when a fault knob (RateLimit,
+	// Outage) refused the call before the method ran: no side effect. ""
+	// when the method was dispatched (FailNext errors included).
+	Fault string
 }
 
 // Message is the current state of a posted message.
@@ -59,6 +67,12 @@ type HookPost struct {
 	At                     time.Time
 	// Error is the error text answered (HTTP != 200); "" for "ok".
 	Error string
+	// Status is the HTTP status answered.
+	Status int
+	// Fault is FaultRateLimited or FaultOutage when a fault knob
+	// (RateLimitHooks, Outage) refused the post: it was not delivered, had no
+	// side effect and did not count as a use of the response_url.
+	Fault string
 }
 
 type msgRec struct {
@@ -110,6 +124,11 @@ type Slack struct {
 	views      map[string]*viewRec
 	viewOrder  []*viewRec
 
+	// fault knobs (faults.go)
+	rateLimits  map[string]rateLimit // by Web API method; "" = every method
+	hookLimit   rateLimit
+	outageUntil time.Time
+
 	sm smState
 }
 
@@ -125,6 +144,7 @@ func NewSlack(t testing.TB) *Slack {
 		failNext:   map[string][]string{},
 		hooks:      map[string]*hook{},
 		views:      map[string]*viewRec{},
+		rateLimits: map[string]rateLimit{},
 	}
 	s.sm.init()
 	mux := http.NewServeMux()
@@ -285,7 +305,7 @@ func (s *Slack) Dump() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var b strings.Builder
-	fmt.Fprintf(&b, "--- Slack fake: %d Web API calls\n", len(s.calls))
+	fmt.Fprintf(&b, "--- Slack fake: %d Web API calls%s\n", len(s.calls), s.describeFaults(time.Now()))
 	for _, c := range s.calls {
 		keys := make([]string, 0, len(c.Params))
 		for k := range c.Params {
@@ -300,6 +320,9 @@ func (s *Slack) Dump() string {
 		}
 		if c.Error != "" {
 			fmt.Fprintf(&b, " -> error %s", c.Error)
+		}
+		if c.Fault != "" {
+			fmt.Fprintf(&b, " (fault %s, HTTP %d)", c.Fault, c.Status)
 		}
 		b.WriteByte('\n')
 	}
@@ -316,7 +339,11 @@ func (s *Slack) Dump() string {
 	}
 	fmt.Fprintf(&b, "--- response_url posts\n")
 	for _, h := range s.hookPosts {
-		fmt.Fprintf(&b, "  %s user=%s %s err=%s\n", h.At.Format("15:04:05.000"), h.UserID, clip(string(h.Body), 300), h.Error)
+		fmt.Fprintf(&b, "  %s user=%s %s status=%d err=%s", h.At.Format("15:04:05.000"), h.UserID, clip(string(h.Body), 300), h.Status, h.Error)
+		if h.Fault != "" {
+			fmt.Fprintf(&b, " (fault %s, not delivered)", h.Fault)
+		}
+		b.WriteByte('\n')
 	}
 	s.dumpViews(&b)
 	fmt.Fprintf(&b, "--- socket mode: %d connections accepted, %d live\n", s.sm.total, len(s.sm.conns))
@@ -516,8 +543,21 @@ func (s *Slack) serveAPI(w http.ResponseWriter, r *http.Request) {
 
 	s.mu.Lock()
 	idx := len(s.calls)
-	s.calls = append(s.calls, Call{Method: method, Params: params, At: time.Now()})
+	now := time.Now()
+	s.calls = append(s.calls, Call{Method: method, Params: params, At: now})
+	if f := s.apiFault(method, now); f.kind != "" {
+		c := &s.calls[idx]
+		c.Fault, c.Status = f.kind, f.status()
+		if f.kind == FaultRateLimited {
+			c.Error = "ratelimited"
+		}
+		s.changed.broadcast()
+		s.mu.Unlock()
+		f.write(w, true)
+		return
+	}
 	resp, status, aerr := s.dispatch(method, params, token, perr, r)
+	s.calls[idx].Status = status
 	if aerr != nil {
 		s.calls[idx].Error = aerr.code
 		if _, known := apiMethods[method]; !known {
@@ -1110,6 +1150,21 @@ func (s *Slack) serveHook(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	h := s.hooks[r.URL.Path]
 	post := HookPost{URL: s.srv.URL + r.URL.Path, Body: compactJSON(body), At: time.Now()}
+	if f := s.hookFault(post.At); f.kind != "" {
+		if h != nil {
+			post.UserID, post.ChannelID = h.user, h.channel
+		}
+		post.Fault, post.Status = f.kind, f.status()
+		post.Error = "rate_limited"
+		if f.kind == FaultOutage {
+			post.Error = "service_unavailable"
+		}
+		s.hookPosts = append(s.hookPosts, post)
+		s.changed.broadcast()
+		s.mu.Unlock()
+		f.write(w, false)
+		return
+	}
 	status, text := http.StatusOK, "ok"
 	switch {
 	case r.Method != http.MethodPost:
@@ -1126,6 +1181,7 @@ func (s *Slack) serveHook(w http.ResponseWriter, r *http.Request) {
 	if status != http.StatusOK {
 		post.Error = text
 	}
+	post.Status = status
 	s.hookPosts = append(s.hookPosts, post)
 	s.changed.broadcast()
 	s.mu.Unlock()

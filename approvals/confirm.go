@@ -34,7 +34,7 @@ func (w *Workflow) Confirm(ctx context.Context, user, ref, pick string) (*Reques
 		// No sign-in to run with: it expired, or a racing click already
 		// ran (or ended) the request and released it. Only the first means
 		// the request waits for an approval again.
-		if w.reopen(ctx, r, &Outcome{Kind: OutcomeSignInStale}) == nil {
+		if w.reopen(ctx, r, &Outcome{Kind: OutcomeSignInStale}, "") == nil {
 			if now, err := w.store.Get(ctx, r.ID); err == nil && now.State != StateConfirming {
 				return nil, &Refusal{Kind: RefusedHandled, Action: action, Ref: r.ID, Request: now}
 			}

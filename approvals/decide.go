@@ -53,15 +53,19 @@ func (w *Workflow) Open(ctx context.Context, r *Request) error {
 	if len(posted) == 0 {
 		return &Refusal{Kind: RefusedNoApprover, Action: ActionRequest, Ref: r.ID, Request: r}
 	}
-	updated, err := w.store.Update(ctx, r.ID, func(r *Request) { r.Prompts = append(r.Prompts, posted...) })
+	_, err := w.apply(ctx, r.ID, Change{
+		Update: func(r *Request) { r.Prompts = append(r.Prompts, posted...) },
+		// A decision may have landed between posting and recording: make
+		// sure every copy shows it.
+		Notify: func(r *Request) []Outgoing {
+			if r.State != StatePending {
+				return []Outgoing{redraw(r)}
+			}
+			return nil
+		},
+	})
 	if err != nil {
 		w.log.Error("prompt locations not stored", "ref", r.ID, "err", err)
-		return nil
-	}
-	// A decision may have landed between posting and recording: make sure
-	// every copy shows it.
-	if updated.State != StatePending {
-		w.notices.UpdatePrompts(ctx, updated)
 	}
 	return nil
 }
@@ -119,10 +123,10 @@ func (w *Workflow) Approve(ctx context.Context, user, ref string, final bool) (*
 	if err := w.mayDecide(ctx, user, r, ActionApprove); err != nil {
 		return nil, err
 	}
-	r, err = w.store.Transition(ctx, ref, StateApproved, func(r *Request) {
+	r, err = w.apply(ctx, ref, Change{To: StateApproved, Update: func(r *Request) {
 		r.DecidedBy = user
 		r.Outcome = nil
-	})
+	}, Notify: func(r *Request) []Outgoing { return []Outgoing{redraw(r)} }})
 	if err != nil {
 		return nil, late(err, ActionApprove)
 	}
@@ -134,7 +138,6 @@ func (w *Workflow) Approve(ctx context.Context, user, ref string, final bool) (*
 		w.spawn(func() { w.execute(&work, s) })
 		return r, nil
 	}
-	w.notices.UpdatePrompts(ctx, r)
 	w.spawn(func() { w.signInThenConfirm(&work, s) })
 	return r, nil
 }
@@ -195,14 +198,17 @@ func (w *Workflow) Cancel(ctx context.Context, user, ref string) (*Request, erro
 			r.DecidedBy = user
 		},
 		event: EventCanceled, actor: user,
+		also: func(r *Request) []Outgoing {
+			if approver == user {
+				return nil
+			}
+			return tellEach(Notice{Kind: NoticeStatus, Request: r}, approver)
+		},
 	})
 	if err != nil {
 		return nil, late(err, ActionCancel)
 	}
 	w.signingIn.cancel(r.ID)
-	if approver != "" && approver != user {
-		w.tell(ctx, approver, Notice{Kind: NoticeStatus, Request: r})
-	}
 	return r, nil
 }
 

@@ -39,11 +39,11 @@ func (w *Workflow) execute(r *Request, s *Session) {
 	switch {
 	case errors.As(err, &te):
 		w.log.Info("request moved on before the call; not calling Graph", "ref", r.ID, "state", string(te.Current.State))
-		w.tell(ctx, r.DecidedBy, Notice{Kind: NoticeStatus, Request: te.Current})
+		w.tell(r.DecidedBy, Notice{Kind: NoticeStatus, Request: te.Current})
 		return
 	case err != nil:
 		w.log.Error("could not mark the request executing; not calling Graph", "ref", r.ID, "err", err)
-		w.reopen(context.WithoutCancel(ctx), r, &Outcome{Kind: OutcomeNotRecorded})
+		w.reopen(context.WithoutCancel(ctx), r, &Outcome{Kind: OutcomeNotRecorded}, "")
 		return
 	}
 	call, err = s.CloudPCs.Reprovision(w.execCtx, executing.CloudPCID)
@@ -108,6 +108,12 @@ func (w *Workflow) finish(r *Request, call GraphCall, callErr error) {
 		},
 		event: event, details: map[string]string{"request_id": requestID},
 		tellRequester: true,
+		also: func(r *Request) []Outgoing {
+			if r.Tracking.Active() {
+				return []Outgoing{progress(r, Progress{Kind: ProgressAccepted, Every: w.cfg.TrackEvery})}
+			}
+			return nil
+		},
 	}
 	var done *Request
 	err := w.durably("outcome", func(ctx context.Context) (err error) {
@@ -125,14 +131,13 @@ func (w *Workflow) finish(r *Request, call GraphCall, callErr error) {
 		w.log.Error("outcome not stored", "ref", r.ID, "outcome", string(to), "err", err)
 		r.GraphRequestID = requestID
 		n := Notice{Kind: NoticeNotRecorded, Request: r, Why: why, Accepted: to == StateSucceeded}
-		w.tell(ctx, r.RequesterID, n)
-		w.tell(ctx, r.DecidedBy, n)
+		w.tellDirect(ctx, r.RequesterID, n)
+		w.tellDirect(ctx, r.DecidedBy, n)
 		return
 	}
 	w.announce(ctx, done, s)
 	w.log.Info("reprovision call finished", "ref", r.ID, "state", string(done.State), "graph_request_id", requestID)
 	if done.Tracking.Active() {
-		w.notices.Progress(ctx, done, Progress{Kind: ProgressAccepted, Every: w.cfg.TrackEvery})
 		w.nudge()
 	}
 }

@@ -383,6 +383,7 @@ type recorder struct {
 	emails    map[string]string          // profile emails
 	emailErr  error
 	tellErr   error // Tell fails (after recording what was to be told)
+	updateErr error // UpdatePrompts fails (after recording)
 }
 
 func newRecorder() *recorder {
@@ -408,10 +409,11 @@ func (n *recorder) port() *mock.Notices {
 			}
 			return refs
 		},
-		UpdatePromptsFn: func(ctx context.Context, r *approvals.Request) {
+		UpdatePromptsFn: func(ctx context.Context, r *approvals.Request) error {
 			n.mu.Lock()
 			defer n.mu.Unlock()
 			n.updates = append(n.updates, *r)
+			return n.updateErr
 		},
 		TellFn: func(ctx context.Context, user string, notice approvals.Notice) error {
 			n.mu.Lock()
@@ -420,10 +422,11 @@ func (n *recorder) port() *mock.Notices {
 				Why: notice.Why, Accepted: notice.Accepted})
 			return n.tellErr
 		},
-		ProgressFn: func(ctx context.Context, r *approvals.Request, p approvals.Progress) {
+		ProgressFn: func(ctx context.Context, r *approvals.Request, p approvals.Progress) error {
 			n.mu.Lock()
 			defer n.mu.Unlock()
 			n.progress = append(n.progress, progressed{Ref: r.ID, Kind: p.Kind, Status: p.Status, Result: r.Tracking.Result, Every: p.Every})
+			return nil
 		},
 		SignInCodeFn: func(ctx context.Context, approver string, why approvals.SignInPurpose, r *approvals.Request, code approvals.DeviceCode) error {
 			n.mu.Lock()
@@ -889,7 +892,8 @@ func (s *spyStore) failOps(ops ...string) {
 }
 
 // failWhen makes the store fail the operations f returns an error for
-// (op: create, transition, update, record, list, list_tracking, open_for).
+// (op: create, transition, update, enqueue, record, list, list_tracking,
+// open_for).
 func (s *spyStore) failWhen(f func(op string, to approvals.State) error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -944,6 +948,24 @@ func (s *spyStore) Update(ctx context.Context, id string, update func(*approvals
 		return nil, err
 	}
 	return s.Store.Update(ctx, id, update)
+}
+
+func (s *spyStore) Apply(ctx context.Context, id string, c approvals.Change) (*approvals.Request, error) {
+	op := "transition"
+	if c.To == "" {
+		op = "update"
+	}
+	if err := s.failing(op, c.To); err != nil {
+		return nil, err
+	}
+	return s.Store.Apply(ctx, id, c)
+}
+
+func (s *spyStore) Enqueue(ctx context.Context, entries ...approvals.Outgoing) error {
+	if err := s.failing("enqueue", ""); err != nil {
+		return err
+	}
+	return s.Store.Enqueue(ctx, entries...)
 }
 
 func (s *spyStore) Record(ctx context.Context, e approvals.Event) error {

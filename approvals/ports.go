@@ -100,19 +100,21 @@ type RemoteAction struct {
 }
 
 // Notices is how the workflow tells people things. The adapter decides the
-// words and the formatting; the workflow says what and to whom. Delivery
-// failures are the adapter's to log: the workflow's state is stored first.
+// words and the formatting; the workflow says what and to whom. UpdatePrompts,
+// Tell and Progress are delivered through the outbox (outbox.go): they are
+// tried again until they succeed, so their errors say whether that helps
+// (ErrUndeliverable: no; an error with RetryAfter: not before then).
 type Notices interface {
 	// PostPrompts sends r's approval prompt to each of its approvers and
 	// returns where each copy went (only those that could be posted).
 	PostPrompts(ctx context.Context, r *Request) []MessageRef
 	// UpdatePrompts redraws every copy of r's prompt, and anything else
 	// showing r, for its current state.
-	UpdatePrompts(ctx context.Context, r *Request)
+	UpdatePrompts(ctx context.Context, r *Request) error
 	// Tell sends one person a notice about a request.
 	Tell(ctx context.Context, user string, n Notice) error
 	// Progress posts news of r's follow-through beside its prompt.
-	Progress(ctx context.Context, r *Request, p Progress)
+	Progress(ctx context.Context, r *Request, p Progress) error
 	// SignInCode gives an approver the device code to sign in with.
 	SignInCode(ctx context.Context, approver string, why SignInPurpose, r *Request, code DeviceCode) error
 	// AskToConfirm asks r's approver, signed in, for the final word on the

@@ -31,10 +31,7 @@ func (w *Workflow) recover(ctx context.Context) {
 		if r.State != StateExecuting {
 			w.log.Warn("sign-in lost in restart; request reopened", "ref", r.ID)
 			why := &Outcome{Kind: OutcomeSignInInterrupted}
-			if reopened := w.reopen(ctx, r, why); reopened != nil {
-				w.tell(ctx, reopened.DecidedBy, Notice{Kind: NoticeSignInFailed, Request: reopened, Why: why})
-				w.tell(ctx, reopened.RequesterID, Notice{Kind: NoticeSignInFailed, Request: reopened, Why: why})
-			}
+			w.reopen(ctx, r, why, NoticeSignInFailed)
 			continue
 		}
 		w.settleInterruptedCall(ctx, r)

@@ -120,9 +120,11 @@ func TestRestartWhileTracking(t *testing.T) {
 	if got := h.get(r.ID); got.Tracking.LastStatus != "provisioning" || got.Tracking.Paused {
 		t.Errorf("tracking %+v", got.Tracking)
 	}
-	if ps := h.notes.progressOf(r.ID); ps[len(ps)-1].Kind != approvals.ProgressStatus {
-		t.Errorf("progress %+v", ps)
-	}
+	// Delivered just after the look is stored (through the outbox).
+	h.waitFor("the new status posted", func() bool {
+		ps := h.notes.progressOf(r.ID)
+		return ps[len(ps)-1].Kind == approvals.ProgressStatus
+	})
 }
 
 // A store that fails at start: nothing is settled and nobody is told;

@@ -75,13 +75,14 @@ func (w *Workflow) runDue() time.Time {
 // expire ends a request nobody decided in time and offers the requester a
 // one-click retry.
 func (w *Workflow) expire(ctx context.Context, r *Request) {
-	expired, err := w.settle(ctx, r.ID, step{
+	_, err := w.settle(ctx, r.ID, step{
 		to:    StateExpired,
 		event: EventExpired, details: map[string]string{"expires_at": r.ExpiresAt.Format(time.RFC3339)},
+		also: func(r *Request) []Outgoing {
+			return []Outgoing{notice(r.RequesterID, Notice{Kind: NoticeExpired, Request: r})}
+		},
 	})
 	if err != nil {
 		w.log.Info("not expired", "ref", r.ID, "err", err) // decided meanwhile
-		return
 	}
-	w.tell(ctx, expired.RequesterID, Notice{Kind: NoticeExpired, Request: expired})
 }

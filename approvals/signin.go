@@ -53,10 +53,10 @@ func (w *Workflow) signInThenConfirm(r *Request, s *Session) {
 		w.log.Warn("final confirmation not sent", "ref", r.ID, "err", err)
 		rctx, cancel := detached(ctx)
 		defer cancel()
-		w.reopen(rctx, confirming, &Outcome{Kind: OutcomeConfirmationNotSent})
+		w.reopen(rctx, confirming, &Outcome{Kind: OutcomeConfirmationNotSent}, "")
 		return
 	}
-	w.notices.UpdatePrompts(ctx, confirming)
+	w.send(confirming.ID, redraw(confirming))
 }
 
 // lookUp reads the Cloud PC (by id) or resolves the name or UPN r names.
@@ -264,20 +264,26 @@ func (w *Workflow) signInFailed(r *Request, err error) {
 	ctx, cancel := detached(w.execCtx)
 	defer cancel()
 	w.audit(ctx, r.ID, EventSignInFailed, r.DecidedBy, map[string]string{"reason": string(why.Kind)})
-	r = w.reopen(ctx, r, why)
-	if r == nil || w.signInCtx.Err() != nil {
-		return // shutting down: the prompt says it; no time for more
-	}
-	w.tell(ctx, r.DecidedBy, Notice{Kind: NoticeSignInFailed, Request: r, Why: why})
-	w.tell(ctx, r.RequesterID, Notice{Kind: NoticeSignInFailed, Request: r, Why: why})
+	w.reopen(ctx, r, why, NoticeSignInFailed)
 }
 
-// reopen moves r back to pending with why, and redraws the prompts.
-func (w *Workflow) reopen(ctx context.Context, r *Request, why *Outcome) *Request {
+// reopen moves r back to pending with why, redraws the prompts and, unless
+// tell is "", tells its approver and requester that (with why).
+func (w *Workflow) reopen(ctx context.Context, r *Request, why *Outcome, tell NoticeKind) *Request {
 	reopened, err := w.settle(ctx, r.ID, step{
 		from: beforeCall, to: StatePending,
 		// The approval deadline again, not the confirmation window.
 		update: func(r *Request) { r.Outcome, r.ExpiresAt = why, r.DecideBy },
+		also: func(r *Request) []Outgoing {
+			if tell == "" {
+				return nil
+			}
+			n := Notice{Kind: tell, Request: r, Why: why}
+			if tell == NoticeStatus {
+				n.Why = nil // the status shows the outcome
+			}
+			return tellEach(n, r.DecidedBy, r.RequesterID)
+		},
 	})
 	if err != nil {
 		w.log.Error("could not reopen the request", "ref", r.ID, "err", err)
@@ -301,10 +307,7 @@ func (w *Workflow) lookUpFailed(ctx context.Context, r *Request, err error) {
 	}
 	ctx, cancel := detached(ctx)
 	defer cancel()
-	if r = w.reopen(ctx, r, why); r != nil {
-		w.tell(ctx, r.DecidedBy, Notice{Kind: NoticeStatus, Request: r})
-		w.tell(ctx, r.RequesterID, Notice{Kind: NoticeStatus, Request: r})
-	}
+	w.reopen(ctx, r, why, NoticeStatus)
 }
 
 // asGraphError is err as a *GraphError; an error of another shape (the

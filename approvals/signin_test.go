@@ -136,7 +136,9 @@ func TestSignInInterruptedByStop(t *testing.T) {
 	if last := h.notes.lastPrompt(t, r.ID); last.State != approvals.StatePending {
 		t.Errorf("prompt shows %s", last.State)
 	}
-	h.wantTold(r.ID)
+	// Both sides hear that the sign-in was cut short (through the outbox,
+	// delivered before the process exits or after the next start).
+	h.wantTold(r.ID, "U0A1:sign_in_failed:pending", "U0ALICE:sign_in_failed:pending")
 	if h.graph.getCount() != 0 {
 		t.Error("Graph called")
 	}

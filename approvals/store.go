@@ -51,6 +51,18 @@ type Store interface {
 	// ListByRequester returns the newest requests of a requester, at most limit.
 	ListByRequester(ctx context.Context, requesterID string, limit int) ([]*Request, error)
 
+	// Apply makes one change of a request, as Transition / TransitionFrom
+	// when c.To is set, else as Update, and enqueues the outbox entries
+	// c.Notify returns for the saved request in the same transaction.
+	Apply(ctx context.Context, id string, c Change) (*Request, error)
+
+	// ListUpdatedSince returns the requests changed at or after since,
+	// oldest change first.
+	ListUpdatedSince(ctx context.Context, since time.Time) ([]*Request, error)
+
+	// Outbox keeps what people must be told until it is delivered.
+	Outbox
+
 	// Record appends one event to the audit trail. Records are never edited
 	// or deleted.
 	Record(ctx context.Context, e Event) error
@@ -85,6 +97,7 @@ const (
 	EventExpired          EventKind = "expired"
 	EventTracked          EventKind = "tracked"
 	EventReprompted       EventKind = "reprompted"
+	EventNoticeDropped    EventKind = "notice_dropped"
 )
 
 // Event is one audit record.

@@ -38,6 +38,7 @@ func (w *Workflow) track(ctx context.Context, r *Request) *Request {
 	w.auditGraphCalls(r.ID, r.DecidedBy, call)
 	now := time.Now().UTC()
 	t := r.Tracking
+	var news []Outgoing // stored with what this look saw
 	t.Checks++
 	t.NextCheck = now.Add(w.trackInterval(t.Checks))
 	if err != nil {
@@ -55,15 +56,18 @@ func (w *Workflow) track(ctx context.Context, r *Request) *Request {
 		if result := w.trackResult(ctx, s, r, t, seen); result != "" {
 			t.Result = result
 		} else if seen != t.LastStatus && !unchanged {
-			w.notices.Progress(ctx, r, Progress{Kind: ProgressStatus, Status: seen, Detail: device.StatusDetails})
+			news = append(news, progress(r, Progress{Kind: ProgressStatus, Status: seen, Detail: device.StatusDetails}))
 		}
 		t.LastStatus = seen
 		r.Device = &device
 	}
 	if t.Result != "" || !now.Before(t.Until) {
-		return w.stopTracking(ctx, r, t)
+		return w.stopTracking(ctx, r, t, news...)
 	}
-	updated, uerr := w.store.Update(ctx, r.ID, func(u *Request) { u.Tracking, u.Device = t, r.Device })
+	updated, uerr := w.apply(ctx, r.ID, Change{
+		Update: func(u *Request) { u.Tracking, u.Device = t, r.Device },
+		Notify: func(*Request) []Outgoing { return news },
+	})
 	if uerr != nil {
 		w.log.Error("tracking state not stored", "ref", r.ID, "err", uerr)
 		return nil
@@ -73,13 +77,20 @@ func (w *Workflow) track(ctx context.Context, r *Request) *Request {
 }
 
 // stopTracking records how following r ended (t.Result; timed out when
-// empty), frees its Cloud PC, and tells everyone.
-func (w *Workflow) stopTracking(ctx context.Context, r *Request, t Tracking) *Request {
+// empty), frees its Cloud PC, and tells everyone (after news, the last
+// look's).
+func (w *Workflow) stopTracking(ctx context.Context, r *Request, t Tracking, news ...Outgoing) *Request {
 	if t.Result == "" {
 		t.Result = TrackTimedOut
 	}
 	t.Paused = false
-	updated, err := w.store.Update(ctx, r.ID, func(u *Request) { u.Tracking, u.Device = t, r.Device })
+	updated, err := w.apply(ctx, r.ID, Change{
+		Update: func(u *Request) { u.Tracking, u.Device = t, r.Device },
+		Notify: func(u *Request) []Outgoing {
+			return append(news, redraw(u), progress(u, Progress{Kind: ProgressEnded}),
+				notice(u.RequesterID, Notice{Kind: NoticeStatus, Request: u}))
+		},
+	})
 	if err != nil {
 		w.log.Error("tracking result not stored", "ref", r.ID, "err", err)
 		return nil
@@ -87,9 +98,6 @@ func (w *Workflow) stopTracking(ctx context.Context, r *Request, t Tracking) *Re
 	w.sessions.release(r.ID)
 	w.log.Info("tracking finished", "ref", r.ID, "result", t.Result)
 	w.audit(ctx, r.ID, EventTracked, "", map[string]string{"status": t.LastStatus, "result": t.Result})
-	w.notices.UpdatePrompts(ctx, updated)
-	w.notices.Progress(ctx, updated, Progress{Kind: ProgressEnded})
-	w.tell(ctx, updated.RequesterID, Notice{Kind: NoticeStatus, Request: updated})
 	return updated
 }
 
@@ -153,14 +161,15 @@ func (w *Workflow) reprovisionActionState(ctx context.Context, s *Session, r *Re
 // pauseTracking records that nobody is signed in to look with, and offers
 // to resume on the prompt.
 func (w *Workflow) pauseTracking(ctx context.Context, r *Request) *Request {
-	updated, err := w.store.Update(ctx, r.ID, func(r *Request) { r.Tracking.Paused = true })
+	updated, err := w.apply(ctx, r.ID, Change{
+		Update: func(r *Request) { r.Tracking.Paused = true },
+		Notify: func(r *Request) []Outgoing { return []Outgoing{redraw(r), progress(r, Progress{Kind: ProgressPaused})} },
+	})
 	if err != nil {
 		w.log.Error("could not pause tracking", "ref", r.ID, "err", err)
 		return nil
 	}
 	w.log.Info("tracking paused: no valid sign-in", "ref", r.ID)
-	w.notices.UpdatePrompts(ctx, updated)
-	w.notices.Progress(ctx, updated, Progress{Kind: ProgressPaused})
 	return updated
 }
 
@@ -192,24 +201,24 @@ func (w *Workflow) resume(r *Request, user string) {
 	if s == nil {
 		var err error
 		if s, err = w.signIn(r, user, SignInToResumeTracking); err != nil {
-			ctx, cancel := detached(w.execCtx)
-			defer cancel()
-			w.tell(ctx, user, Notice{Kind: NoticeStillPaused, Request: r, Why: w.signInOutcome(err)})
+			w.tell(user, Notice{Kind: NoticeStillPaused, Request: r, Why: w.signInOutcome(err)})
 			return
 		}
 	}
 	w.sessions.pin(r.ID, s)
 	ctx, cancel := context.WithTimeout(w.execCtx, workTimeout)
 	defer cancel()
-	updated, err := w.store.Update(ctx, r.ID, func(r *Request) {
-		r.Tracking.Paused = false
-		r.Tracking.NextCheck = time.Now().UTC()
+	_, err := w.apply(ctx, r.ID, Change{
+		Update: func(r *Request) {
+			r.Tracking.Paused = false
+			r.Tracking.NextCheck = time.Now().UTC()
+		},
+		Notify: func(r *Request) []Outgoing { return []Outgoing{redraw(r)} },
 	})
 	if err != nil {
 		w.log.Error("could not resume tracking", "ref", r.ID, "err", err)
 		return
 	}
 	w.log.Info("tracking resumed", "ref", r.ID, "by", user)
-	w.notices.UpdatePrompts(ctx, updated)
 	w.nudge()
 }

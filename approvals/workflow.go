@@ -53,6 +53,9 @@ type Workflow struct {
 	inFlight idSet
 	// wake nudges the scheduler (expiry, tracking) when a deadline moved.
 	wake chan struct{}
+	// delivering: outbox entries being delivered now (deliver.go).
+	delivering deliveries
+	outboxWake chan struct{}
 }
 
 // Config is what the workflow needs; cmd/reprovision-bot builds it from the
@@ -130,7 +133,7 @@ func New(cfg Config) (*Workflow, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	w := &Workflow{cfg: cfg, store: cfg.Store, notices: cfg.Notices, log: cfg.Logger, wake: make(chan struct{}, 1)}
+	w := &Workflow{cfg: cfg, store: cfg.Store, notices: cfg.Notices, log: cfg.Logger, wake: make(chan struct{}, 1), outboxWake: make(chan struct{}, 1)}
 	w.sessions.ttl = cfg.SignInTTL
 	w.signInCtx, w.cancelSignIn = context.WithCancel(context.Background())
 	w.execCtx, w.cancelExec = context.WithCancel(context.Background())
@@ -140,10 +143,13 @@ func New(cfg Config) (*Workflow, error) {
 // Policy is the policy the workflow applies.
 func (w *Workflow) Policy() Policy { return w.cfg.Policy }
 
-// Start settles what a previous process left half done, then runs the timed
-// work (expiry, tracking) in the background until Stop.
+// Start settles what a previous process left half done, queues a redraw of
+// the prompts that may show an old state, then runs the timed work (expiry,
+// tracking) and the delivery of the outbox in the background until Stop.
 func (w *Workflow) Start(ctx context.Context) {
 	w.recover(ctx)
+	w.redrawAtStart(ctx)
+	w.spawn(w.deliverLoop)
 	w.spawn(w.schedule)
 }
 
@@ -302,10 +308,30 @@ type step struct {
 	// tellRequester and tellApprover: who gets the news besides the
 	// prompts (the approver is whoever decided).
 	tellRequester, tellApprover bool
+	// also returns more outbox entries for the moved request.
+	also func(r *Request) []Outgoing
 }
 
-// settle is the one way a request changes state: move it in the store,
-// then announce it.
+// notify is what a step puts in the outbox with the move: the prompts'
+// redraw, the news for those it tells, and its own entries.
+func (s step) notify(r *Request) []Outgoing {
+	out := []Outgoing{redraw(r)}
+	var told []string
+	if s.tellRequester {
+		told = append(told, r.RequesterID)
+	}
+	if s.tellApprover {
+		told = append(told, r.DecidedBy)
+	}
+	out = append(out, tellEach(Notice{Kind: NoticeStatus, Request: r}, told...)...)
+	if s.also != nil {
+		out = append(out, s.also(r)...)
+	}
+	return out
+}
+
+// settle is the one way a request changes state: move it in the store
+// (with what people must be told, in the outbox), then announce it.
 func (w *Workflow) settle(ctx context.Context, id string, s step) (*Request, error) {
 	r, err := w.move(ctx, id, s)
 	if err != nil {
@@ -315,16 +341,14 @@ func (w *Workflow) settle(ctx context.Context, id string, s step) (*Request, err
 	return r, nil
 }
 
-// move is the store half of settle: the compare-and-swap.
+// move is the store half of settle: the compare-and-swap, and the outbox
+// entries that announce it, in one transaction.
 func (w *Workflow) move(ctx context.Context, id string, s step) (*Request, error) {
-	if s.from == nil {
-		return w.store.Transition(ctx, id, s.to, s.update)
-	}
-	return w.store.TransitionFrom(ctx, id, s.from, s.to, s.update)
+	return w.store.Apply(ctx, id, Change{From: s.from, To: s.to, Update: s.update, Notify: s.notify})
 }
 
 // announce is the rest of settle, once r has moved: release a sign-in it no
-// longer needs, audit, redraw its prompts and tell the people concerned.
+// longer needs, audit, and deliver what the move put in the outbox.
 func (w *Workflow) announce(ctx context.Context, r *Request, s step) {
 	if !needsSignIn(r) {
 		w.sessions.release(r.ID)
@@ -333,13 +357,7 @@ func (w *Workflow) announce(ctx context.Context, r *Request, s step) {
 	if s.event != "" {
 		w.audit(ctx, r.ID, s.event, s.actor, r.Outcome.auditDetails(s.details))
 	}
-	w.notices.UpdatePrompts(ctx, r)
-	if s.tellRequester {
-		w.tell(ctx, r.RequesterID, Notice{Kind: NoticeStatus, Request: r})
-	}
-	if s.tellApprover && r.DecidedBy != "" {
-		w.tell(ctx, r.DecidedBy, Notice{Kind: NoticeStatus, Request: r})
-	}
+	w.deliverDue(r.ID)
 }
 
 // needsSignIn: a request approved and not yet settled, or whose reprovision
@@ -348,8 +366,14 @@ func needsSignIn(r *Request) bool {
 	return r.State == StateApproved || r.State == StateConfirming || r.State == StateExecuting || r.Tracking.Active()
 }
 
-// tell sends a notice; a failure is the adapter's to log.
-func (w *Workflow) tell(ctx context.Context, user string, n Notice) {
+// tell sends a notice through the outbox.
+func (w *Workflow) tell(user string, n Notice) {
+	w.send(n.Request.ID, notice(user, n))
+}
+
+// tellDirect sends a notice without the outbox, for when the store is what
+// failed; a failure is logged.
+func (w *Workflow) tellDirect(ctx context.Context, user string, n Notice) {
 	if err := w.notices.Tell(ctx, user, n); err != nil {
 		w.log.Warn("notice not delivered", "user", user, "kind", string(n.Kind), "err", err)
 	}

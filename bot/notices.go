@@ -37,9 +37,12 @@ func (b *Bot) PostPrompts(ctx context.Context, r *approvals.Request) []approvals
 }
 
 // UpdatePrompts redraws every approver's copy of the prompt for r's current
-// state (buttons only while pending), and keeps Home tabs current.
-func (b *Bot) UpdatePrompts(ctx context.Context, r *approvals.Request) {
+// state (buttons only while pending), and keeps Home tabs current. Redrawing
+// is idempotent, so a failed redraw is tried again whole: a copy deleted in
+// Slack is skipped, the others must all succeed.
+func (b *Bot) UpdatePrompts(ctx context.Context, r *approvals.Request) error {
 	r = b.asShown(r)
+	var errs []error
 	for _, p := range r.Prompts {
 		err := b.slackCall(ctx, "chat.update", func(ctx context.Context) error {
 			_, _, _, err := b.api.UpdateMessageContext(ctx, p.ChannelID, p.TS,
@@ -47,11 +50,15 @@ func (b *Bot) UpdatePrompts(ctx context.Context, r *approvals.Request) {
 				slack.MsgOptionBlocks(promptBlocks(r)...))
 			return err
 		})
-		if err != nil {
-			b.log.Error("approval prompt not updated", "ref", r.ID, "channel", p.ChannelID, "err", err)
+		if err = deliveryError(err); err != nil {
+			b.log.Warn("approval prompt not updated", "ref", r.ID, "channel", p.ChannelID, "err", err)
+			if !errors.Is(err, approvals.ErrUndeliverable) {
+				errs = append(errs, err)
+			}
 		}
 	}
 	b.refreshHomes(ctx, r)
+	return errors.Join(errs...)
 }
 
 // asShown is r with the approvers who decide it now (the workflow's policy:
@@ -66,15 +73,15 @@ func (b *Bot) asShown(r *approvals.Request) *approvals.Request {
 func (b *Bot) Tell(ctx context.Context, user string, n approvals.Notice) error {
 	if n.Kind == approvals.NoticeExpired {
 		text, blocks := expiredNotice(n.Request)
-		return b.dm(ctx, user, msgText(text), msgBlocks(blocks))
+		return deliveryError(b.dm(ctx, user, msgText(text), msgBlocks(blocks)))
 	}
-	return b.dm(ctx, user, msgText(noticeText(user, n)))
+	return deliveryError(b.dm(ctx, user, msgText(noticeText(user, n))))
 }
 
 // Progress posts under the deciding approver's prompt (or the first one).
-func (b *Bot) Progress(ctx context.Context, r *approvals.Request, p approvals.Progress) {
+func (b *Bot) Progress(ctx context.Context, r *approvals.Request, p approvals.Progress) error {
 	if len(r.Prompts) == 0 {
-		return
+		return nil
 	}
 	prompt := r.Prompts[0]
 	for _, candidate := range r.Prompts {
@@ -87,8 +94,9 @@ func (b *Bot) Progress(ctx context.Context, r *approvals.Request, p approvals.Pr
 		return err
 	})
 	if err != nil {
-		b.log.Error("thread reply failed", "ref", r.ID, "err", err)
+		b.log.Warn("thread reply failed", "ref", r.ID, "err", err)
 	}
+	return deliveryError(err)
 }
 
 // SignInCode DMs the device code to the approver. The verification URL

@@ -3,11 +3,14 @@ package bot
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/url"
 	"time"
 
 	"github.com/slack-go/slack"
+
+	"github.com/reprovision-bot/reprovision-bot/approvals"
 )
 
 // tellUser answers one user privately: through the interaction's response_url
@@ -101,7 +104,42 @@ const (
 	slackAttempts     = 3
 	slackBackoff      = 500 * time.Millisecond
 	slackMaxRateLimit = 30 * time.Second
+	// slackMaxInlineWait is the longest Retry-After waited out in a call.
+	slackMaxInlineWait = 2 * time.Second
 )
+
+// deliveryError tells the workflow's outbox what a failed Slack call means
+// for trying again: Slack's Retry-After when it gave one, and
+// approvals.ErrUndeliverable when no retry can help (the channel, message or
+// user is gone). nil stays nil.
+func deliveryError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var rate *slack.RateLimitedError
+	if errors.As(err, &rate) {
+		return &retryLater{err: err, after: rate.RetryAfter}
+	}
+	var resp slack.SlackErrorResponse
+	if errors.As(err, &resp) {
+		switch resp.Err {
+		case "channel_not_found", "message_not_found", "cant_update_message", "edit_window_closed", "is_archived",
+			"user_not_found", "user_disabled", "account_inactive", "not_in_channel", "cannot_dm_bot", "messages_tab_disabled":
+			return fmt.Errorf("%w: %w", approvals.ErrUndeliverable, err)
+		}
+	}
+	return err
+}
+
+// retryLater is a Slack error that says when to try again.
+type retryLater struct {
+	err   error
+	after time.Duration
+}
+
+func (e *retryLater) Error() string             { return e.err.Error() }
+func (e *retryLater) Unwrap() error             { return e.err }
+func (e *retryLater) RetryAfter() time.Duration { return e.after }
 
 // slackCall runs one Web API call, retrying transient failures.
 func (b *Bot) slackCall(ctx context.Context, method string, call func(context.Context) error) error {
@@ -109,7 +147,10 @@ func (b *Bot) slackCall(ctx context.Context, method string, call func(context.Co
 	for attempt := 1; ; attempt++ {
 		err = call(ctx)
 		wait, retry := transientSlackError(err)
-		if !retry || attempt == slackAttempts {
+		if !retry || attempt == slackAttempts || wait > slackMaxInlineWait {
+			// A longer Retry-After is honoured by the outbox, which
+			// tries notices again later, rather than by a goroutine
+			// sleeping here.
 			return err
 		}
 		if wait == 0 {

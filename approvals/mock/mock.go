@@ -51,9 +51,9 @@ func (c *CloudPCs) RemoteActions(ctx context.Context, id string) ([]approvals.Re
 // Notices fakes the notices port.
 type Notices struct {
 	PostPromptsFn   func(ctx context.Context, r *approvals.Request) []approvals.MessageRef
-	UpdatePromptsFn func(ctx context.Context, r *approvals.Request)
+	UpdatePromptsFn func(ctx context.Context, r *approvals.Request) error
 	TellFn          func(ctx context.Context, user string, n approvals.Notice) error
-	ProgressFn      func(ctx context.Context, r *approvals.Request, p approvals.Progress)
+	ProgressFn      func(ctx context.Context, r *approvals.Request, p approvals.Progress) error
 	SignInCodeFn    func(ctx context.Context, approver string, why approvals.SignInPurpose, r *approvals.Request, code approvals.DeviceCode) error
 	AskToConfirmFn  func(ctx context.Context, r *approvals.Request) error
 	ProfileEmailFn  func(ctx context.Context, user string) (string, error)
@@ -63,14 +63,16 @@ func (n *Notices) PostPrompts(ctx context.Context, r *approvals.Request) []appro
 	return n.PostPromptsFn(ctx, r)
 }
 
-func (n *Notices) UpdatePrompts(ctx context.Context, r *approvals.Request) { n.UpdatePromptsFn(ctx, r) }
+func (n *Notices) UpdatePrompts(ctx context.Context, r *approvals.Request) error {
+	return n.UpdatePromptsFn(ctx, r)
+}
 
 func (n *Notices) Tell(ctx context.Context, user string, notice approvals.Notice) error {
 	return n.TellFn(ctx, user, notice)
 }
 
-func (n *Notices) Progress(ctx context.Context, r *approvals.Request, p approvals.Progress) {
-	n.ProgressFn(ctx, r, p)
+func (n *Notices) Progress(ctx context.Context, r *approvals.Request, p approvals.Progress) error {
+	return n.ProgressFn(ctx, r, p)
 }
 
 func (n *Notices) SignInCode(ctx context.Context, approver string, why approvals.SignInPurpose, r *approvals.Request, code approvals.DeviceCode) error {

@@ -34,7 +34,7 @@ import (
 
 // schemaVersion is stored in PRAGMA user_version. Bump it and add a step to
 // migrations when the schema changes.
-const schemaVersion = 2
+const schemaVersion = 3
 
 // migrations[i] takes the schema from version i to i+1.
 //
@@ -134,6 +134,27 @@ END;
 	`
 ALTER TABLE requests ADD COLUMN decide_by TEXT NOT NULL DEFAULT '';
 UPDATE requests SET decide_by = CASE WHEN state = 'awaiting_confirmation' THEN '' ELSE expires_at END;
+`,
+	// 2 → 3: the outbox of notices (approvals.Outbox), and an index for
+	// the requests changed recently (their prompts are redrawn at start).
+	`
+CREATE TABLE outbox (
+	id           INTEGER PRIMARY KEY AUTOINCREMENT,
+	request_id   TEXT NOT NULL,
+	kind         TEXT NOT NULL,
+	coalesce_key TEXT NOT NULL,
+	payload      TEXT NOT NULL CHECK (json_valid(payload)),
+	generation   INTEGER NOT NULL CHECK (generation >= 0),
+	attempts     INTEGER NOT NULL CHECK (attempts >= 0),
+	last_error   TEXT NOT NULL,
+	created_at   TEXT NOT NULL,
+	next_at      TEXT NOT NULL
+) STRICT;
+
+-- One undelivered entry per request and coalesce key (the latest state wins).
+CREATE UNIQUE INDEX outbox_coalesced ON outbox (request_id, coalesce_key) WHERE coalesce_key <> '';
+CREATE INDEX outbox_due ON outbox (next_at, id);
+CREATE INDEX requests_by_update ON requests (updated_at);
 `,
 }
 
@@ -497,6 +518,26 @@ func (s *Store) Transition(ctx context.Context, id string, to approvals.State, u
 // of from (nil: any state the state machine allows), checked under the same
 // write lock.
 func (s *Store) TransitionFrom(ctx context.Context, id string, from []approvals.State, to approvals.State, update func(*approvals.Request)) (*approvals.Request, error) {
+	return s.Apply(ctx, id, approvals.Change{From: from, To: to, Update: update})
+}
+
+// Apply makes one change of request id (a move when c.To is set, else an
+// Update) and enqueues the outbox entries c.Notify returns for the saved
+// request, in one transaction: both are stored or neither.
+func (s *Store) Apply(ctx context.Context, id string, c approvals.Change) (*approvals.Request, error) {
+	if c.To == "" {
+		return s.change(ctx, "update "+id, id, func(current *approvals.Request) (*approvals.Request, error) {
+			next := clone(current)
+			if c.Update != nil {
+				c.Update(next)
+			}
+			if err := sameIdentity(current, next); err != nil {
+				return nil, err
+			}
+			return next, nil
+		}, c.Notify)
+	}
+	from, to, update := c.From, c.To, c.Update
 	return s.change(ctx, fmt.Sprintf("transition %s to %s", id, to), id, func(current *approvals.Request) (*approvals.Request, error) {
 		if !current.State.CanMoveTo(to) || (from != nil && !slices.Contains(from, current.State)) {
 			return nil, &approvals.TransitionError{Current: current, To: to}
@@ -511,7 +552,7 @@ func (s *Store) TransitionFrom(ctx context.Context, id string, from []approvals.
 		}
 		next.State = to
 		return next, nil
-	})
+	}, c.Notify)
 }
 
 // Update applies update to a copy of request id and saves it, in one BEGIN
@@ -523,23 +564,14 @@ func (s *Store) TransitionFrom(ctx context.Context, id string, from []approvals.
 // target to a Cloud PC that has another open request. A nil update only
 // bumps UpdatedAt. The same locking caveats as for Transition apply.
 func (s *Store) Update(ctx context.Context, id string, update func(*approvals.Request)) (*approvals.Request, error) {
-	return s.change(ctx, "update "+id, id, func(current *approvals.Request) (*approvals.Request, error) {
-		next := clone(current)
-		if update != nil {
-			update(next)
-		}
-		if err := sameIdentity(current, next); err != nil {
-			return nil, err
-		}
-		return next, nil
-	})
+	return s.Apply(ctx, id, approvals.Change{Update: update})
 }
 
 // change is the read-modify-write behind Transition and Update. edit gets
 // the request as stored and returns what to store (or an error, returned
 // as it is); change then stamps UpdatedAt, validates and saves, all under the
 // write lock taken by BEGIN IMMEDIATE. op prefixes the errors change makes.
-func (s *Store) change(ctx context.Context, op, id string, edit func(current *approvals.Request) (*approvals.Request, error)) (*approvals.Request, error) {
+func (s *Store) change(ctx context.Context, op, id string, edit func(current *approvals.Request) (*approvals.Request, error), notify func(*approvals.Request) []approvals.Outgoing) (*approvals.Request, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
@@ -579,6 +611,11 @@ func (s *Store) change(ctx context.Context, op, id string, edit func(current *ap
 	}
 	if n, err := res.RowsAffected(); err != nil || n != 1 {
 		return nil, fmt.Errorf("%s: %d rows saved (%v), want 1", op, n, err)
+	}
+	if notify != nil {
+		if err := enqueue(ctx, tx, next.UpdatedAt, notify(clone(next))...); err != nil {
+			return nil, fmt.Errorf("%s: %w", op, err)
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("%s: commit: %w", op, err)

@@ -138,7 +138,7 @@ func TestOpenConfiguresConnections(t *testing.T) {
 		"synchronous":  "2", // FULL
 		"foreign_keys": "1",
 		"busy_timeout": "5000",
-		"user_version": "2",
+		"user_version": "3",
 	} {
 		var got string
 		if err := db.QueryRow("PRAGMA " + pragma).Scan(&got); err != nil {
@@ -174,13 +174,13 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	if _, err := rawDB(t, path).Exec("PRAGMA user_version = 3"); err != nil {
+	if _, err := rawDB(t, path).Exec("PRAGMA user_version = 4"); err != nil {
 		t.Fatal(err)
 	}
 	s, err = sqlite.Open(path)
 	if err == nil {
 		s.Close()
-		t.Fatal("Open of a version 3 database succeeded, want an error")
+		t.Fatal("Open of a version 4 database succeeded, want an error")
 	}
 	if !strings.Contains(err.Error(), "newer") {
 		t.Errorf("error %q does not say the schema is newer", err)
@@ -1596,8 +1596,8 @@ func TestOpenOfNewFileWaitsForAnOutsideWriteLock(t *testing.T) {
 	if err := sqlite.DB(s).QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
 		t.Errorf("journal_mode = %q, %v; want wal", mode, err)
 	}
-	if err := sqlite.DB(s).QueryRow("PRAGMA user_version").Scan(&version); err != nil || version != 2 {
-		t.Errorf("user_version = %d, %v; want 2", version, err)
+	if err := sqlite.DB(s).QueryRow("PRAGMA user_version").Scan(&version); err != nil || version != 3 {
+		t.Errorf("user_version = %d, %v; want 3", version, err)
 	}
 	mustCreate(t, s, newRequest())
 }
@@ -1689,7 +1689,7 @@ func TestMigrationKeepsTheApprovalDeadline(t *testing.T) {
 	mustMove(t, s, confirming.ID, approvals.StateConfirming)
 	s.Close()
 	raw := rawDB(t, path)
-	for _, stmt := range []string{"ALTER TABLE requests DROP COLUMN decide_by", "PRAGMA user_version = 1"} {
+	for _, stmt := range []string{"DROP TABLE outbox", "DROP INDEX requests_by_update", "ALTER TABLE requests DROP COLUMN decide_by", "PRAGMA user_version = 1"} {
 		if _, err := raw.Exec(stmt); err != nil {
 			t.Fatalf("making a version 1 store: %s: %v", stmt, err)
 		}

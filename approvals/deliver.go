@@ -1,0 +1,303 @@
+package approvals
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Delivering the outbox (outbox.go): an entry is tried as soon as the change
+// it announces is stored (in the goroutine that made the change, so people
+// hear at once), and the outbox loop tries whatever is still due, with
+// backoff, for as long as the process runs; what is left at a stop is
+// delivered after the next start.
+const (
+	// outboxPoll is how often the loop looks for entries due again.
+	outboxPoll = time.Second
+	// outboxBatch is the most entries the loop takes at once.
+	outboxBatch = 20
+	// deliveryTimeout bounds one delivery attempt.
+	deliveryTimeout = 15 * time.Second
+	// deliveryRetryFirst and deliveryRetryMax bound the backoff between
+	// failed attempts (Slack's Retry-After, when longer, wins).
+	deliveryRetryFirst = 2 * time.Second
+	deliveryRetryMax   = 5 * time.Minute
+	// deliveryGiveUp: an entry still undelivered this long after it was
+	// made is dropped (and audited): news a day late misleads more than
+	// it helps, and the prompt is redrawn at every start anyway.
+	deliveryGiveUp = 24 * time.Hour
+	// redrawRecent: at start, prompts of requests changed this recently are
+	// redrawn, in case a redraw was lost with an older version's process.
+	redrawRecent = 24 * time.Hour
+)
+
+// deliveries serialises delivery per request in this process: the loop and
+// an immediate delivery never send one entry twice at once, and the
+// redraws of one request go out in order, each showing the state stored
+// when it was sent, the last one the latest.
+type deliveries struct {
+	mu    sync.Mutex
+	locks map[string]*requestLock
+}
+
+type requestLock struct {
+	sync.Mutex
+	users int
+}
+
+// lock takes request ref's lock, waiting for it when wait, else only if it
+// is free. It returns the unlock function, or nil when not taken.
+func (d *deliveries) lock(ref string, wait bool) func() {
+	d.mu.Lock()
+	if d.locks == nil {
+		d.locks = map[string]*requestLock{}
+	}
+	l := d.locks[ref]
+	if l == nil {
+		l = &requestLock{}
+		d.locks[ref] = l
+	}
+	l.users++
+	d.mu.Unlock()
+	release := func() {
+		d.mu.Lock()
+		if l.users--; l.users == 0 {
+			delete(d.locks, ref)
+		}
+		d.mu.Unlock()
+	}
+	if wait {
+		l.Lock()
+	} else if !l.TryLock() {
+		release()
+		return nil
+	}
+	return func() { l.Unlock(); release() }
+}
+
+// redraw is the outbox entry that redraws r's prompts.
+func redraw(r *Request) Outgoing { return Outgoing{RequestID: r.ID, Kind: OutgoingPrompts} }
+
+// notice is the outbox entry that tells user n (n.Request names the request).
+func notice(user string, n Notice) Outgoing {
+	return Outgoing{RequestID: n.Request.ID, Kind: OutgoingNotice, User: user, Notice: n.Kind, Why: n.Why, Accepted: n.Accepted}
+}
+
+// tellEach is the outbox entries that tell each of users n (once each, none
+// for "").
+func tellEach(n Notice, users ...string) []Outgoing {
+	var out []Outgoing
+	for i, u := range users {
+		if u != "" && !slices.Contains(users[:i], u) {
+			out = append(out, notice(u, n))
+		}
+	}
+	return out
+}
+
+// progress is the outbox entry that posts p beside r's prompt.
+func progress(r *Request, p Progress) Outgoing {
+	return Outgoing{RequestID: r.ID, Kind: OutgoingProgress, Progress: p}
+}
+
+// apply is Store.Apply, then an immediate delivery of what it enqueued.
+func (w *Workflow) apply(ctx context.Context, id string, c Change) (*Request, error) {
+	r, err := w.store.Apply(ctx, id, c)
+	if err == nil && c.Notify != nil {
+		w.deliverDue(id)
+	}
+	return r, err
+}
+
+// send puts entries about request ref in the outbox (durably: a busy store
+// is tried again) and delivers them.
+func (w *Workflow) send(ref string, entries ...Outgoing) {
+	err := w.durably("notice", func(ctx context.Context) error { return w.store.Enqueue(ctx, entries...) })
+	if err != nil {
+		// The store refuses even the outbox: try once directly, so that
+		// the news is not lost with it.
+		w.log.Error("notice not stored; sending it directly", "ref", ref, "err", err)
+		for _, o := range entries {
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(w.execCtx), deliveryTimeout)
+			if err := w.deliverDirect(ctx, o, nil); err != nil {
+				w.log.Error("notice not delivered", "ref", ref, "kind", string(o.Kind), "user", o.User, "err", err)
+			}
+			cancel()
+		}
+		return
+	}
+	w.deliverDue(ref)
+}
+
+// wakeOutbox makes the loop look at once.
+func (w *Workflow) wakeOutbox() {
+	select {
+	case w.outboxWake <- struct{}{}:
+	default:
+	}
+}
+
+// deliverLoop delivers what is due until a stop is requested.
+func (w *Workflow) deliverLoop() {
+	tick := time.NewTicker(outboxPoll)
+	defer tick.Stop()
+	for {
+		w.deliverDue("")
+		select {
+		case <-w.signInCtx.Done(): // a stop was requested
+			return
+		case <-tick.C:
+		case <-w.outboxWake:
+		}
+	}
+}
+
+// deliverDue tries the entries due now: those of request ref, waiting for
+// a delivery of its entries in progress to end first (then what that one
+// left due, such as a redraw for a newer state, goes out now), or, when ref
+// is "", those of every request not being delivered right now.
+func (w *Workflow) deliverDue(ref string) {
+	if ref != "" {
+		unlock := w.delivering.lock(ref, true)
+		defer unlock()
+		w.deliverLocked(ref)
+		return
+	}
+	due := w.due("")
+	seen := map[string]bool{}
+	for _, o := range due {
+		if seen[o.RequestID] {
+			continue
+		}
+		seen[o.RequestID] = true
+		if unlock := w.delivering.lock(o.RequestID, false); unlock != nil {
+			// Read again under the lock: another delivery may have
+			// sent some of them meanwhile.
+			w.deliverLocked(o.RequestID)
+			unlock()
+		}
+	}
+}
+
+// deliverLocked delivers request ref's due entries; the caller holds ref's
+// delivery lock.
+func (w *Workflow) deliverLocked(ref string) {
+	for _, o := range w.due(ref) {
+		w.deliverOne(o)
+	}
+}
+
+// due reads the entries due now (of request ref only, if not "").
+func (w *Workflow) due(ref string) []Outgoing {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(w.execCtx), storeTryTimeout)
+	defer cancel()
+	due, err := w.store.Due(ctx, time.Now().UTC(), ref, outboxBatch)
+	if err != nil {
+		w.log.Warn("outbox not read; trying later", "err", err)
+	}
+	return due
+}
+
+// deliverOne makes one attempt at o and records how it went.
+func (w *Workflow) deliverOne(o Outgoing) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(w.execCtx), deliveryTimeout)
+	defer cancel()
+	r, err := w.store.Get(ctx, o.RequestID)
+	if err == nil {
+		err = w.deliverDirect(ctx, o, r)
+	}
+	now := time.Now().UTC()
+	switch {
+	case err == nil:
+		if err := w.store.Delivered(ctx, o); err != nil {
+			// Delivered again later: at least once.
+			w.log.Warn("delivered notice not marked; it may be sent twice", "id", o.ID, "err", err)
+		}
+	case errors.Is(err, ErrUndeliverable), errors.Is(err, ErrNotFound), now.Sub(o.CreatedAt) > deliveryGiveUp:
+		w.log.Error("notice dropped", "ref", o.RequestID, "kind", string(o.Kind), "user", o.User, "attempts", o.Attempts+1, "err", err)
+		if derr := w.store.Delivered(ctx, o); derr != nil {
+			w.log.Warn("dropped notice not removed", "id", o.ID, "err", derr)
+		}
+		w.audit(ctx, o.RequestID, EventNoticeDropped, "", map[string]string{
+			"kind": string(o.Kind), "user": o.User, "notice": string(o.Notice), "attempts": strconv.Itoa(o.Attempts + 1), "error": err.Error(),
+		})
+	default:
+		wait := retryWait(o.Attempts+1, err)
+		w.log.Warn("notice not delivered; trying again", "ref", o.RequestID, "kind", string(o.Kind), "user", o.User,
+			"attempt", o.Attempts+1, "in", wait.String(), "err", err)
+		if perr := w.store.Postpone(ctx, o, now.Add(wait), err.Error()); perr != nil {
+			w.log.Warn("notice retry not recorded; trying again sooner", "id", o.ID, "err", perr)
+		}
+	}
+}
+
+// deliverDirect hands o to the Notices port, with r as it is now (loaded
+// when nil).
+func (w *Workflow) deliverDirect(ctx context.Context, o Outgoing, r *Request) error {
+	if r == nil {
+		var err error
+		if r, err = w.store.Get(ctx, o.RequestID); err != nil {
+			return err
+		}
+	}
+	switch o.Kind {
+	case OutgoingPrompts:
+		return w.notices.UpdatePrompts(ctx, r)
+	case OutgoingProgress:
+		return w.notices.Progress(ctx, r, o.Progress)
+	default:
+		return w.notices.Tell(ctx, o.User, Notice{Kind: o.Notice, Request: r, Why: o.Why, Accepted: o.Accepted})
+	}
+}
+
+// retryWait is how long to wait after the nth failed attempt: doubling from
+// deliveryRetryFirst up to deliveryRetryMax, or what the error says if
+// longer (Slack's Retry-After).
+func retryWait(n int, err error) time.Duration {
+	wait := deliveryRetryFirst
+	for i := 1; i < n && wait < deliveryRetryMax; i++ {
+		wait *= 2
+	}
+	wait = min(wait, deliveryRetryMax)
+	var ra RetryAfter
+	if errors.As(err, &ra) && ra.RetryAfter() > wait {
+		wait = ra.RetryAfter()
+	}
+	return wait
+}
+
+// redrawAtStart redraws the prompts of the open requests and of those
+// changed recently: whatever a previous process could not deliver, the
+// prompts show the truth.
+func (w *Workflow) redrawAtStart(ctx context.Context) {
+	open, err := w.store.ListByState(ctx, StatePending, StateApproved, StateConfirming, StateExecuting)
+	if err != nil {
+		w.log.Error("could not list open requests", "err", err)
+		return
+	}
+	recent, err := w.store.ListUpdatedSince(ctx, time.Now().Add(-redrawRecent))
+	if err != nil {
+		w.log.Error("could not list recent requests", "err", err)
+		return
+	}
+	seen := map[string]bool{}
+	var entries []Outgoing
+	for _, r := range append(open, recent...) {
+		if seen[r.ID] || len(r.Prompts) == 0 {
+			continue
+		}
+		seen[r.ID] = true
+		entries = append(entries, redraw(r))
+	}
+	if len(entries) == 0 {
+		return
+	}
+	if err := w.store.Enqueue(ctx, entries...); err != nil {
+		w.log.Error("prompts not queued for a redraw", "err", err)
+		return
+	}
+	w.log.Info("prompts queued for a redraw", "requests", len(entries))
+}

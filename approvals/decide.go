@@ -49,23 +49,11 @@ func (w *Workflow) Open(ctx context.Context, r *Request) error {
 	w.log.Info("request opened", "ref", r.ID, "requester", r.RequesterID, "target", r.Target)
 	w.nudge() // a new expiry deadline
 	r = w.withDetails(ctx, r)
-	posted := w.notices.PostPrompts(ctx, r)
-	if len(posted) == 0 {
+	// Through the outbox: if chat does not take the prompt now, it is
+	// posted later, and the requester is told it has not reached anyone yet.
+	w.send(r.ID, post(r))
+	if w.undelivered(ctx, r.ID, OutgoingPost) {
 		return &Refusal{Kind: RefusedNoApprover, Action: ActionRequest, Ref: r.ID, Request: r}
-	}
-	_, err := w.apply(ctx, r.ID, Change{
-		Update: func(r *Request) { r.Prompts = append(r.Prompts, posted...) },
-		// A decision may have landed between posting and recording: make
-		// sure every copy shows it.
-		Notify: func(r *Request) []Outgoing {
-			if r.State != StatePending {
-				return []Outgoing{redraw(r)}
-			}
-			return nil
-		},
-	})
-	if err != nil {
-		w.log.Error("prompt locations not stored", "ref", r.ID, "err", err)
 	}
 	return nil
 }

@@ -129,6 +129,12 @@ func TestOpenNoApproverReached(t *testing.T) {
 		t.Errorf("request after no prompt: %+v", got)
 	}
 	h.wantKinds(r.ID, approvals.EventRequested)
+	// Chat is back: the outbox posts the prompt after its backoff.
+	h.notes.set(func(n *recorder) { n.noPrompts = false })
+	h.waitFor("the prompt posted", func() bool { return len(h.get(r.ID).Prompts) == 2 })
+	if posted := h.notes.postedFor(r.ID); len(posted) != 2 || !slices.Equal(posted[1].Approvers, []string{a1, a2}) {
+		t.Errorf("posts: %+v, want a failed one, then one to both approvers", posted)
+	}
 }
 
 func TestOpenNotStored(t *testing.T) {
@@ -176,17 +182,25 @@ func TestOpenPromptLocationsNotStored(t *testing.T) {
 func TestDecisionWhilePromptsArePosted(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
+	denied := make(chan struct{})
 	h.notes.set(func(n *recorder) {
 		n.onPost = func(r *approvals.Request) {
-			if _, err := h.w.Deny(ctx, a2, r.ID, "fast"); err != nil {
-				t.Errorf("Deny: %v", err)
-			}
+			// A click on another goroutine, stored while the post is
+			// under way (its own redraw waits for the post to end).
+			go func() {
+				defer close(denied)
+				if _, err := h.w.Deny(ctx, a2, r.ID, "fast"); err != nil {
+					t.Errorf("Deny: %v", err)
+				}
+			}()
+			h.waitFor("the denial stored", func() bool { return h.get(r.ID).State == approvals.StateDenied })
 		}
 	})
 	r, _ := h.w.NewRequest(alice, ops, pc1, "black screen")
 	if err := h.w.Open(ctx, r); err != nil {
 		t.Fatal(err)
 	}
+	<-denied
 	last := h.notes.lastPrompt(t, r.ID)
 	if last.State != approvals.StateDenied || len(last.Prompts) != 2 {
 		t.Errorf("last redraw: %s with %d prompt locations, want denied with 2", last.State, len(last.Prompts))

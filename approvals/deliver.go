@@ -78,6 +78,9 @@ func (d *deliveries) lock(ref string, wait bool) func() {
 	return func() { l.Unlock(); release() }
 }
 
+// post is the outbox entry that posts r's prompt to those who have none.
+func post(r *Request) Outgoing { return Outgoing{RequestID: r.ID, Kind: OutgoingPost} }
+
 // redraw is the outbox entry that redraws r's prompts.
 func redraw(r *Request) Outgoing { return Outgoing{RequestID: r.ID, Kind: OutgoingPrompts} }
 
@@ -182,12 +185,32 @@ func (w *Workflow) deliverDue(ref string) {
 	}
 }
 
-// deliverLocked delivers request ref's due entries; the caller holds ref's
-// delivery lock.
+// deliverLocked delivers request ref's due entries, and those the
+// deliveries queue (posting a prompt may call for a redraw); the caller
+// holds ref's delivery lock.
 func (w *Workflow) deliverLocked(ref string) {
-	for _, o := range w.due(ref) {
-		w.deliverOne(o)
+	tried := map[int64]int64{} // id → generation tried: each once per call
+	for pass := 0; pass < 3; pass++ {
+		fresh := 0
+		for _, o := range w.due(ref) {
+			if g, ok := tried[o.ID]; ok && g == o.Generation {
+				continue
+			}
+			tried[o.ID] = o.Generation
+			fresh++
+			w.deliverOne(o)
+		}
+		if fresh == 0 {
+			return
+		}
 	}
+}
+
+// undelivered says whether request ref has an entry of that kind in the
+// outbox, due now or later.
+func (w *Workflow) undelivered(ctx context.Context, ref string, kind OutgoingKind) bool {
+	entries, err := w.store.Due(ctx, time.Now().Add(deliveryGiveUp+time.Hour), ref, outboxBatch)
+	return err == nil && slices.ContainsFunc(entries, func(o Outgoing) bool { return o.Kind == kind })
 }
 
 // due reads the entries due now (of request ref only, if not "").
@@ -244,6 +267,8 @@ func (w *Workflow) deliverDirect(ctx context.Context, o Outgoing, r *Request) er
 		}
 	}
 	switch o.Kind {
+	case OutgoingPost:
+		return w.postPrompts(ctx, r)
 	case OutgoingPrompts:
 		return w.notices.UpdatePrompts(ctx, r)
 	case OutgoingProgress:
@@ -251,6 +276,45 @@ func (w *Workflow) deliverDirect(ctx context.Context, o Outgoing, r *Request) er
 	default:
 		return w.notices.Tell(ctx, o.User, Notice{Kind: o.Notice, Request: r, Why: o.Why, Accepted: o.Accepted})
 	}
+}
+
+// postPrompts posts r's prompt to each approver who decides it and has no
+// copy yet, and records where the copies went. A request decided meanwhile
+// needs no more prompts.
+func (w *Workflow) postPrompts(ctx context.Context, r *Request) error {
+	if r.State != StatePending {
+		return nil
+	}
+	var missing []string
+	for _, a := range w.cfg.Policy.ApproversOf(r) {
+		if !slices.ContainsFunc(r.Prompts, func(p MessageRef) bool { return p.UserID == a }) {
+			missing = append(missing, a)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	posted, err := w.notices.PostPrompts(ctx, r, missing)
+	if len(posted) > 0 {
+		_, serr := w.store.Apply(ctx, r.ID, Change{
+			Update: func(r *Request) { r.Prompts = append(r.Prompts, posted...) },
+			// A decision may have landed while posting: make sure
+			// every copy shows it.
+			Notify: func(r *Request) []Outgoing {
+				if r.State != StatePending {
+					return []Outgoing{redraw(r)}
+				}
+				return nil
+			},
+		})
+		if serr != nil {
+			// Not posted again (they have it), but these copies will not
+			// be redrawn: the buttons answer with the stored state.
+			w.log.Error("prompt locations not stored", "ref", r.ID, "err", serr)
+		}
+		w.log.Info("approval prompt posted", "ref", r.ID, "approvers", len(posted))
+	}
+	return err
 }
 
 // retryWait is how long to wait after the nth failed attempt: doubling from

@@ -392,22 +392,24 @@ func newRecorder() *recorder {
 
 func (n *recorder) port() *mock.Notices {
 	return &mock.Notices{
-		PostPromptsFn: func(ctx context.Context, r *approvals.Request) []approvals.MessageRef {
+		PostPromptsFn: func(ctx context.Context, r *approvals.Request, to []string) ([]approvals.MessageRef, error) {
 			n.mu.Lock()
-			n.posted = append(n.posted, *r)
+			sent := *r
+			sent.Approvers = to // who it went to
+			n.posted = append(n.posted, sent)
 			hook, none := n.onPost, n.noPrompts
 			n.mu.Unlock()
 			if hook != nil {
 				hook(r)
 			}
 			if none {
-				return nil
+				return nil, errors.New("slack: 503 Service Unavailable")
 			}
 			var refs []approvals.MessageRef
-			for i, a := range r.Approvers {
+			for i, a := range to {
 				refs = append(refs, approvals.MessageRef{ChannelID: "D" + a, TS: fmt.Sprintf("1700000000.%06d", i), UserID: a})
 			}
-			return refs
+			return refs, nil
 		},
 		UpdatePromptsFn: func(ctx context.Context, r *approvals.Request) error {
 			n.mu.Lock()

@@ -20,6 +20,10 @@ import (
 type OutgoingKind string
 
 const (
+	// OutgoingPost posts the request's prompt to each approver who decides
+	// it (Policy.ApproversOf) and has no copy yet, and records where: the
+	// approvers are asked even when chat is down as the request comes in.
+	OutgoingPost OutgoingKind = "post"
 	// OutgoingPrompts redraws every copy of the request's prompt for the
 	// request's state at delivery time: the latest state wins, and one
 	// undelivered redraw per request stands for all.
@@ -65,6 +69,8 @@ type Outgoing struct {
 // delivered).
 func (o Outgoing) Coalesce() string {
 	switch {
+	case o.Kind == OutgoingPost:
+		return "post"
 	case o.Kind == OutgoingPrompts:
 		return "prompts"
 	case o.Kind == OutgoingNotice && o.Notice == NoticeStatus:
@@ -79,7 +85,7 @@ func (o Outgoing) Validate() error {
 		return fmt.Errorf("outgoing %q: not a request reference", o.RequestID)
 	}
 	switch o.Kind {
-	case OutgoingPrompts:
+	case OutgoingPost, OutgoingPrompts:
 	case OutgoingNotice:
 		if o.User == "" || o.Notice == "" {
 			return errors.New("outgoing notice: user and notice kind are required")

@@ -100,14 +100,16 @@ type RemoteAction struct {
 }
 
 // Notices is how the workflow tells people things. The adapter decides the
-// words and the formatting; the workflow says what and to whom. UpdatePrompts,
-// Tell and Progress are delivered through the outbox (outbox.go): they are
+// words and the formatting; the workflow says what and to whom. PostPrompts,
+// UpdatePrompts, Tell and Progress are delivered through the outbox (outbox.go): they are
 // tried again until they succeed, so their errors say whether that helps
 // (ErrUndeliverable: no; an error with RetryAfter: not before then).
 type Notices interface {
-	// PostPrompts sends r's approval prompt to each of its approvers and
-	// returns where each copy went (only those that could be posted).
-	PostPrompts(ctx context.Context, r *Request) []MessageRef
+	// PostPrompts sends r's approval prompt to each of the approvers in to
+	// and returns where each copy went (only those that could be posted),
+	// with an error when some could not (through the outbox, like
+	// UpdatePrompts).
+	PostPrompts(ctx context.Context, r *Request, to []string) ([]MessageRef, error)
 	// UpdatePrompts redraws every copy of r's prompt, and anything else
 	// showing r, for its current state.
 	UpdatePrompts(ctx context.Context, r *Request) error

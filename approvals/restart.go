@@ -67,14 +67,10 @@ func (w *Workflow) repromptOrphans(ctx context.Context) {
 		}
 		// The prompt shows who decides now; the request keeps the list it
 		// was made with, for the record.
-		view := *r
-		view.Approvers = w.cfg.Policy.ApproversOf(r)
-		posted := w.notices.PostPrompts(ctx, &view)
-		if _, err := w.store.Update(ctx, r.ID, func(r *Request) { r.Prompts = append(r.Prompts, posted...) }); err != nil {
-			w.log.Error("new prompt locations not stored", "ref", r.ID, "err", err)
-		}
-		w.log.Warn("no approver of the request is configured any more; prompted the current ones", "ref", r.ID)
-		w.audit(ctx, r.ID, EventReprompted, "", map[string]string{"approvers": fmt.Sprint(view.Approvers), "was": fmt.Sprint(r.Approvers)})
+		now := w.cfg.Policy.ApproversOf(r)
+		w.log.Warn("no approver of the request is configured any more; prompting the current ones", "ref", r.ID)
+		w.audit(ctx, r.ID, EventReprompted, "", map[string]string{"approvers": fmt.Sprint(now), "was": fmt.Sprint(r.Approvers)})
+		w.send(r.ID, post(r))
 	}
 }
 

@@ -14,10 +14,17 @@ import (
 // This file is the workflow's Notices port: what the workflow says, as
 // Slack messages.
 
-// PostPrompts sends the approval prompt to each approver and returns where.
-func (b *Bot) PostPrompts(ctx context.Context, r *approvals.Request) []approvals.MessageRef {
-	var posted []approvals.MessageRef
-	for _, approver := range r.Approvers {
+// PostPrompts sends the approval prompt to each approver in to and returns
+// where. An approver Slack cannot reach for good (deactivated, DMs closed) is
+// skipped; the error says whether trying again can help the others.
+func (b *Bot) PostPrompts(ctx context.Context, r *approvals.Request, to []string) ([]approvals.MessageRef, error) {
+	r = b.asShown(r)
+	var (
+		posted []approvals.MessageRef
+		errs   []error
+		gone   error // an approver Slack cannot reach for good
+	)
+	for _, approver := range to {
 		var channel, ts string
 		err := b.slackCall(ctx, "chat.postMessage", func(ctx context.Context) (err error) {
 			channel, ts, err = b.api.PostMessageContext(ctx, approver,
@@ -25,15 +32,23 @@ func (b *Bot) PostPrompts(ctx context.Context, r *approvals.Request) []approvals
 				slack.MsgOptionBlocks(promptBlocks(r)...))
 			return err
 		})
-		if err != nil {
+		if err = deliveryError(err); err != nil {
 			b.log.Error("approval prompt not posted", "ref", r.ID, "approver", approver, "err", err)
+			if errors.Is(err, approvals.ErrUndeliverable) {
+				gone = err
+			} else {
+				errs = append(errs, err)
+			}
 			continue
 		}
 		posted = append(posted, approvals.MessageRef{ChannelID: channel, TS: ts, UserID: approver})
 		b.log.Info("approval prompt posted", "ref", r.ID, "approver", approver, "channel", channel, "ts", ts)
 	}
 	b.refreshHomes(ctx, r)
-	return posted
+	if len(errs) == 0 && len(posted) == 0 {
+		return nil, gone // nobody reachable: dropped, and audited
+	}
+	return posted, errors.Join(errs...)
 }
 
 // UpdatePrompts redraws every approver's copy of the prompt for r's current

@@ -93,7 +93,7 @@ func refusalText(f *approvals.Refusal) string {
 	case approvals.RefusedNoSuchRequest:
 		return fmt.Sprintf("There is no request %s.", ref)
 	case approvals.RefusedNoApprover:
-		return fmt.Sprintf(":x: Request %s is recorded but no approver could be reached on Slack. Please tell them, or try again later.", ref)
+		return fmt.Sprintf(":warning: Request %s is recorded, but Slack did not take the approval prompt yet. The bot keeps trying to reach the approvers; you will hear when one decides.", ref)
 	}
 	return fmt.Sprintf("That is not possible now (%s); nothing was changed.", f.Kind)
 }

@@ -200,7 +200,7 @@ var txRefusalCases = []txRefusalCase{
 		[]string{"There is no request " + txOtherRef + "."}, nil},
 	{"no approver reached",
 		approvals.Refusal{Kind: approvals.RefusedNoApprover, Action: approvals.ActionRequest, Ref: txRef},
-		[]string{":x: Request " + txRef + " is recorded but no approver could be reached on Slack."}, nil},
+		[]string{":warning: Request " + txRef + " is recorded, but Slack did not take the approval prompt yet. The bot keeps trying"}, nil},
 }
 
 func TestReplyTextRefusals(t *testing.T) {

@@ -50,7 +50,7 @@ func (c *CloudPCs) RemoteActions(ctx context.Context, id string) ([]approvals.Re
 
 // Notices fakes the notices port.
 type Notices struct {
-	PostPromptsFn   func(ctx context.Context, r *approvals.Request) []approvals.MessageRef
+	PostPromptsFn   func(ctx context.Context, r *approvals.Request, to []string) ([]approvals.MessageRef, error)
 	UpdatePromptsFn func(ctx context.Context, r *approvals.Request) error
 	TellFn          func(ctx context.Context, user string, n approvals.Notice) error
 	ProgressFn      func(ctx context.Context, r *approvals.Request, p approvals.Progress) error
@@ -59,8 +59,8 @@ type Notices struct {
 	ProfileEmailFn  func(ctx context.Context, user string) (string, error)
 }
 
-func (n *Notices) PostPrompts(ctx context.Context, r *approvals.Request) []approvals.MessageRef {
-	return n.PostPromptsFn(ctx, r)
+func (n *Notices) PostPrompts(ctx context.Context, r *approvals.Request, to []string) ([]approvals.MessageRef, error) {
+	return n.PostPromptsFn(ctx, r, to)
 }
 
 func (n *Notices) UpdatePrompts(ctx context.Context, r *approvals.Request) error {

@@ -115,7 +115,7 @@ const (
 	OutcomeSignInFailed      OutcomeKind = "sign_in_failed"
 	OutcomeSignInInterrupted OutcomeKind = "sign_in_interrupted" // the bot stopped during it
 	OutcomeSignInStale       OutcomeKind = "sign_in_stale"       // no longer valid at confirmation
-	OutcomeSignInUnavailable OutcomeKind = "sign_in_unavailable" // Entra did not answer in time
+	OutcomeSignInUnavailable OutcomeKind = "sign_in_unavailable" // Entra failed or did not answer in time: no code issued
 	// OutcomeNoMatch: no Cloud PC matches Target.
 	OutcomeNoMatch OutcomeKind = "no_match"
 	// OutcomeTooManyMatches: Matches Cloud PCs match Target.

@@ -173,6 +173,9 @@ func (w *Workflow) signIn(r *Request, approver string, why SignInPurpose) (*Sess
 			return nil, errWithdrawn
 		case ctx.Err() != nil && w.signInCtx.Err() == nil:
 			return nil, &signInCutShort{codeShown: shown.Load(), err: err}
+		case !shown.Load() && w.signInCtx.Err() == nil:
+			// Entra refused or failed before issuing a code.
+			return nil, &signInCutShort{err: err}
 		}
 		return nil, err
 	}
@@ -195,7 +198,7 @@ func (w *Workflow) signIn(r *Request, approver string, why SignInPurpose) (*Sess
 var errWithdrawn = errors.New("the request was withdrawn during the sign-in")
 
 // signInCutShort: the sign-in ran out of time (Entra issued no code, or the
-// approver did not finish), or the request was withdrawn meanwhile.
+// approver did not finish), or Entra failed before issuing a code.
 type signInCutShort struct {
 	codeShown bool
 	err       error

@@ -164,7 +164,7 @@ func outcomeText(o *approvals.Outcome) string {
 	case approvals.OutcomeSignInStale:
 		return "The sign-in is no longer valid."
 	case approvals.OutcomeSignInUnavailable:
-		return "Microsoft sign-in did not answer in time."
+		return "Microsoft sign-in could not be reached or did not answer in time, so no sign-in code was issued."
 	case approvals.OutcomeNoMatch:
 		return fmt.Sprintf("No Cloud PC matches `%s`.", escapeText(o.Target))
 	case approvals.OutcomeTooManyMatches:

@@ -292,7 +292,7 @@ var txOutcomeCases = []txOutcomeCase{
 	{"sign-in failed", approvals.Outcome{Kind: approvals.OutcomeSignInFailed}, []string{"Sign-in did not complete."}},
 	{"sign-in interrupted", approvals.Outcome{Kind: approvals.OutcomeSignInInterrupted}, []string{"The bot restarted during sign-in."}},
 	{"sign-in stale", approvals.Outcome{Kind: approvals.OutcomeSignInStale}, []string{"The sign-in is no longer valid."}},
-	{"sign-in unavailable", approvals.Outcome{Kind: approvals.OutcomeSignInUnavailable}, []string{"Microsoft sign-in did not answer in time."}},
+	{"sign-in unavailable", approvals.Outcome{Kind: approvals.OutcomeSignInUnavailable}, []string{"Microsoft sign-in could not be reached or did not answer in time, so no sign-in code was issued."}},
 	{"no match", approvals.Outcome{Kind: approvals.OutcomeNoMatch, Target: "CPC-anna-01"}, []string{"No Cloud PC matches `CPC-anna-01`."}},
 	{"too many matches", approvals.Outcome{Kind: approvals.OutcomeTooManyMatches, Target: "anna@contoso.com", Matches: 7},
 		[]string{"7 Cloud PCs match `anna@contoso.com`", "too many to choose from", "Cloud PC's id or device name"}},

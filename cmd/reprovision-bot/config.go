@@ -38,6 +38,8 @@ type config struct {
 	ApprovalTTL       time.Duration     `envconfig:"REPROVISION_APPROVAL_TTL" default:"24h" desc:"how long a request waits for a decision; 0: forever"`
 	ApproverUPNs      map[string]string `envconfig:"REPROVISION_APPROVER_UPNS" desc:"expected Entra sign-in per approver (U0AAA:alice@contoso.com,…); unset: the approver's Slack profile email"`
 	SignInTTL         time.Duration     `envconfig:"REPROVISION_SIGNIN_TTL" default:"1h" desc:"how long an approver's sign-in is reused; 0: a fresh sign-in for every approval"`
+	SignInStart       time.Duration     `envconfig:"REPROVISION_SIGNIN_START_TIMEOUT" default:"30s" desc:"how long to wait for Entra to issue a device code before the request waits for a decision again"`
+	SignInTimeout     time.Duration     `envconfig:"REPROVISION_SIGNIN_TIMEOUT" default:"20m" desc:"how long a whole sign-in may take, the approver's part included (device codes live 15 minutes)"`
 	AllowedStatuses   []string          `envconfig:"REPROVISION_ALLOWED_STATUSES" default:"provisioned,failed" desc:"Cloud PC statuses in which reprovisioning is allowed"`
 	TrackEvery        time.Duration     `envconfig:"REPROVISION_TRACK_EVERY" default:"1m" desc:"first look at a reprovisioning Cloud PC after this, then with backoff"`
 	TrackFor          time.Duration     `envconfig:"REPROVISION_TRACK_FOR" default:"3h" desc:"how long to follow a reprovision before giving up; 0: do not follow"`
@@ -164,6 +166,12 @@ func (c config) check() []string {
 	}
 	if len(c.AllowedStatuses) == 0 && c.GraphURL != "" {
 		p = append(p, "REPROVISION_ALLOWED_STATUSES must name at least one status")
+	}
+	if c.SignInStart <= 0 {
+		p = append(p, "REPROVISION_SIGNIN_START_TIMEOUT must be positive")
+	}
+	if c.SignInTimeout < c.SignInStart {
+		p = append(p, "REPROVISION_SIGNIN_TIMEOUT must be at least REPROVISION_SIGNIN_START_TIMEOUT")
 	}
 	if c.TrackEvery <= 0 && c.GraphURL != "" {
 		p = append(p, "REPROVISION_TRACK_EVERY must be positive")

@@ -32,7 +32,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		SlackAPIURL: "https://slack.com/api/", Approvers: []string{"U0APPROVER"},
 		TenantID: "00000000-0000-0000-0000-0000000000aa", ClientID: "00000000-0000-0000-0000-0000000000bb",
 		AuthorityHost: "https://login.microsoftonline.com/", GraphURL: "https://graph.microsoft.com/beta",
-		DBPath: "reprovision.db", ApprovalTTL: 24 * time.Hour, SignInTTL: time.Hour,
+		DBPath: "reprovision.db", ApprovalTTL: 24 * time.Hour, SignInTTL: time.Hour, SignInStart: 30 * time.Second, SignInTimeout: 20 * time.Minute,
 		AllowedStatuses: []string{"provisioned", "failed"}, TrackEvery: time.Minute, TrackFor: 3 * time.Hour,
 	}
 	if !reflect.DeepEqual(c, want) {
@@ -140,6 +140,23 @@ func TestLoadConfigRefusesMalformedPolicyVariables(t *testing.T) {
 		if !strings.Contains(err.Error(), name) {
 			t.Errorf("error does not name %s: %v", name, err)
 		}
+	}
+}
+
+func TestLoadConfigSignInTimeouts(t *testing.T) {
+	c, err := loadConfig(env(validEnv()))
+	if err != nil || c.SignInStart != 30*time.Second || c.SignInTimeout != 20*time.Minute {
+		t.Fatalf("defaults: %v, %v, %v", c.SignInStart, c.SignInTimeout, err)
+	}
+	e := validEnv()
+	e["REPROVISION_SIGNIN_START_TIMEOUT"] = "0s"
+	if _, err := loadConfig(env(e)); err == nil || !strings.Contains(err.Error(), "REPROVISION_SIGNIN_START_TIMEOUT must be positive") {
+		t.Errorf("start timeout 0: %v", err)
+	}
+	e["REPROVISION_SIGNIN_START_TIMEOUT"] = "1m"
+	e["REPROVISION_SIGNIN_TIMEOUT"] = "30s"
+	if _, err := loadConfig(env(e)); err == nil || !strings.Contains(err.Error(), "REPROVISION_SIGNIN_TIMEOUT must be at least") {
+		t.Errorf("whole sign-in shorter than its start: %v", err)
 	}
 }
 

@@ -187,9 +187,9 @@ func TestFaultsEntraDownAtApproval(t *testing.T) {
 	h.entra.WaitFor(t, wait, "Entra refuses the device-code request", func() bool { return len(h.entra.Faults()) > 0 })
 	// azidentity tries again on a 503 (azcore's backoff, ~10 s in all).
 	h.waitAudit(r, "signin_failed", nil)
-	h.waitDM(approverID, "Sign-in did not complete. "+r+" is still waiting: click Approve on the prompt to try again")
+	h.waitDM(approverID, "Microsoft sign-in could not be reached or did not answer in time, so no sign-in code was issued. "+r+" is still waiting: click Approve on the prompt to try again")
 	h.waitDM(requesterID, "Your request "+r+" was approved, but the approver's sign-in did not complete")
-	h.waitPrompt(prompt.TS, "Awaiting a decision. Sign-in did not complete.")
+	h.waitPrompt(prompt.TS, "Awaiting a decision. Microsoft sign-in could not be reached")
 	h.waitPrompt(prompt.TS, `"action_id":"approve"`)
 	faults := h.entra.Faults()
 	if len(faults) == 0 {
@@ -449,4 +449,41 @@ func TestFaultsRemovedApproverIsRefusedAfterARestart(t *testing.T) {
 			t.Errorf("%d reprovision calls, want 1", n)
 		}
 	})
+}
+
+// Entra takes the device-code request and never answers: after
+// REPROVISION_SIGNIN_START_TIMEOUT the request waits for a decision again,
+// both sides are told, and the approver can approve again once Entra
+// answers. The request is never held.
+func TestFaultsEntraHangsAtApproval(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.env["REPROVISION_SIGNIN_START_TIMEOUT"] = "2s"
+	h.start()
+	prompt := h.ask(cloudPCID + " " + reason)
+	r := ref(t, prompt)
+	h.entra.Hang(time.Minute)
+	h.click(approverID, "approve", prompt)
+
+	h.entra.WaitFor(t, wait, "Entra holds the device-code request", func() bool { return len(h.entra.Faults()) > 0 })
+	h.waitAudit(r, "signin_failed", nil)
+	h.waitPrompt(prompt.TS, `"action_id":"approve"`)
+	h.waitPrompt(prompt.TS, "Awaiting a decision. Microsoft sign-in could not be reached or did not answer in time")
+	h.waitDM(approverID, "no sign-in code was issued. "+r+" is still waiting")
+	h.waitDM(requesterID, "Your request "+r+" was approved, but the approver's sign-in did not complete")
+	for _, f := range h.entra.Faults() {
+		if f.Fault != fakes.FaultHang || !f.Canceled {
+			t.Errorf("Entra fault %+v, want a held request the bot gave up on", f)
+		}
+	}
+	if n := len(h.graph.Requests()); n != 0 {
+		t.Errorf("%d Graph requests although nobody signed in", n)
+	}
+
+	h.entra.Hang(0)
+	h.approveWithSignIn(prompt)
+	h.waitDM(requesterID, started)
+	if n := len(h.reprovisionPOSTs()); n != 1 {
+		t.Errorf("%d reprovision calls, want 1", n)
+	}
 }

@@ -214,3 +214,62 @@ func runWithin(cmd *exec.Cmd, d time.Duration) (string, error) {
 		return out.String(), fmt.Errorf("still running after %s", d)
 	}
 }
+
+// Two bot processes started at the same moment on a store that does not
+// exist yet: one creates it and serves, the other exits with the "served by
+// another process" error, never with SQLite's "database is locked" (schema
+// creation used to fail one of them with SQLITE_BUSY at once). A few rounds,
+// since it is a race.
+func TestBinaryTwoProcessesCreatingOneStore(t *testing.T) {
+	t.Parallel()
+	for round := range 3 {
+		dir := t.TempDir()
+		env, s := binaryEnv(t, dir)
+		env = append(env, "REPROVISION_DB="+filepath.Join(dir, "new.db"))
+		type result struct {
+			out string
+			err error
+		}
+		var cmds [2]*exec.Cmd
+		done := make(chan result, 2)
+		for i := range cmds {
+			c := exec.Command(binary(t))
+			c.Env = env
+			out := &syncBuffer{}
+			c.Stdout, c.Stderr = out, out
+			if err := c.Start(); err != nil {
+				t.Fatal(err)
+			}
+			cmds[i] = c
+			go func() {
+				err := c.Wait()
+				done <- result{out.String(), err}
+			}()
+		}
+		// The loser exits at once; the winner serves until stopped.
+		first := <-done
+		if exit, ok := first.err.(*exec.ExitError); !ok || exit.ExitCode() != 1 || !strings.Contains(first.out, "another process (pid") {
+			t.Errorf("round %d: the process that exited: %v\n%s", round, first.err, first.out)
+		}
+		for _, bad := range []string{"database is locked", "SQLITE_BUSY"} {
+			if strings.Contains(first.out, bad) {
+				t.Errorf("round %d: %q in\n%s", round, bad, first.out)
+			}
+		}
+		s.WaitConnected(t, wait)
+		for _, c := range cmds {
+			c.Process.Signal(syscall.SIGTERM) // the one that exited: an error, ignored
+		}
+		select {
+		case second := <-done:
+			if second.err != nil {
+				t.Errorf("round %d: the serving process after SIGTERM: %v\n%s", round, second.err, second.out)
+			}
+		case <-time.After(15 * time.Second):
+			for _, c := range cmds {
+				c.Process.Kill()
+			}
+			t.Fatalf("round %d: the serving process still runs 15 s after SIGTERM", round)
+		}
+	}
+}

@@ -47,6 +47,7 @@ func (w *Workflow) Open(ctx context.Context, r *Request) error {
 		"target": r.Target, "channel": r.RequestChannelID, "reason": r.Reason, "approvers": fmt.Sprint(r.Approvers),
 	})
 	w.log.Info("request opened", "ref", r.ID, "requester", r.RequesterID, "target", r.Target)
+	w.cfg.Observer.RequestCreated()
 	w.nudge() // a new expiry deadline
 	r = w.withDetails(ctx, r)
 	// Through the outbox: if chat does not take the prompt now, it is
@@ -54,6 +55,9 @@ func (w *Workflow) Open(ctx context.Context, r *Request) error {
 	w.send(r.ID, post(r))
 	if w.undelivered(ctx, r.ID, OutgoingPost) {
 		return &Refusal{Kind: RefusedNoApprover, Action: ActionRequest, Ref: r.ID, Request: r}
+	}
+	if w.unreachable.take(r.ID) {
+		return &Refusal{Kind: RefusedNoApproverReachable, Action: ActionRequest, Ref: r.ID, Request: r}
 	}
 	return nil
 }

@@ -19,8 +19,11 @@ const (
 	outboxPoll = time.Second
 	// outboxBatch is the most entries the loop takes at once.
 	outboxBatch = 20
-	// deliveryTimeout bounds one delivery attempt.
-	deliveryTimeout = 15 * time.Second
+	// deliveryTimeout bounds one delivery attempt by the loop;
+	// inlineDeliveryTimeout one made at once, by the goroutine that made the
+	// change (it has more to do; the loop tries again).
+	deliveryTimeout       = 15 * time.Second
+	inlineDeliveryTimeout = 3 * time.Second
 	// deliveryRetryFirst and deliveryRetryMax bound the backoff between
 	// failed attempts (Slack's Retry-After, when longer, wins).
 	deliveryRetryFirst = 2 * time.Second
@@ -39,8 +42,57 @@ const (
 // redraws of one request go out in order, each showing the state stored
 // when it was sent, the last one the latest.
 type deliveries struct {
-	mu    sync.Mutex
-	locks map[string]*requestLock
+	mu          sync.Mutex
+	locks       map[string]*requestLock
+	heldEntries map[int64]heldEntry
+}
+
+// held is an entry this process must not send now: delivered but not
+// marked (until zero), or failed with the retry time not recorded.
+type heldEntry struct {
+	generation int64
+	until      time.Time
+}
+
+// hold remembers o as held until then (zero: delivered, not marked).
+func (d *deliveries) hold(o Outgoing, until time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.heldEntries == nil {
+		d.heldEntries = map[int64]heldEntry{}
+	}
+	d.heldEntries[o.ID] = heldEntry{generation: o.Generation, until: until}
+}
+
+// held says whether o must not be sent now; a delivered one is marked again
+// in the store on the way.
+func (d *deliveries) held(o Outgoing, store Outbox) bool {
+	d.mu.Lock()
+	h, ok := d.heldEntries[o.ID]
+	if ok && h.generation != o.Generation {
+		delete(d.heldEntries, o.ID) // enqueued again since: a new notice
+		ok = false
+	}
+	d.mu.Unlock()
+	switch {
+	case !ok:
+		return false
+	case h.until.IsZero():
+		ctx, cancel := context.WithTimeout(context.Background(), storeTryTimeout)
+		defer cancel()
+		if store.Delivered(ctx, o) == nil {
+			d.mu.Lock()
+			delete(d.heldEntries, o.ID)
+			d.mu.Unlock()
+		}
+		return true
+	case time.Now().Before(h.until):
+		return true
+	}
+	d.mu.Lock()
+	delete(d.heldEntries, o.ID)
+	d.mu.Unlock()
+	return false
 }
 
 type requestLock struct {
@@ -143,12 +195,14 @@ func (w *Workflow) wakeOutbox() {
 	}
 }
 
-// deliverLoop delivers what is due until a stop is requested.
+// deliverLoop delivers what is due until a stop is requested; a delivery
+// in progress then is cut short (what it did not finish stays in the
+// outbox for the next start).
 func (w *Workflow) deliverLoop() {
 	tick := time.NewTicker(outboxPoll)
 	defer tick.Stop()
 	for {
-		w.deliverDue("")
+		w.deliverAll()
 		select {
 		case <-w.signInCtx.Done(): // a stop was requested
 			return
@@ -158,20 +212,35 @@ func (w *Workflow) deliverLoop() {
 	}
 }
 
-// deliverDue tries the entries due now: those of request ref, waiting for
-// a delivery of its entries in progress to end first (then what that one
-// left due, such as a redraw for a newer state, goes out now), or, when ref
-// is "", those of every request not being delivered right now.
+// deliverDue delivers request ref's entries now, in the caller's goroutine
+// (people hear at once), waiting first for a delivery of its entries in
+// progress (then what that one left due, such as a redraw for a newer
+// state, goes out now). All of it within a few seconds; what fails or
+// does not fit is left to the loop. Before Start has settled what a
+// previous process left, and for the steps that must not wait for chat,
+// the loop is woken instead.
 func (w *Workflow) deliverDue(ref string) {
-	if ref != "" {
-		unlock := w.delivering.lock(ref, true)
-		defer unlock()
-		w.deliverLocked(ref)
+	if !w.started.Load() {
+		w.wakeOutbox()
 		return
 	}
-	due := w.due("")
+	unlock := w.delivering.lock(ref, true)
+	defer unlock()
+	// One short window for all of them, also during a stop: news of an
+	// outcome is told before the process exits if chat answers at all.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(w.execCtx), inlineDeliveryTimeout)
+	defer cancel()
+	w.deliverLocked(ctx, ref, inlineDeliveryTimeout)
+}
+
+// deliverAll delivers the entries due now of every request not being
+// delivered right now; a stop cuts it short.
+func (w *Workflow) deliverAll() {
 	seen := map[string]bool{}
-	for _, o := range due {
+	for _, o := range w.due("") {
+		if w.signInCtx.Err() != nil {
+			return
+		}
 		if seen[o.RequestID] {
 			continue
 		}
@@ -179,26 +248,29 @@ func (w *Workflow) deliverDue(ref string) {
 		if unlock := w.delivering.lock(o.RequestID, false); unlock != nil {
 			// Read again under the lock: another delivery may have
 			// sent some of them meanwhile.
-			w.deliverLocked(o.RequestID)
+			w.deliverLocked(w.signInCtx, o.RequestID, deliveryTimeout)
 			unlock()
 		}
 	}
 }
 
 // deliverLocked delivers request ref's due entries, and those the
-// deliveries queue (posting a prompt may call for a redraw); the caller
-// holds ref's delivery lock.
-func (w *Workflow) deliverLocked(ref string) {
+// deliveries queue (posting a prompt may call for a redraw), each attempt
+// within timeout and ctx; the caller holds ref's delivery lock.
+func (w *Workflow) deliverLocked(ctx context.Context, ref string, timeout time.Duration) {
 	tried := map[int64]int64{} // id → generation tried: each once per call
 	for pass := 0; pass < 3; pass++ {
 		fresh := 0
 		for _, o := range w.due(ref) {
-			if g, ok := tried[o.ID]; ok && g == o.Generation {
+			if g, ok := tried[o.ID]; (ok && g == o.Generation) || w.delivering.held(o, w.store) {
 				continue
+			}
+			if ctx.Err() != nil {
+				return
 			}
 			tried[o.ID] = o.Generation
 			fresh++
-			w.deliverOne(o)
+			w.deliverOne(ctx, o, timeout)
 		}
 		if fresh == 0 {
 			return
@@ -215,7 +287,7 @@ func (w *Workflow) undelivered(ctx context.Context, ref string, kind OutgoingKin
 
 // due reads the entries due now (of request ref only, if not "").
 func (w *Workflow) due(ref string) []Outgoing {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(w.execCtx), storeTryTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), storeTryTimeout)
 	defer cancel()
 	due, err := w.store.Due(ctx, time.Now().UTC(), ref, outboxBatch)
 	if err != nil {
@@ -224,37 +296,82 @@ func (w *Workflow) due(ref string) []Outgoing {
 	return due
 }
 
-// deliverOne makes one attempt at o and records how it went.
-func (w *Workflow) deliverOne(o Outgoing) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(w.execCtx), deliveryTimeout)
+// deliverOne makes one attempt at o (within timeout and ctx) and records
+// how it went, with a context of its own: an attempt that used up its time
+// is still recorded.
+func (w *Workflow) deliverOne(ctx context.Context, o Outgoing, timeout time.Duration) {
+	attempt, cancel := context.WithTimeout(ctx, timeout)
+	err := w.attempt(attempt, o)
+	cancel()
+	book, cancel := context.WithTimeout(context.Background(), storeTryTimeout)
 	defer cancel()
-	r, err := w.store.Get(ctx, o.RequestID)
-	if err == nil {
-		err = w.deliverDirect(ctx, o, r)
-	}
 	now := time.Now().UTC()
 	switch {
 	case err == nil:
-		if err := w.store.Delivered(ctx, o); err != nil {
-			// Delivered again later: at least once.
-			w.log.Warn("delivered notice not marked; it may be sent twice", "id", o.ID, "err", err)
-		}
+		w.log.Debug("notice delivered", "ref", o.RequestID, "kind", string(o.Kind), "user", o.User, "notice", string(o.Notice), "attempts", o.Attempts+1)
+		w.markDelivered(book, o)
 	case errors.Is(err, ErrUndeliverable), errors.Is(err, ErrNotFound), now.Sub(o.CreatedAt) > deliveryGiveUp:
 		w.log.Error("notice dropped", "ref", o.RequestID, "kind", string(o.Kind), "user", o.User, "attempts", o.Attempts+1, "err", err)
-		if derr := w.store.Delivered(ctx, o); derr != nil {
-			w.log.Warn("dropped notice not removed", "id", o.ID, "err", derr)
+		w.markDelivered(book, o)
+		if o.Kind == OutgoingPost {
+			w.unreachable.claim(o.RequestID)
 		}
-		w.audit(ctx, o.RequestID, EventNoticeDropped, "", map[string]string{
+		w.audit(book, o.RequestID, EventNoticeDropped, "", map[string]string{
 			"kind": string(o.Kind), "user": o.User, "notice": string(o.Notice), "attempts": strconv.Itoa(o.Attempts + 1), "error": err.Error(),
 		})
 	default:
 		wait := retryWait(o.Attempts+1, err)
 		w.log.Warn("notice not delivered; trying again", "ref", o.RequestID, "kind", string(o.Kind), "user", o.User,
 			"attempt", o.Attempts+1, "in", wait.String(), "err", err)
-		if perr := w.store.Postpone(ctx, o, now.Add(wait), err.Error()); perr != nil {
-			w.log.Warn("notice retry not recorded; trying again sooner", "id", o.ID, "err", perr)
+		if perr := w.store.Postpone(book, o, now.Add(wait), err.Error()); perr != nil {
+			// Not before then all the same: a store that reads but does
+			// not write must not make the loop hammer Slack.
+			w.delivering.hold(o, now.Add(wait))
+			w.log.Warn("notice retry not recorded", "id", o.ID, "err", perr)
 		}
 	}
+}
+
+// markDelivered removes o from the outbox; if the store refuses, o is
+// remembered as sent so that it is not sent again while the store is
+// refusing (it is marked again at each look).
+func (w *Workflow) markDelivered(ctx context.Context, o Outgoing) {
+	if err := w.store.Delivered(ctx, o); err != nil {
+		w.delivering.hold(o, time.Time{})
+		w.log.Warn("delivered notice not marked; not sending it again while the store refuses", "id", o.ID, "err", err)
+	}
+}
+
+// attempt loads o's request as it is now and hands o to the port, unless
+// the request has moved on so far that o no longer applies.
+func (w *Workflow) attempt(ctx context.Context, o Outgoing) error {
+	r, err := w.store.Get(ctx, o.RequestID)
+	if err != nil {
+		return err
+	}
+	if outdated(o, r) {
+		w.log.Info("notice no longer applies; not sent", "ref", o.RequestID, "notice", string(o.Notice), "state", string(r.State))
+		return nil
+	}
+	return w.deliverDirect(ctx, o, r)
+}
+
+// outdated: a notice whose words assume a state the request has left (a
+// sign-in failure says "approve again", a paused tracking "resume"), late
+// after an outage, would mislead; status notices show the state as it is.
+func outdated(o Outgoing, r *Request) bool {
+	if o.Kind != OutgoingNotice {
+		return false
+	}
+	switch o.Notice {
+	case NoticeSignInFailed:
+		return r.State != StatePending
+	case NoticeStillPaused:
+		return !r.Tracking.Active() || !r.Tracking.Paused
+	case NoticeExpired:
+		return r.State != StateExpired
+	}
+	return false
 }
 
 // deliverDirect hands o to the Notices port, with r as it is now (loaded

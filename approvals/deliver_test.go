@@ -168,3 +168,113 @@ func TestNoticeSentDirectlyWhenTheOutboxFails(t *testing.T) {
 		t.Errorf("prompt shows %s, want awaiting confirmation (sent directly)", last.State)
 	}
 }
+
+// A Tell that hangs uses up its attempt; the failure is still recorded
+// (with a context of its own), so the next try waits for the backoff.
+func TestHangingDeliveryIsPostponed(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	r := h.open(pc1)
+	h.notes.set(func(n *recorder) { n.tellHangs = true })
+	if _, err := h.w.Deny(ctx, a1, r.ID, "no"); err != nil {
+		t.Fatal(err)
+	}
+	got := h.undelivered()
+	if len(got) != 1 || got[0].Attempts != 1 || !got[0].NextAt.After(time.Now()) {
+		t.Fatalf("after a hanging attempt: %+v, want it tried once and due later", got)
+	}
+	if n := len(h.notes.tellsOf(r.ID)); n != 1 {
+		t.Errorf("%d attempts, want 1 before the backoff", n)
+	}
+}
+
+// A store that reads but does not write (disk full, locked from outside):
+// a delivered notice cannot be marked, and is not sent again meanwhile.
+func TestDeliveredButNotMarkedIsNotResent(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	r := h.open(pc1)
+	h.store.failOps("delivered", "postpone")
+	if _, err := h.w.Deny(ctx, a1, r.ID, "no"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2500 * time.Millisecond) // two looks of the loop
+	if n := len(h.notes.tellsOf(r.ID)); n != 1 {
+		t.Errorf("%d DMs with the store refusing to mark them, want 1", n)
+	}
+	h.store.failOps()
+	h.waitFor("the notice marked once the store writes", func() bool { return len(h.undelivered()) == 0 })
+	if n := len(h.notes.tellsOf(r.ID)); n != 1 {
+		t.Errorf("%d DMs in all, want 1", n)
+	}
+}
+
+// Start does not wait for chat: what recovery announces goes out through
+// the loop, so a hanging Slack cannot hold the start (or the stop).
+func TestStartDoesNotWaitForChat(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	r := h.seed(pc1, func(r *approvals.Request) { r.DecidedBy = a1 }, approvals.StateApproved)
+	h.stop()
+	h.notes.set(func(n *recorder) { n.tellHangs = true })
+	begin := time.Now()
+	w, err := approvals.New(h.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Start(context.Background())
+	if took := time.Since(begin); took > time.Second {
+		t.Errorf("Start took %v with Slack hanging", took)
+	}
+	if got := h.get(r.ID); got.State != approvals.StatePending {
+		t.Errorf("state %s after the start, want pending (sign-in lost)", got.State)
+	}
+	h.waitFor("the loop trying to tell", func() bool { return len(h.notes.tellsOf(r.ID)) > 0 })
+	begin = time.Now()
+	w.Stop()
+	if took := time.Since(begin); took > 2*time.Second {
+		t.Errorf("Stop took %v with the loop waiting on Slack", took)
+	}
+}
+
+// When chat says no approver can ever get the prompt, the requester is told
+// so at once (not that the bot keeps trying).
+func TestOpenNoApproverReachable(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.notes.set(func(n *recorder) { n.postErr = fmt.Errorf("%w: user_disabled", approvals.ErrUndeliverable) })
+	r, _ := h.w.NewRequest(alice, ops, pc1, "black screen")
+	wantRefusal(t, h.w.Open(ctx, r), approvals.RefusedNoApproverReachable)
+	if dropped := h.eventsOf(r.ID, approvals.EventNoticeDropped); len(dropped) != 1 || dropped[0].Details["kind"] != "post" {
+		t.Errorf("drop records: %+v", dropped)
+	}
+}
+
+// A process that died between storing a request and queueing its prompt:
+// the next start posts it.
+func TestPendingRequestWithoutPromptsIsPromptedAtStart(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	r := h.seed(pc1, nil)
+	h.restart()
+	h.waitFor("the prompts posted", func() bool { return len(h.get(r.ID).Prompts) == 2 })
+	if got := h.eventsOf(r.ID, approvals.EventReprompted); len(got) != 0 {
+		t.Errorf("audited as re-prompted to other approvers: %+v", got)
+	}
+}
+
+// A sign-in failure notice delivered after the request moved on would say
+// "approve again" about a done request: it is not sent.
+func TestOutdatedNoticeNotSent(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	r := h.seed(pc1, nil, approvals.StateApproved, approvals.StateConfirming, approvals.StateExecuting, approvals.StateSucceeded)
+	if err := h.store.Store.Enqueue(ctx, approvals.Outgoing{RequestID: r.ID, Kind: approvals.OutgoingNotice, User: alice,
+		Notice: approvals.NoticeSignInFailed, Why: &approvals.Outcome{Kind: approvals.OutcomeSignInExpired}}); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor("the entry handled", func() bool { return len(h.undelivered()) == 0 })
+	if got := h.notes.tellsOf(r.ID); len(got) != 0 {
+		t.Errorf("told %+v about a request that succeeded", got)
+	}
+}

@@ -34,6 +34,7 @@ func (w *Workflow) execute(r *Request, s *Session) {
 	executing, err := w.settle(ctx, r.ID, step{
 		from: beforeCall, to: StateExecuting,
 		update: func(r *Request) { r.Device, r.SignedInAs = &device, s.Username },
+		byLoop: true,
 	})
 	var te *TransitionError
 	switch {

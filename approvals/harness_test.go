@@ -111,7 +111,22 @@ func (h *harness) start() *approvals.Workflow {
 	})
 	w.Start(context.Background())
 	h.w = w
+	h.drain()
 	return w
+}
+
+// drain waits (a few seconds at most) until the outbox has nothing due now:
+// what Start queued has been delivered or postponed by the outbox loop.
+// Callers assert what was delivered.
+func (h *harness) drain() {
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		due, err := h.store.Store.Due(context.Background(), time.Now(), "", 1)
+		if err == nil && len(due) == 0 {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // restart stops the workflow and starts another over the same store: what
@@ -383,6 +398,8 @@ type recorder struct {
 	emails    map[string]string          // profile emails
 	emailErr  error
 	tellErr   error // Tell fails (after recording what was to be told)
+	tellHangs bool  // Tell waits for its context to end (after recording)
+	postErr   error // PostPrompts fails with this (after recording)
 	updateErr error // UpdatePrompts fails (after recording)
 }
 
@@ -405,6 +422,12 @@ func (n *recorder) port() *mock.Notices {
 			if none {
 				return nil, errors.New("slack: 503 Service Unavailable")
 			}
+			n.mu.Lock()
+			postErr := n.postErr
+			n.mu.Unlock()
+			if postErr != nil {
+				return nil, postErr
+			}
 			var refs []approvals.MessageRef
 			for i, a := range to {
 				refs = append(refs, approvals.MessageRef{ChannelID: "D" + a, TS: fmt.Sprintf("1700000000.%06d", i), UserID: a})
@@ -422,6 +445,12 @@ func (n *recorder) port() *mock.Notices {
 			defer n.mu.Unlock()
 			n.tells = append(n.tells, told{User: user, Kind: notice.Kind, Ref: notice.Request.ID, State: notice.Request.State,
 				Why: notice.Why, Accepted: notice.Accepted})
+			if n.tellHangs {
+				n.mu.Unlock()
+				<-ctx.Done()
+				n.mu.Lock()
+				return ctx.Err()
+			}
 			return n.tellErr
 		},
 		ProgressFn: func(ctx context.Context, r *approvals.Request, p approvals.Progress) error {
@@ -894,8 +923,8 @@ func (s *spyStore) failOps(ops ...string) {
 }
 
 // failWhen makes the store fail the operations f returns an error for
-// (op: create, transition, update, enqueue, record, list, list_tracking,
-// open_for).
+// (op: create, transition, update, enqueue, delivered, postpone, record,
+// list, list_tracking, open_for).
 func (s *spyStore) failWhen(f func(op string, to approvals.State) error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -961,6 +990,20 @@ func (s *spyStore) Apply(ctx context.Context, id string, c approvals.Change) (*a
 		return nil, err
 	}
 	return s.Store.Apply(ctx, id, c)
+}
+
+func (s *spyStore) Delivered(ctx context.Context, o approvals.Outgoing) error {
+	if err := s.failing("delivered", ""); err != nil {
+		return err
+	}
+	return s.Store.Delivered(ctx, o)
+}
+
+func (s *spyStore) Postpone(ctx context.Context, o approvals.Outgoing, at time.Time, why string) error {
+	if err := s.failing("postpone", ""); err != nil {
+		return err
+	}
+	return s.Store.Postpone(ctx, o, at, why)
 }
 
 func (s *spyStore) Enqueue(ctx context.Context, entries ...approvals.Outgoing) error {

@@ -105,7 +105,7 @@ type Outbox interface {
 	// Enqueue adds entries, due now. An entry with a Coalesce key whose
 	// request already has an undelivered entry of that key updates that
 	// entry instead (due now, its Generation moved on, its other fields
-	// replaced).
+	// replaced, counted as new: no attempts, made now).
 	Enqueue(ctx context.Context, entries ...Outgoing) error
 
 	// Due returns undelivered entries with NextAt at or before now, of

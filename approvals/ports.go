@@ -104,6 +104,8 @@ type RemoteAction struct {
 // UpdatePrompts, Tell and Progress are delivered through the outbox (outbox.go): they are
 // tried again until they succeed, so their errors say whether that helps
 // (ErrUndeliverable: no; an error with RetryAfter: not before then).
+// An implementation must not call the Workflow back from these methods in
+// the same goroutine (it would wait for its own delivery).
 type Notices interface {
 	// PostPrompts sends r's approval prompt to each of the approvers in to
 	// and returns where each copy went (only those that could be posted),
@@ -176,6 +178,20 @@ type Progress struct {
 	Status, Detail string
 	Every          time.Duration
 }
+
+// Observer is told what happens, for metrics. Its methods must be quick and
+// safe for concurrent use.
+type Observer interface {
+	// RequestCreated: a request was stored.
+	RequestCreated()
+	// RequestSettled: a request reached a final state (State.Final).
+	RequestSettled(State)
+}
+
+type noObserver struct{}
+
+func (noObserver) RequestCreated()      {}
+func (noObserver) RequestSettled(State) {}
 
 // SignInPurpose says what an approver signs in for.
 type SignInPurpose string

@@ -33,7 +33,10 @@ const (
 	RefusedSignInStale   RefusalKind = "sign_in_stale"       // the sign-in is gone; the request waits again
 	RefusedOpenElsewhere RefusalKind = "open_elsewhere"      // Other: the open request holding the Cloud PC (nil if unknown)
 	RefusedNoSuchRequest RefusalKind = "no_such_request"     // Ref: the reference asked for
-	RefusedNoApprover    RefusalKind = "no_approver_reached" // the prompt reached nobody
+	RefusedNoApprover    RefusalKind = "no_approver_reached" // the prompt reached nobody yet; the outbox keeps trying
+	// RefusedNoApproverReachable: chat says no approver can ever get the
+	// prompt (accounts gone or closed to the bot); the request is recorded.
+	RefusedNoApproverReachable RefusalKind = "no_approver_reachable"
 )
 
 // Action names what a person tried, for refusals and the audit trail.

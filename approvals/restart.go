@@ -36,7 +36,7 @@ func (w *Workflow) recover(ctx context.Context) {
 		}
 		w.settleInterruptedCall(ctx, r)
 	}
-	w.repromptOrphans(ctx)
+	w.promptMissing(ctx)
 	tracked, err := w.store.ListTracking(ctx)
 	if err != nil {
 		w.log.Error("could not list tracked requests", "err", err)
@@ -49,21 +49,25 @@ func (w *Workflow) recover(ctx context.Context) {
 	}
 }
 
-// repromptOrphans prompts the configured approvers for the pending requests
-// none of whose own approvers is configured any more (Policy.ApproversOf):
-// they decide now, and must be asked.
-func (w *Workflow) repromptOrphans(ctx context.Context) {
+// promptMissing makes sure every pending request has a prompt with each
+// approver who decides it now (Policy.ApproversOf): a process that died
+// between storing a request and queueing its prompt left it without, and
+// the configured approvers decide the requests none of whose own approvers
+// is configured any more (they must be asked).
+func (w *Workflow) promptMissing(ctx context.Context) {
 	pending, err := w.store.ListByState(ctx, StatePending)
 	if err != nil {
 		w.log.Error("could not list pending requests", "err", err)
 		return
 	}
 	for _, r := range pending {
-		if slices.ContainsFunc(r.Approvers, func(a string) bool { return slices.Contains(w.cfg.Policy.Approvers, a) }) {
+		if prompted(r, w.cfg.Policy.ApproversOf(r)) {
 			continue
 		}
-		if prompted(r, w.cfg.Policy.ApproversOf(r)) {
-			continue // at an earlier start
+		if slices.ContainsFunc(r.Approvers, func(a string) bool { return slices.Contains(w.cfg.Policy.Approvers, a) }) {
+			w.log.Warn("a pending request lacks prompts; posting them", "ref", r.ID)
+			w.send(r.ID, post(r))
+			continue
 		}
 		// The prompt shows who decides now; the request keeps the list it
 		// was made with, for the record.

@@ -136,6 +136,15 @@ func (s *idSet) claim(id string) bool {
 	return true
 }
 
+// take removes id and says whether it was there.
+func (s *idSet) take(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	present := s.ids[id]
+	delete(s.ids, id)
+	return present
+}
+
 func (s *idSet) remove(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -56,6 +57,12 @@ type Workflow struct {
 	// delivering: outbox entries being delivered now (deliver.go).
 	delivering deliveries
 	outboxWake chan struct{}
+	// started: Start has settled what a previous process left; deliveries
+	// are made at once from then on (before, the loop makes them).
+	started atomic.Bool
+	// unreachable: requests whose prompt no approver can ever get (their
+	// post was dropped), for Open to tell the requester.
+	unreachable idSet
 }
 
 // Config is what the workflow needs; cmd/reprovision-bot builds it from the
@@ -88,6 +95,8 @@ type Config struct {
 	// Stop; the process must exit within 10 s.
 	ShutdownGrace time.Duration
 	Logger        *slog.Logger
+	// Observer is told what happens, for metrics (nil: nobody).
+	Observer Observer
 }
 
 const (
@@ -133,6 +142,9 @@ func New(cfg Config) (*Workflow, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Observer == nil {
+		cfg.Observer = noObserver{}
+	}
 	w := &Workflow{cfg: cfg, store: cfg.Store, notices: cfg.Notices, log: cfg.Logger, wake: make(chan struct{}, 1), outboxWake: make(chan struct{}, 1)}
 	w.sessions.ttl = cfg.SignInTTL
 	w.signInCtx, w.cancelSignIn = context.WithCancel(context.Background())
@@ -149,6 +161,7 @@ func (w *Workflow) Policy() Policy { return w.cfg.Policy }
 func (w *Workflow) Start(ctx context.Context) {
 	w.recover(ctx)
 	w.redrawAtStart(ctx)
+	w.started.Store(true)
 	w.spawn(w.deliverLoop)
 	w.spawn(w.schedule)
 }
@@ -248,6 +261,8 @@ func (w *Workflow) auditGraphCalls(ref, actor string, calls ...GraphCall) {
 			if a.Err != "" {
 				details["error"] = a.Err
 			}
+			w.log.Debug("graph call", "ref", ref, "method", call.Method, "path", call.Path, "attempt", i+1, "status", a.Status,
+				"request_id", a.RequestID, "error", a.Err)
 			e := Event{Time: time.Now().UTC(), RequestID: ref, Kind: EventGraphCall, Actor: actor, Details: details}
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(w.execCtx), cleanupTimeout)
 			err := w.store.Record(ctx, e)
@@ -310,6 +325,9 @@ type step struct {
 	tellRequester, tellApprover bool
 	// also returns more outbox entries for the moved request.
 	also func(r *Request) []Outgoing
+	// byLoop: the outbox loop delivers the news, not this goroutine (a
+	// step on the way to the Graph call must not wait for chat).
+	byLoop bool
 }
 
 // notify is what a step puts in the outbox with the move: the prompts'
@@ -354,8 +372,15 @@ func (w *Workflow) announce(ctx context.Context, r *Request, s step) {
 		w.sessions.release(r.ID)
 	}
 	w.log.Info("request moved", "ref", r.ID, "state", string(r.State), "actor", s.actor)
+	if r.State.Final() {
+		w.cfg.Observer.RequestSettled(r.State)
+	}
 	if s.event != "" {
 		w.audit(ctx, r.ID, s.event, s.actor, r.Outcome.auditDetails(s.details))
+	}
+	if s.byLoop {
+		w.wakeOutbox()
+		return
 	}
 	w.deliverDue(r.ID)
 }

@@ -3,6 +3,8 @@ package bot
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"path/filepath"
 	"testing"
 	"time"
@@ -16,7 +18,8 @@ import (
 func newNoticesBot(t *testing.T) (*Bot, *fakes.Slack) {
 	t.Helper()
 	slack := fakes.NewSlack(t)
-	b, err := New(Config{BotToken: fakes.BotToken, AppToken: fakes.AppToken, SlackAPIURL: slack.APIURL()})
+	b, err := New(Config{BotToken: fakes.BotToken, AppToken: fakes.AppToken, SlackAPIURL: slack.APIURL(),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

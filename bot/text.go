@@ -92,6 +92,8 @@ func refusalText(f *approvals.Refusal) string {
 		return openElsewhereText(f)
 	case approvals.RefusedNoSuchRequest:
 		return fmt.Sprintf("There is no request %s.", ref)
+	case approvals.RefusedNoApproverReachable:
+		return fmt.Sprintf(":x: Request %s is recorded, but Slack cannot deliver the approval prompt to any approver (their accounts are deactivated or closed to the bot). Please tell an admin; cancel the request if it is no longer needed.", ref)
 	case approvals.RefusedNoApprover:
 		return fmt.Sprintf(":warning: Request %s is recorded, but Slack did not take the approval prompt yet. The bot keeps trying to reach the approvers; you will hear when one decides.", ref)
 	}

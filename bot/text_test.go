@@ -201,6 +201,9 @@ var txRefusalCases = []txRefusalCase{
 	{"no approver reached",
 		approvals.Refusal{Kind: approvals.RefusedNoApprover, Action: approvals.ActionRequest, Ref: txRef},
 		[]string{":warning: Request " + txRef + " is recorded, but Slack did not take the approval prompt yet. The bot keeps trying"}, nil},
+	{"no approver reachable",
+		approvals.Refusal{Kind: approvals.RefusedNoApproverReachable, Action: approvals.ActionRequest, Ref: txRef},
+		[]string{":x: Request " + txRef + " is recorded, but Slack cannot deliver the approval prompt to any approver"}, nil},
 }
 
 func TestReplyTextRefusals(t *testing.T) {

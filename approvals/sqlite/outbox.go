@@ -85,7 +85,8 @@ func enqueue(ctx context.Context, x execer, now time.Time, entries ...approvals.
 INSERT INTO outbox (request_id, kind, coalesce_key, payload, generation, attempts, last_error, created_at, next_at)
 VALUES (?, ?, ?, ?, 0, 0, '', ?, ?)
 ON CONFLICT (request_id, coalesce_key) WHERE coalesce_key <> '' DO UPDATE SET
-	payload = excluded.payload, generation = generation + 1, next_at = excluded.next_at`,
+	payload = excluded.payload, generation = generation + 1, next_at = excluded.next_at,
+	attempts = 0, last_error = '', created_at = excluded.created_at`,
 			o.RequestID, string(o.Kind), o.Coalesce(), body, at, at)
 		if err != nil {
 			return fmt.Errorf("enqueue %s for %s: %w", o.Kind, o.RequestID, err)

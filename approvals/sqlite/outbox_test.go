@@ -149,9 +149,10 @@ func TestOutboxPostpone(t *testing.T) {
 	if err != nil || len(then) != 2 || then[0].Attempts != 1 || then[0].LastError != "ratelimited" || !then[0].NextAt.Equal(later.UTC()) {
 		t.Fatalf("due an hour later: %+v, %v", then, err)
 	}
-	// A newer state for the redraw: due now, whatever the backoff said.
+	// A newer state for the redraw: due now, whatever the backoff said,
+	// and counted as a new notice (no attempts yet).
 	enqueueOK(t, s, approvals.Outgoing{RequestID: r.ID, Kind: approvals.OutgoingPrompts})
-	if now := due(t, s, ""); len(now) != 1 || now[0].Kind != approvals.OutgoingPrompts || now[0].Attempts != 1 {
+	if now := due(t, s, ""); len(now) != 1 || now[0].Kind != approvals.OutgoingPrompts || now[0].Attempts != 0 || now[0].LastError != "" {
 		t.Fatalf("after a new redraw: %+v", now)
 	}
 	// Postponing what was read before it does not push it back.

@@ -30,6 +30,8 @@ type Config struct {
 	// SlackAPIURL is the Web API base with a trailing slash.
 	SlackAPIURL string
 	Logger      *slog.Logger
+	// Observer is told about acks and reconnects, for metrics (nil: nobody).
+	Observer Observer
 }
 
 // Bot serves one Slack app. It implements approvals.Notices; Run drives a
@@ -55,6 +57,9 @@ type Bot struct {
 	// homeViewers are users who opened the App Home since start; their Home
 	// tab is kept current.
 	homeViewers idSet
+
+	connected connection
+	arrivals  arrivals
 }
 
 var _ approvals.Notices = (*Bot)(nil)
@@ -63,6 +68,9 @@ var _ approvals.Notices = (*Bot)(nil)
 func New(cfg Config) (*Bot, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = noObserver{}
 	}
 	apiURL, err := url.Parse(cfg.SlackAPIURL)
 	if err != nil || apiURL.Host == "" {
@@ -179,6 +187,8 @@ func (b *Bot) dispatch(sm *socketmode.Client, evt socketmode.Event) {
 		return
 	}
 	envelope := evt.Request.EnvelopeID
+	b.arrivals.arrived(envelope, time.Now())
+	b.log.Debug("envelope received", "envelope", envelope, "type", string(evt.Type), "retry_attempt", evt.Request.RetryAttempt)
 	// Slack redelivers an envelope it thinks was not acked, possibly on
 	// another connection: ack again, handle once.
 	if !b.seen.firstTime(envelope) {
@@ -221,10 +231,18 @@ func (b *Bot) dispatch(sm *socketmode.Client, evt socketmode.Event) {
 func (b *Bot) connectionEvent(sm *socketmode.Client, evt socketmode.Event) bool {
 	switch evt.Type {
 	case socketmode.EventTypeConnecting:
+		b.connected.Store(false) // a new connection is being made: the old one is gone
 		b.log.Info("connecting to Slack")
 	case socketmode.EventTypeConnected:
+		b.connected.Store(true)
+		if c, ok := evt.Data.(*socketmode.ConnectedEvent); ok && c.ConnectionCount > 0 {
+			b.cfg.Observer.Reconnected()
+		}
 		b.log.Info("connected to Slack")
-	case socketmode.EventTypeConnectionError, socketmode.EventTypeIncomingError, socketmode.EventTypeErrorWriteFailed:
+	case socketmode.EventTypeConnectionError:
+		b.connected.Store(false)
+		b.log.Warn("socket mode trouble", "event", string(evt.Type), "detail", fmt.Sprint(evt.Data))
+	case socketmode.EventTypeIncomingError, socketmode.EventTypeErrorWriteFailed:
 		b.log.Warn("socket mode trouble", "event", string(evt.Type), "detail", fmt.Sprint(evt.Data))
 	case socketmode.EventTypeErrorBadMessage:
 		b.ackBadMessage(sm, evt)
@@ -301,6 +319,10 @@ func (b *Bot) ack(sm *socketmode.Client, req *socketmode.Request, payload any) {
 	}
 	if err != nil {
 		b.log.Warn("ack failed", "envelope", req.EnvelopeID, "err", err)
+	}
+	if d, ok := b.arrivals.acked(req.EnvelopeID); ok {
+		b.cfg.Observer.Acked(d)
+		b.log.Debug("envelope acked", "envelope", req.EnvelopeID, "after", d.String())
 	}
 }
 

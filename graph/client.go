@@ -64,6 +64,13 @@ type ClientOptions struct {
 	// (it grows exponentially, capped by MaxRetryDelay). Default 800ms (azcore's);
 	// negative means no delay.
 	RetryDelay time.Duration
+	// Scope is the permission tokens are asked for (default Scope, the public
+	// cloud's; Cloud.Scope for others), as at sign-in.
+	Scope string
+	// Observe, if set, is called once per HTTP attempt with the operation
+	// ("get", "list", "reprovision", "action_results") and the status (0
+	// when no response came), for metrics. It must be quick.
+	Observe func(operation string, status int)
 	// Transport, if set, sends the requests (for tests). nil uses a client like azcore's
 	// default. Redirects are never followed (an *http.Client is copied with CheckRedirect
 	// replaced).
@@ -72,8 +79,9 @@ type ClientOptions struct {
 
 // Client calls Microsoft Graph with a delegated credential. It is safe for concurrent use.
 type Client struct {
-	base string
-	pl   runtime.Pipeline
+	base    string
+	pl      runtime.Pipeline
+	observe func(operation string, status int)
 	// Retry behaviour per method, set on every request's context (so a caller's
 	// policy.WithRetryOptions can never make a POST retry a timeout).
 	postRetry, getRetry policy.RetryOptions
@@ -131,12 +139,16 @@ func NewClient(cred azcore.TokenCredential, opts ClientOptions) (*Client, error)
 	getRetry.StatusCodes = getRetryStatusCodes
 	getRetry.ShouldRetry = shouldRetryGET
 	transport := capAnswers{next: noRedirects(opts.Transport)}
+	scope := strings.TrimSpace(opts.Scope)
+	if scope == "" {
+		scope = Scope
+	}
 	pl := runtime.NewPipeline(moduleName, moduleVersion,
 		runtime.PipelineOptions{
 			// Order matters: the attempt policy runs after the bearer policy, so it also
 			// records the resend the bearer policy makes after a 401 CAE challenge.
 			PerRetry: []policy.Policy{
-				runtime.NewBearerTokenPolicy(cred, []string{Scope}, nil),
+				runtime.NewBearerTokenPolicy(cred, []string{scope}, nil),
 				policy.Policy(attemptPolicy{}),
 			},
 		},
@@ -145,7 +157,7 @@ func NewClient(cred azcore.TokenCredential, opts ClientOptions) (*Client, error)
 			Telemetry: policy.TelemetryOptions{ApplicationID: applicationID},
 			Transport: transport,
 		})
-	return &Client{base: base, pl: pl, postRetry: postRetry, getRetry: getRetry}, nil
+	return &Client{base: base, pl: pl, observe: opts.Observe, postRetry: postRetry, getRetry: getRetry}, nil
 }
 
 // noRedirects returns a transport that does not follow redirects: a 307/308 would make
@@ -324,6 +336,12 @@ func (c *Client) send(ctx context.Context, method, rawURL string, call *Call) ([
 	}
 	attempts, last := rec.result()
 	call.Attempts = append(call.Attempts, attempts...)
+	if c.observe != nil {
+		op := operationOf(method, rawURL)
+		for _, a := range attempts {
+			c.observe(op, a.Status)
+		}
+	}
 	// Success is judged on the last attempt: the pipeline may also report a context
 	// error that arrived after Graph had answered.
 	if last != nil && last.status >= 200 && last.status < 300 && (method != http.MethodGet || last.complete) {
@@ -332,6 +350,24 @@ func (c *Client) send(ctx context.Context, method, rawURL string, call *Call) ([
 	e := newError(err, last)
 	e.Method, e.Attempts = method, len(attempts)
 	return nil, last, e
+}
+
+// operationOf names a request for metrics: the reprovision POST, the list of
+// Cloud PCs, the remote action results, or one Cloud PC.
+func operationOf(method, rawURL string) string {
+	path := rawURL
+	if u, err := url.Parse(rawURL); err == nil {
+		path = u.Path
+	}
+	switch {
+	case method == http.MethodPost:
+		return "reprovision"
+	case strings.HasSuffix(path, "/retrieveCloudPcRemoteActionResults"):
+		return "action_results"
+	case strings.HasSuffix(path, "/cloudPCs"):
+		return "list"
+	}
+	return "get"
 }
 
 // newError builds the *Error from the pipeline's error and the last attempt.

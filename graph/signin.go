@@ -26,7 +26,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 )
 
-// Scope is the delegated permission the bot needs.
+// Scope is the delegated permission the bot needs, in the public cloud (other
+// clouds: Cloud.Scope).
 const Scope = "https://graph.microsoft.com/CloudPC.ReadWrite.All"
 
 // PublicAuthorityHost is the Entra authority of the public cloud. With any other
@@ -44,6 +45,10 @@ type SignInConfig struct {
 	// Must be https. Any other value disables instance discovery: the authority is
 	// trusted as configured.
 	AuthorityHost string
+	// Scope is the permission to sign in for (default Scope, the public
+	// cloud's); it must name the Graph host the tokens are for
+	// (Cloud.Scope), the same as ClientOptions.Scope.
+	Scope string
 	// Transport, if set, carries the requests to Entra (for tests, or a custom CA).
 	// nil uses azcore's default HTTP client.
 	Transport policy.Transporter
@@ -61,6 +66,7 @@ type DeviceCode struct {
 type Authenticator struct {
 	tenantID, clientID string
 	host               string
+	scope              string
 	disableDiscovery   bool
 	transport          policy.Transporter
 }
@@ -98,10 +104,15 @@ func NewAuthenticator(cfg SignInConfig) (*Authenticator, error) {
 	if !strings.HasSuffix(host, "/") {
 		host += "/"
 	}
+	scope := strings.TrimSpace(cfg.Scope)
+	if scope == "" {
+		scope = Scope
+	}
 	return &Authenticator{
 		tenantID:         tenant,
 		clientID:         clientID,
 		host:             host,
+		scope:            scope,
 		disableDiscovery: !strings.EqualFold(host, PublicAuthorityHost),
 		transport:        cfg.Transport,
 	}, nil
@@ -187,7 +198,7 @@ func (a *Authenticator) SignInWithClaims(ctx context.Context, claims string, pro
 	// and non-CAE tokens in separate caches, and with DisableAutomaticAuthentication a
 	// miss in the CAE cache would fail with AuthenticationRequiredError.
 	rec, err := cred.Authenticate(ctx, &policy.TokenRequestOptions{
-		Scopes:    []string{Scope},
+		Scopes:    []string{a.scope},
 		EnableCAE: true,
 		Claims:    claims,
 	})

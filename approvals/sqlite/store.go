@@ -235,43 +235,134 @@ func open(abs string, lock *storeLock) (*Store, error) {
 }
 
 // OpenReader opens an existing store at path read-only, to read it while
-// another process serves it (the audit command while the bot runs). It takes
-// no lock and never writes: its connections open the file with SQLite's
-// mode=ro and query_only, so every write through the returned Store fails;
-// no migration runs, and it fails if the file is missing, has no schema
-// (not a store, or its first Open has not finished) or has a schema of
-// another version. SQLite may still create the -wal and -shm files it needs
-// to read a WAL database (they get the database file's mode).
+// another process serves it (the audit command while the bot runs), or to
+// read a copy (see Backup) that may itself be read-only. It takes no lock
+// and never writes: its connections open the file with SQLite's mode=ro and
+// query_only, so every write through the returned Store fails; no migration
+// runs, and it fails if the file is missing, has no schema (not a store, or
+// its first Open has not finished) or has a schema of another version.
+//
+// A store in WAL mode (every store Open has served) is read through its
+// -wal and -shm files, which SQLite creates when they are missing (they get
+// the database file's mode). Where they cannot be created, or should not
+// be, OpenReader opens the file with SQLite's immutable=1 instead, which
+// reads the database file alone and creates nothing; it does so only when
+// the file stands alone, with no -wal holding data, no -shm and no
+// -journal (so everything committed is in the file, and no connection has
+// it open in WAL mode), and either
+//   - the file or its directory has no write permission bit at all (a copy
+//     made read-only on purpose: chmod 0444, or a 0555 directory), or
+//   - the ordinary open failed because SQLite could not open or create
+//     those files (a directory the reader may not write, a read-only
+//     mount).
+//
+// immutable=1 promises SQLite that nobody writes the file while it is open:
+// a process that starts serving the store meanwhile could make such a
+// reader see a half-written page (it would fail or read stale data; the
+// store is not harmed). A store that a running bot serves always has its
+// -wal and -shm, so reading it never takes that path.
 func OpenReader(path string) (*Store, error) {
 	abs, err := absPath(path)
 	if err != nil {
 		return nil, err
 	}
-	// mode=ro would fail with "unable to open database file": say why.
-	if _, err := os.Stat(abs); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("open %s read-only: no store there: %w", path, err)
-		}
-		return nil, fmt.Errorf("open %s read-only: %w", path, err)
-	}
-	db, err := sql.Open("sqlite", dsn(abs, true))
-	if err != nil {
-		return nil, fmt.Errorf("open %s read-only: %w", path, err)
-	}
-	version, err := userVersion(context.Background(), db)
-	if err == nil {
-		switch {
-		case version == 0:
-			err = errors.New("it has no schema: not a reprovision-bot store, or the bot is still creating it")
-		case version < schemaVersion:
-			err = fmt.Errorf("its schema version %d is older than this program's (%d): start the bot once to migrate it", version, schemaVersion)
-		}
-	}
-	if err != nil {
+	db, version, err := openReadOnly(abs)
+	if err == nil && version < schemaVersion {
 		db.Close()
+		err = fmt.Errorf("its schema version %d is older than this program's (%d): start the bot once to migrate it", version, schemaVersion)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("open %s read-only: %w", path, err)
 	}
 	return &Store{db: db}, nil
+}
+
+// openReadOnly opens the database file abs as OpenReader does and returns
+// it with its schema version, from 1 to schemaVersion (older ones are the
+// caller's to refuse).
+//
+// Nothing here opens the database file other than through SQLite: closing
+// any descriptor of a file drops every POSIX lock the process holds on it,
+// SQLite's included (another Store in this process may be serving it).
+func openReadOnly(abs string) (*sql.DB, int, error) {
+	// mode=ro would fail with "unable to open database file": say why.
+	fi, err := os.Stat(abs)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, 0, fmt.Errorf("no store there: %w", err)
+		}
+		return nil, 0, err
+	}
+	if fi.IsDir() {
+		return nil, 0, errors.New("it is a directory, not a store file")
+	}
+	alone := standsAlone(abs)
+	immutable := alone && readOnlyCopy(abs, fi)
+	db, version, err := openRO(abs, immutable)
+	if err != nil && !immutable && alone && cannotOpenSideFiles(err) {
+		// Its error, if any, is about the file itself (its schema, say).
+		return openRO(abs, true)
+	}
+	return db, version, err
+}
+
+// openRO opens abs with mode=ro and query_only (and immutable=1 if
+// immutable) and reads its schema version.
+func openRO(abs string, immutable bool) (*sql.DB, int, error) {
+	source := dsn(abs, true)
+	if immutable {
+		source += "&immutable=1"
+	}
+	db, err := sql.Open("sqlite", source)
+	if err != nil {
+		return nil, 0, err
+	}
+	version, err := userVersion(context.Background(), db)
+	if err == nil && version == 0 {
+		err = errors.New("it has no schema: not a reprovision-bot store, or the bot is still creating it")
+	}
+	if err != nil {
+		db.Close()
+		return nil, 0, err
+	}
+	return db, version, nil
+}
+
+// standsAlone reports whether the database file abs has none of the files
+// SQLite keeps beside a database in use: no -shm, no -journal, and no
+// -wal, or an empty one. Then everything committed is in the file itself.
+func standsAlone(abs string) bool {
+	for _, suffix := range []string{"-shm", "-journal"} {
+		if _, err := os.Lstat(abs + suffix); !errors.Is(err, fs.ErrNotExist) {
+			return false
+		}
+	}
+	fi, err := os.Lstat(abs + "-wal")
+	return errors.Is(err, fs.ErrNotExist) || err == nil && fi.Mode().IsRegular() && fi.Size() == 0
+}
+
+// readOnlyCopy reports whether the file (whose FileInfo is fi) or its
+// directory has no write permission bit at all: made read-only on purpose,
+// which the bot never does to the store it serves.
+func readOnlyCopy(abs string, fi fs.FileInfo) bool {
+	if fi.Mode().Perm()&0o222 == 0 {
+		return true
+	}
+	dir, err := os.Stat(filepath.Dir(abs))
+	return err == nil && dir.Mode().Perm()&0o222 == 0
+}
+
+// cannotOpenSideFiles reports whether err is SQLite failing to open or
+// create the -wal or -shm file of a WAL database that it may only read:
+// SQLITE_CANTOPEN, or SQLITE_READONLY with any extended code (such as
+// SQLITE_READONLY_DIRECTORY). Reading the schema version writes nothing,
+// so those codes can only come from there.
+func cannotOpenSideFiles(err error) bool {
+	switch sqliteCode(err) & 0xff {
+	case sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY:
+		return true
+	}
+	return false
 }
 
 // absPath refuses paths that are not a database file and makes path

@@ -345,8 +345,10 @@ func (e *Entra) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !strings.EqualFold(tenant, TenantID) {
+		// Entra's answer for a tenant it does not know, on every endpoint,
+		// OpenID discovery included: 400, error invalid_tenant, AADSTS90002.
 		oauthError(w, http.StatusBadRequest, corr, "invalid_tenant", 90002,
-			fmt.Sprintf("Tenant '%s' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.", tenant))
+			fmt.Sprintf("Tenant '%s' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant.", tenant))
 		return
 	}
 	switch rest {

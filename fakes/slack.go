@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -26,6 +27,15 @@ const (
 	BotUserID  = "U0FAKEBOT"
 	// VerificationToken is the legacy "token" field Slack puts in payloads.
 	VerificationToken = "fake-verification-token"
+
+	// DefaultBotScopes are the scopes the bot token is granted unless
+	// SetBotScopes or RemoveBotScope say otherwise: what
+	// deploy/slack-app-manifest.yaml grants (a test in package bot keeps them
+	// equal), in the form of Slack's x-oauth-scopes header.
+	DefaultBotScopes = "commands,chat:write,users:read,users:read.email"
+	// DefaultAppTokenScopes are the app-level token's scopes: connections:write,
+	// as the manifest's instructions create it.
+	DefaultAppTokenScopes = "connections:write"
 )
 
 // Call is one Web API call received by the fake.
@@ -124,6 +134,11 @@ type Slack struct {
 	views      map[string]*viewRec
 	viewOrder  []*viewRec
 
+	// botScopes and appScopes are the scopes granted to BotToken and
+	// AppToken: sent in x-oauth-scopes, and required by the methods that
+	// need one (missing_scope otherwise).
+	botScopes, appScopes []string
+
 	// fault knobs (faults.go)
 	rateLimits  map[string]rateLimit // by Web API method; "" = every method
 	hookLimit   rateLimit
@@ -145,6 +160,8 @@ func NewSlack(t testing.TB) *Slack {
 		hooks:      map[string]*hook{},
 		views:      map[string]*viewRec{},
 		rateLimits: map[string]rateLimit{},
+		botScopes:  splitScopes(DefaultBotScopes),
+		appScopes:  splitScopes(DefaultAppTokenScopes),
 	}
 	s.sm.init()
 	mux := http.NewServeMux()
@@ -215,6 +232,53 @@ func (s *Slack) FailNext(method, errCode string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.failNext[method] = append(s.failNext[method], errCode)
+}
+
+// SetBotScopes sets the scopes granted to BotToken (default
+// DefaultBotScopes): every Web API answer to a bot-token call carries them in
+// the x-oauth-scopes header, as Slack's does, and a method needing a scope
+// not granted answers {"ok":false,"error":"missing_scope","needed",
+// "provided"}. users.info leaves out the profile email without
+// users:read.email.
+func (s *Slack) SetBotScopes(scopes ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.botScopes = append([]string(nil), scopes...)
+}
+
+// RemoveBotScope takes scope away from BotToken's granted scopes (as
+// removing it from the app's OAuth settings and reinstalling does).
+func (s *Slack) RemoveBotScope(scope string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.botScopes = slices.DeleteFunc(s.botScopes, func(x string) bool { return x == scope })
+}
+
+// BotScopes returns the scopes granted to BotToken, as x-oauth-scopes says.
+func (s *Slack) BotScopes() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Join(s.botScopes, ",")
+}
+
+// SetAppTokenScopes sets the scopes of AppToken (default
+// DefaultAppTokenScopes). Without connections:write, apps.connections.open
+// answers missing_scope, as Slack does for an app-level token generated
+// without it.
+func (s *Slack) SetAppTokenScopes(scopes ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.appScopes = append([]string(nil), scopes...)
+}
+
+func splitScopes(list string) []string {
+	var out []string
+	for _, sc := range strings.Split(list, ",") {
+		if sc = strings.TrimSpace(sc); sc != "" {
+			out = append(out, sc)
+		}
+	}
+	return out
 }
 
 // Calls returns the Web API calls of method ("" for all), in order.
@@ -455,19 +519,23 @@ func errOf(code string) *apiErr { return &apiErr{code: code} }
 
 type apiMethod struct {
 	appToken bool
-	fn       func(s *Slack, p map[string]string, r *http.Request) (map[string]any, *apiErr)
+	// scope is the scope the token needs for the method ("" none, or not
+	// modelled: conversations.open would need im:write, which the manifest
+	// does not grant, so the fake does not ask for it).
+	scope string
+	fn    func(s *Slack, p map[string]string, r *http.Request) (map[string]any, *apiErr)
 }
 
 var apiMethods = map[string]apiMethod{
-	"apps.connections.open": {appToken: true, fn: (*Slack).appsConnectionsOpen},
+	"apps.connections.open": {appToken: true, scope: "connections:write", fn: (*Slack).appsConnectionsOpen},
 	"auth.test":             {fn: (*Slack).authTest},
-	"chat.postMessage":      {fn: (*Slack).chatPostMessage},
-	"chat.update":           {fn: (*Slack).chatUpdate},
-	"chat.delete":           {fn: (*Slack).chatDelete},
-	"chat.postEphemeral":    {fn: (*Slack).chatPostEphemeral},
+	"chat.postMessage":      {scope: "chat:write", fn: (*Slack).chatPostMessage},
+	"chat.update":           {scope: "chat:write", fn: (*Slack).chatUpdate},
+	"chat.delete":           {scope: "chat:write", fn: (*Slack).chatDelete},
+	"chat.postEphemeral":    {scope: "chat:write", fn: (*Slack).chatPostEphemeral},
 	"conversations.open":    {fn: (*Slack).conversationsOpen},
-	"users.info":            {fn: (*Slack).usersInfo},
-	"users.lookupByEmail":   {fn: (*Slack).usersLookupByEmail},
+	"users.info":            {scope: "users:read", fn: (*Slack).usersInfo},
+	"users.lookupByEmail":   {scope: "users:read.email", fn: (*Slack).usersLookupByEmail},
 	"views.open":            {fn: (*Slack).viewsOpen},
 	"views.publish":         {fn: (*Slack).viewsPublish},
 	"views.update":          {fn: (*Slack).viewsUpdate},
@@ -557,6 +625,14 @@ func (s *Slack) serveAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp, status, aerr := s.dispatch(method, params, token, perr, r)
+	// Slack reports a token's granted scopes on every answer to a call made
+	// with it.
+	switch token {
+	case BotToken:
+		w.Header().Set("X-Oauth-Scopes", strings.Join(s.botScopes, ","))
+	case AppToken:
+		w.Header().Set("X-Oauth-Scopes", strings.Join(s.appScopes, ","))
+	}
 	s.calls[idx].Status = status
 	if aerr != nil {
 		s.calls[idx].Error = aerr.code
@@ -608,6 +684,17 @@ func (s *Slack) dispatch(method string, p map[string]string, token string, perr 
 		return nil, http.StatusOK, errOf("not_allowed_token_type")
 	default:
 		return nil, http.StatusOK, errOf("invalid_auth")
+	}
+	if m.scope != "" {
+		granted := s.botScopes
+		if m.appToken {
+			granted = s.appScopes
+		}
+		if !slices.Contains(granted, m.scope) {
+			return nil, http.StatusOK, &apiErr{code: "missing_scope", extra: map[string]any{
+				"needed": m.scope, "provided": strings.Join(granted, ","),
+			}}
+		}
 	}
 	if q := s.failNext[method]; len(q) > 0 {
 		code := q[0]
@@ -809,7 +896,8 @@ func (s *Slack) userWire(id string) map[string]any {
 		"display_name_normalized": u.name,
 		"team":                    TeamID,
 	}
-	if u.email != "" {
+	// Slack shows the email only to tokens granted users:read.email.
+	if u.email != "" && slices.Contains(s.botScopes, "users:read.email") {
 		profile["email"] = u.email
 	}
 	return map[string]any{

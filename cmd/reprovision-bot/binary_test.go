@@ -31,7 +31,8 @@ func binary(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(dir, "reprovision-bot")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		// The version is stamped as the Dockerfile does.
+		out, err := exec.Command("go", "build", "-ldflags", "-X main.version="+testVersion, "-o", binPath, ".").CombinedOutput()
 		if err != nil {
 			buildErr = err
 			t.Logf("%s", out)
@@ -95,6 +96,7 @@ func binaryEnv(t *testing.T, dir string) ([]string, *fakes.Slack) {
 		"AZURE_CLIENT_ID=" + fakes.ClientID,
 		"AZURE_AUTHORITY_HOST=" + e.AuthorityHost(),
 		"GRAPH_URL=" + g.URL(),
+		"REPROVISION_HTTP_ADDR=127.0.0.1:0",
 	}, s
 }
 

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/url"
 	"reflect"
 	"regexp"
@@ -28,9 +30,12 @@ type config struct {
 	Approvers     []string `envconfig:"REPROVISION_APPROVER" required:"true" desc:"Slack user ID(s) of the approver(s), comma-separated; any one decides"`
 	TenantID      string   `envconfig:"AZURE_TENANT_ID" required:"true" desc:"Entra tenant (ID or domain)"`
 	ClientID      string   `envconfig:"AZURE_CLIENT_ID" required:"true" desc:"Entra app (public client) used for the approver's sign-in"`
-	AuthorityHost string   `envconfig:"AZURE_AUTHORITY_HOST" default:"https://login.microsoftonline.com/" desc:"Entra authority; any other value disables instance discovery"`
-	GraphURL      string   `envconfig:"GRAPH_URL" default:"https://graph.microsoft.com/beta" desc:"Microsoft Graph base URL"`
+	Cloud         string   `envconfig:"AZURE_CLOUD" default:"public" desc:"Microsoft cloud: public, usgov (GCC High) or usgovdod (DoD); sets the authority, Graph and the token scope"`
+	AuthorityHost string   `envconfig:"AZURE_AUTHORITY_HOST" desc:"override of the cloud's Entra authority (tests, proxies); any but the public one disables instance discovery"`
+	GraphURL      string   `envconfig:"GRAPH_URL" desc:"override of the cloud's Microsoft Graph base URL (tests, proxies); approvers' tokens go there"`
 	DBPath        string   `envconfig:"REPROVISION_DB" default:"reprovision.db" desc:"embedded store path (SQLite)"`
+	HTTPAddr      string   `envconfig:"REPROVISION_HTTP_ADDR" default:":8080" desc:"address of /healthz, /readyz and /metrics; off: no listener"`
+	LogLevel      string   `envconfig:"REPROVISION_LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 
 	Requesters        []string          `envconfig:"REPROVISION_REQUESTERS" desc:"Slack user IDs allowed to ask (comma-separated); empty: everyone"`
 	Channels          []string          `envconfig:"REPROVISION_CHANNELS" desc:"channel IDs where /reprovision may be used (comma-separated); empty: anywhere"`
@@ -43,6 +48,9 @@ type config struct {
 	AllowedStatuses   []string          `envconfig:"REPROVISION_ALLOWED_STATUSES" default:"provisioned,failed" desc:"Cloud PC statuses in which reprovisioning is allowed"`
 	TrackEvery        time.Duration     `envconfig:"REPROVISION_TRACK_EVERY" default:"1m" desc:"first look at a reprovisioning Cloud PC after this, then with backoff"`
 	TrackFor          time.Duration     `envconfig:"REPROVISION_TRACK_FOR" default:"3h" desc:"how long to follow a reprovision before giving up; 0: do not follow"`
+
+	// cloud is AZURE_CLOUD's entry, resolved by loadConfig.
+	cloud graph.Cloud
 }
 
 // loadConfig reads the variables through getenv, applies defaults and checks
@@ -59,6 +67,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	for i := 0; i < v.NumField(); i++ {
 		f := v.Type().Field(i)
 		name := f.Tag.Get("envconfig")
+		if name == "" {
+			continue // resolved below, not read
+		}
 		value := strings.TrimSpace(getenv(name))
 		if value == "" {
 			value = f.Tag.Get("default")
@@ -73,6 +84,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 			problems = append(problems, fmt.Sprintf("%s: %v", name, err))
 		}
 	}
+	problems = append(problems, c.resolveCloud()...)
 	problems = append(problems, c.check()...)
 	if len(problems) > 0 {
 		return c, errors.New("configuration: " + strings.Join(problems, "; "))
@@ -167,6 +179,14 @@ func (c config) check() []string {
 	if len(c.AllowedStatuses) == 0 && c.GraphURL != "" {
 		p = append(p, "REPROVISION_ALLOWED_STATUSES must name at least one status")
 	}
+	if l := strings.ToLower(c.LogLevel); !slices.Contains([]string{"debug", "info", "warn", "error"}, l) {
+		p = append(p, "REPROVISION_LOG_LEVEL must be debug, info, warn or error")
+	}
+	if c.HTTPAddr != "off" {
+		if _, port, err := net.SplitHostPort(c.HTTPAddr); err != nil || port == "" {
+			p = append(p, fmt.Sprintf("REPROVISION_HTTP_ADDR must be host:port or :port (or off), not %q", c.HTTPAddr))
+		}
+	}
 	if c.SignInStart <= 0 {
 		p = append(p, "REPROVISION_SIGNIN_START_TIMEOUT must be positive")
 	}
@@ -194,6 +214,31 @@ func (c config) check() []string {
 	return p
 }
 
+// resolveCloud fills the authority and Graph URL from AZURE_CLOUD unless
+// they are overridden, and keeps the cloud's token scope: it must name the
+// cloud's Graph host whatever GRAPH_URL says.
+func (c *config) resolveCloud() []string {
+	cloud, err := graph.CloudNamed(c.Cloud)
+	if err != nil {
+		return []string{"AZURE_CLOUD: " + err.Error()}
+	}
+	c.cloud = cloud
+	if c.AuthorityHost == "" {
+		c.AuthorityHost = cloud.AuthorityHost
+	}
+	if c.GraphURL == "" {
+		c.GraphURL = cloud.GraphURL()
+	}
+	return nil
+}
+
+// logLevel is REPROVISION_LOG_LEVEL as a slog level.
+func (c config) logLevel() slog.Level {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(c.LogLevel)) // checked by check
+	return l
+}
+
 func checkURL(raw string, schemes ...string) string {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
@@ -211,7 +256,10 @@ func checkURL(raw string, schemes ...string) string {
 const usageFormat = `reprovision-bot: approve-and-reprovision Windows 365 Cloud PCs from Slack.
 
 Usage: reprovision-bot                                         run the bot (configured by the environment)
+       reprovision-bot check                                   check the configuration against Slack, Entra, Graph and the store
        reprovision-bot audit [-since 24h] [-format jsonl|csv]  print the audit trail from REPROVISION_DB
+       reprovision-bot backup -o FILE                          copy REPROVISION_DB consistently, also while the bot runs
+       reprovision-bot version                                 the version, revision and Go version (also --version)
        reprovision-bot --help                                  this text
 
 Environment:

@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"log/slog"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/reprovision-bot/reprovision-bot/graph"
 )
 
 func env(m map[string]string) func(string) string {
@@ -31,7 +34,9 @@ func TestLoadConfigDefaults(t *testing.T) {
 		SlackAppToken: "xapp-1-abc", SlackBotToken: "xoxb-123-abc",
 		SlackAPIURL: "https://slack.com/api/", Approvers: []string{"U0APPROVER"},
 		TenantID: "00000000-0000-0000-0000-0000000000aa", ClientID: "00000000-0000-0000-0000-0000000000bb",
-		AuthorityHost: "https://login.microsoftonline.com/", GraphURL: "https://graph.microsoft.com/beta",
+		Cloud: "public", AuthorityHost: "https://login.microsoftonline.com/", GraphURL: "https://graph.microsoft.com/beta",
+		cloud:    graph.Cloud{Name: "public", AuthorityHost: "https://login.microsoftonline.com/", GraphHost: "graph.microsoft.com"},
+		HTTPAddr: ":8080", LogLevel: "info",
 		DBPath: "reprovision.db", ApprovalTTL: 24 * time.Hour, SignInTTL: time.Hour, SignInStart: 30 * time.Second, SignInTimeout: 20 * time.Minute,
 		AllowedStatuses: []string{"provisioned", "failed"}, TrackEvery: time.Minute, TrackFor: 3 * time.Hour,
 	}
@@ -96,7 +101,8 @@ func TestUsageListsEveryVariable(t *testing.T) {
 	}
 	for _, name := range []string{"SLACK_APP_TOKEN", "SLACK_BOT_TOKEN", "SLACK_API_URL", "REPROVISION_APPROVER",
 		"AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_AUTHORITY_HOST", "GRAPH_URL", "REPROVISION_DB",
-		"https://slack.com/api/", "https://graph.microsoft.com/beta", "reprovision.db"} {
+		"AZURE_CLOUD", "REPROVISION_HTTP_ADDR", "REPROVISION_LOG_LEVEL", "usgovdod", ":8080",
+		"https://slack.com/api/", "reprovision.db"} {
 		if !strings.Contains(out.String(), name) {
 			t.Errorf("usage lacks %s:\n%s", name, out.String())
 		}
@@ -138,6 +144,45 @@ func TestLoadConfigRefusesMalformedPolicyVariables(t *testing.T) {
 	for _, name := range []string{"REPROVISION_APPROVER", "REPROVISION_CHANNELS", "REPROVISION_ALLOW_SELF_APPROVAL",
 		"REPROVISION_APPROVAL_TTL", "REPROVISION_APPROVER_UPNS", "REPROVISION_TRACK_EVERY"} {
 		if !strings.Contains(err.Error(), name) {
+			t.Errorf("error does not name %s: %v", name, err)
+		}
+	}
+}
+
+// AZURE_CLOUD picks the authority, Graph and the scope; the overrides win
+// for the first two only.
+func TestLoadConfigClouds(t *testing.T) {
+	e := validEnv()
+	e["AZURE_CLOUD"] = "usgov"
+	c, err := loadConfig(env(e))
+	if err != nil || c.AuthorityHost != "https://login.microsoftonline.us/" || c.GraphURL != "https://graph.microsoft.us/beta" ||
+		c.cloud.Scope() != "https://graph.microsoft.us/CloudPC.ReadWrite.All" {
+		t.Errorf("usgov: %+v, %v", c, err)
+	}
+	e["GRAPH_URL"] = "https://127.0.0.1:8443/beta"
+	c, err = loadConfig(env(e))
+	if err != nil || c.GraphURL != "https://127.0.0.1:8443/beta" || c.cloud.Scope() != "https://graph.microsoft.us/CloudPC.ReadWrite.All" {
+		t.Errorf("usgov with GRAPH_URL: %+v, %v", c, err)
+	}
+	e["AZURE_CLOUD"] = "china"
+	if _, err := loadConfig(env(e)); err == nil || !strings.Contains(err.Error(), "AZURE_CLOUD") || !strings.Contains(err.Error(), "21Vianet") {
+		t.Errorf("china: %v", err)
+	}
+}
+
+func TestLoadConfigServiceVariables(t *testing.T) {
+	e := validEnv()
+	e["REPROVISION_LOG_LEVEL"] = "DEBUG"
+	e["REPROVISION_HTTP_ADDR"] = "off"
+	c, err := loadConfig(env(e))
+	if err != nil || c.logLevel() != slog.LevelDebug || c.HTTPAddr != "off" {
+		t.Errorf("debug, off: %v, %q, %v", c.logLevel(), c.HTTPAddr, err)
+	}
+	e["REPROVISION_LOG_LEVEL"] = "verbose"
+	e["REPROVISION_HTTP_ADDR"] = "8080"
+	_, err = loadConfig(env(e))
+	for _, name := range []string{"REPROVISION_LOG_LEVEL", "REPROVISION_HTTP_ADDR"} {
+		if err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("error does not name %s: %v", name, err)
 		}
 	}

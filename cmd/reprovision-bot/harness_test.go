@@ -84,6 +84,8 @@ func newHarness(t testing.TB) *harness {
 		"GRAPH_URL":                 h.graph.URL(),
 		"REPROVISION_DB":            filepath.Join(t.TempDir(), "reprovision.db"),
 		"REPROVISION_APPROVER_UPNS": approverID + ":" + approverUPN,
+		// Probes and metrics on a free loopback port (h.opsURL finds it).
+		"REPROVISION_HTTP_ADDR": "127.0.0.1:0",
 	}
 	h.graph.AddCloudPC(fakes.CloudPC{
 		ID: cloudPCID, DisplayName: "Alice's Cloud PC", UserPrincipalName: userUPN, ManagedDeviceName: deviceName,

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,28 +18,46 @@ import (
 	"github.com/reprovision-bot/reprovision-bot/approvals/sqlite"
 	"github.com/reprovision-bot/reprovision-bot/bot"
 	"github.com/reprovision-bot/reprovision-bot/graph"
+	"github.com/reprovision-bot/reprovision-bot/metrics"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	args := os.Args[1:]
+	os.Exit(dispatch(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+}
+
+// subcommands are the verbs besides serving; each reads its configuration
+// through getenv, writes its result to stdout and returns what went wrong.
+var subcommands = map[string]func(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error{
+	"audit":   runAudit,
+	"backup":  runBackup,
+	"check":   runCheck,
+	"version": runVersion,
+}
+
+// dispatch runs the subcommand args name (none: serve) and returns the exit
+// status.
+func dispatch(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	var err error
 	switch {
-	case len(args) > 0 && args[0] == "audit":
-		err = runAudit(ctx, args[1:], os.Getenv, os.Stdout)
-	case len(args) > 0 && slices.Contains([]string{"-h", "-help", "--help", "help"}, args[0]):
-		err = printUsage(os.Stdout)
-	case len(args) > 0:
-		fmt.Fprintf(os.Stderr, "reprovision-bot: unknown argument %q (try --help)\n", args[0])
-		os.Exit(2)
+	case len(args) == 0:
+		err = run(ctx, getenv, stderr)
+	case args[0] == "--version" || args[0] == "-version":
+		err = runVersion(ctx, args[1:], getenv, stdout)
+	case slices.Contains([]string{"-h", "-help", "--help", "help"}, args[0]):
+		err = printUsage(stdout)
+	case subcommands[args[0]] != nil:
+		err = subcommands[args[0]](ctx, args[1:], getenv, stdout)
 	default:
-		err = run(ctx, os.Getenv, os.Stderr)
+		fmt.Fprintf(stderr, "reprovision-bot: unknown argument %q (try --help)\n", args[0])
+		return 2
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "reprovision-bot:", err)
-		os.Exit(1)
+		fmt.Fprintln(stderr, "reprovision-bot:", err)
+		return 1
 	}
+	return 0
 }
 
 // run serves until ctx is done (nil) or something fatal happens (error).
@@ -48,10 +67,20 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	// An unknown tenant stops the bot here; an unreachable Entra only warns (check.go).
+	if err := checkTenantAtStart(ctx, cfg, stderr); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel()}))
+	build := currentBuild()
+	log.Info("reprovision-bot", "version", build.Version, "revision", build.Revision, "go", build.GoVersion)
+	if !cfg.cloud.ServesGraph(cfg.GraphURL) {
+		log.Warn("GRAPH_URL is not the cloud's Graph: approvers' tokens go there", "graph", cfg.GraphURL,
+			"cloud", cfg.cloud.Name, "cloud_graph", cfg.cloud.GraphURL())
+	}
 
 	auth, err := graph.NewAuthenticator(graph.SignInConfig{
-		TenantID: cfg.TenantID, ClientID: cfg.ClientID, AuthorityHost: cfg.AuthorityHost,
+		TenantID: cfg.TenantID, ClientID: cfg.ClientID, AuthorityHost: cfg.AuthorityHost, Scope: cfg.cloud.Scope(),
 	})
 	if err != nil {
 		return err
@@ -62,13 +91,14 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 	}
 	defer store.Close()
 
-	signIns, err := graph.NewSignIns(auth, graph.ClientOptions{BaseURL: cfg.GraphURL})
+	m := metrics.New(metrics.Counts{OpenRequests: store.CountOpen, UndeliveredNotices: store.Undelivered})
+	signIns, err := graph.NewSignIns(auth, graph.ClientOptions{BaseURL: cfg.GraphURL, Scope: cfg.cloud.Scope(), Observe: m.GraphRequest})
 	if err != nil {
 		return err
 	}
 	b, err := bot.New(bot.Config{
 		BotToken: cfg.SlackBotToken, AppToken: cfg.SlackAppToken, SlackAPIURL: cfg.SlackAPIURL,
-		Logger: log,
+		Logger: log, Observer: m,
 	})
 	if err != nil {
 		return err
@@ -92,10 +122,28 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 		TrackEvery:         cfg.TrackEvery,
 		TrackFor:           cfg.TrackFor,
 		Logger:             log,
+		Observer:           m,
 	})
 	if err != nil {
 		return err
 	}
-	log.Info("starting", "approvers", cfg.Approvers, "graph", cfg.GraphURL, "db", cfg.DBPath)
+	if cfg.HTTPAddr != "off" {
+		ready := func(rctx context.Context) error {
+			switch {
+			case ctx.Err() != nil:
+				return errors.New("stopping")
+			case !b.Connected():
+				return errors.New("not connected to Slack (Socket Mode)")
+			}
+			return store.Ping(rctx)
+		}
+		addr, stop, err := serveOps(cfg.HTTPAddr, opsHandler(ready, m.Handler()), log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		log.Info("operations listener", "addr", addr.String())
+	}
+	log.Info("starting", "approvers", cfg.Approvers, "cloud", cfg.cloud.Name, "graph", cfg.GraphURL, "db", cfg.DBPath)
 	return b.Run(ctx, wf)
 }

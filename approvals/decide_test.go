@@ -62,9 +62,11 @@ func TestApproveConfirmReprovision(t *testing.T) {
 		t.Errorf("succeeded request: %+v", done)
 	}
 	h.wantTold(r.ID, note(alice, approvals.NoticeStatus, approvals.StateSucceeded))
-	if got := h.notes.promptStates(r.ID); !slices.Equal(got, []approvals.State{approvals.StateApproved,
-		approvals.StateConfirming, approvals.StateExecuting, approvals.StateSucceeded}) {
-		t.Errorf("prompts redrawn as %v", got)
+	// "Reprovisioning…" is left to the outbox loop (the call does not wait
+	// for chat): with a quick answer it may be overtaken by the outcome.
+	got := slices.DeleteFunc(h.notes.promptStates(r.ID), func(s approvals.State) bool { return s == approvals.StateExecuting })
+	if !slices.Equal(got, []approvals.State{approvals.StateApproved, approvals.StateConfirming, approvals.StateSucceeded}) {
+		t.Errorf("prompts redrawn as %v", h.notes.promptStates(r.ID))
 	}
 	h.wantKinds(r.ID, approvals.EventRequested, approvals.EventApproved, approvals.EventSignInStarted,
 		approvals.EventSignedIn, approvals.EventConfirmed, approvals.EventSucceeded)

@@ -137,7 +137,11 @@ func TestReprovisionOutcomes(t *testing.T) {
 			r := h.open(pc1)
 			h.approve(a1, r.ID)
 			got := h.confirm(a1, r.ID, tc.state)
-			h.waitFor("requester told", func() bool { return len(h.notes.tellsOf(r.ID)) == 1 })
+			// The outbox loop may tell before the outcome's audit record
+			// is written (the move and its notices commit together).
+			h.waitFor("requester told and the outcome audited", func() bool {
+				return len(h.notes.tellsOf(r.ID)) == 1 && len(h.eventsOf(r.ID, tc.event)) == 1
+			})
 
 			wantKind := approvals.GraphFailed
 			var ge *approvals.GraphError

@@ -18,7 +18,6 @@ import (
 	"github.com/reprovision-bot/reprovision-bot/approvals/sqlite"
 	"github.com/reprovision-bot/reprovision-bot/bot"
 	"github.com/reprovision-bot/reprovision-bot/graph"
-	"github.com/reprovision-bot/reprovision-bot/metrics"
 )
 
 func main() {
@@ -91,7 +90,7 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 	}
 	defer store.Close()
 
-	m := metrics.New(metrics.Counts{OpenRequests: store.CountOpen, UndeliveredNotices: store.Undelivered})
+	m := newMetrics(storeCounts{OpenRequests: store.CountOpen, UndeliveredNotices: store.Undelivered})
 	signIns, err := graph.NewSignIns(auth, graph.ClientOptions{BaseURL: cfg.GraphURL, Scope: cfg.cloud.Scope(), Observe: m.GraphRequest})
 	if err != nil {
 		return err

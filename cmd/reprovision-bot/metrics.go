@@ -1,8 +1,9 @@
-// Package metrics is the bot's Prometheus instrumentation: one registry,
-// the metrics named in the README, and the observers the other packages are
-// given (approvals.Observer, bot.Observer, graph's Observe hook). It is the
-// only package that imports the Prometheus client.
-package metrics
+package main
+
+// The bot's Prometheus instrumentation: one registry, the metrics named in
+// the README, and the observers the other packages are given
+// (approvals.Observer, bot.Observer, graph's Observe hook). Only this file
+// imports the Prometheus client.
 
 import (
 	"context"
@@ -18,17 +19,17 @@ import (
 	"github.com/reprovision-bot/reprovision-bot/approvals"
 )
 
-// Counts are read from the store at each scrape: they are facts of the
+// storeCounts are read from the store at each scrape: they are facts of the
 // store, not of this process.
-type Counts struct {
+type storeCounts struct {
 	// OpenRequests is the number of requests holding their Cloud PC.
 	OpenRequests func(ctx context.Context) (int, error)
 	// UndeliveredNotices is the outbox's length.
 	UndeliveredNotices func(ctx context.Context) (int, error)
 }
 
-// Metrics holds the registry. Its methods are safe for concurrent use.
-type Metrics struct {
+// metrics holds the registry. Its methods are safe for concurrent use.
+type metrics struct {
 	reg        *prometheus.Registry
 	created    prometheus.Counter
 	settled    *prometheus.CounterVec
@@ -40,10 +41,10 @@ type Metrics struct {
 // scrapeTimeout bounds a store count during a scrape.
 const scrapeTimeout = 2 * time.Second
 
-// New registers the metrics, the Go and process collectors, and gauges
+// newMetrics registers the metrics, the Go and process collectors, and gauges
 // reading counts at each scrape.
-func New(counts Counts) *Metrics {
-	m := &Metrics{
+func newMetrics(counts storeCounts) *metrics {
+	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		created: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "reprovision_requests_created_total", Help: "Requests stored (asked for and accepted by the policy).",
@@ -69,12 +70,12 @@ func New(counts Counts) *Metrics {
 	if counts.OpenRequests != nil {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "reprovision_open_requests", Help: "Requests holding their Cloud PC (pending to executing, or being followed).",
-		}, count(counts.OpenRequests)))
+		}, scrapeCount(counts.OpenRequests)))
 	}
 	if counts.UndeliveredNotices != nil {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "reprovision_notices_pending", Help: "Notices in the outbox, not delivered yet.",
-		}, count(counts.UndeliveredNotices)))
+		}, scrapeCount(counts.UndeliveredNotices)))
 	}
 	// Every state gets its series at 0 from the start, so rates and alerts
 	// work before the first request of that kind.
@@ -85,9 +86,9 @@ func New(counts Counts) *Metrics {
 	return m
 }
 
-// count turns a store count into a gauge value (NaN when the store does
+// scrapeCount turns a store count into a gauge value (NaN when the store does
 // not answer: no number is better than a wrong one).
-func count(f func(ctx context.Context) (int, error)) func() float64 {
+func scrapeCount(f func(ctx context.Context) (int, error)) func() float64 {
 	return func() float64 {
 		ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
 		defer cancel()
@@ -100,23 +101,23 @@ func count(f func(ctx context.Context) (int, error)) func() float64 {
 }
 
 // Handler serves the metrics in the Prometheus text format.
-func (m *Metrics) Handler() http.Handler {
+func (m *metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }
 
 // RequestCreated implements approvals.Observer.
-func (m *Metrics) RequestCreated() { m.created.Inc() }
+func (m *metrics) RequestCreated() { m.created.Inc() }
 
 // RequestSettled implements approvals.Observer.
-func (m *Metrics) RequestSettled(s approvals.State) { m.settled.WithLabelValues(string(s)).Inc() }
+func (m *metrics) RequestSettled(s approvals.State) { m.settled.WithLabelValues(string(s)).Inc() }
 
 // GraphRequest counts one HTTP attempt to Graph (graph.ClientOptions.Observe).
-func (m *Metrics) GraphRequest(operation string, status int) {
+func (m *metrics) GraphRequest(operation string, status int) {
 	m.graph.WithLabelValues(operation, strconv.Itoa(status)).Inc()
 }
 
 // Acked implements bot.Observer.
-func (m *Metrics) Acked(d time.Duration) { m.ack.Observe(d.Seconds()) }
+func (m *metrics) Acked(d time.Duration) { m.ack.Observe(d.Seconds()) }
 
 // Reconnected implements bot.Observer.
-func (m *Metrics) Reconnected() { m.reconnects.Inc() }
+func (m *metrics) Reconnected() { m.reconnects.Inc() }

@@ -303,6 +303,11 @@ func (w *Workflow) deliverOne(ctx context.Context, o Outgoing, timeout time.Dura
 	attempt, cancel := context.WithTimeout(ctx, timeout)
 	err := w.attempt(attempt, o)
 	cancel()
+	if err != nil && ctx.Err() != nil {
+		// Cut short by the stop, not failed: it stays due, for an
+		// immediate delivery still to come or the next start.
+		return
+	}
 	book, cancel := context.WithTimeout(context.Background(), storeTryTimeout)
 	defer cancel()
 	now := time.Now().UTC()

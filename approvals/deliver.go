@@ -303,7 +303,7 @@ func (w *Workflow) deliverOne(ctx context.Context, o Outgoing, timeout time.Dura
 	attempt, cancel := context.WithTimeout(ctx, timeout)
 	err := w.attempt(attempt, o)
 	cancel()
-	if err != nil && ctx.Err() != nil {
+	if err != nil && ctx.Err() != nil && w.signInCtx.Err() != nil {
 		// Cut short by the stop, not failed: it stays due, for an
 		// immediate delivery still to come or the next start.
 		return

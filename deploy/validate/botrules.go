@@ -3,7 +3,7 @@ package validate
 import (
 	"fmt"
 	"net"
-	"path"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,9 +18,10 @@ import (
 	psapi "k8s.io/pod-security-admission/api"
 )
 
-// Bundle is everything the rules look at: the decoded manifests, the bot's
-// environment contract and the Dockerfile.
+// Bundle is everything the rules look at for one variant: its decoded
+// manifests, the bot's environment contract and the Dockerfile.
 type Bundle struct {
+	Variant *Variant
 	Objects []Object
 	Source  Source
 	Docker  *Dockerfile
@@ -33,6 +34,59 @@ func (b *Bundle) Deployment() *appsv1.Deployment { return first[*appsv1.Deployme
 func (b *Bundle) ConfigMap() *corev1.ConfigMap   { return first[*corev1.ConfigMap](b) }
 func (b *Bundle) Secret() *corev1.Secret         { return first[*corev1.Secret](b) }
 func (b *Bundle) Service() *corev1.Service       { return first[*corev1.Service](b) }
+
+// The bundle's objects of a kind, in order.
+func all[T any](b *Bundle) []T {
+	var ts []T
+	for _, o := range b.Objects {
+		if t, ok := o.Obj.(T); ok {
+			ts = append(ts, t)
+		}
+	}
+	return ts
+}
+
+// SecretNamed returns the Secret of that name, or nil.
+func (b *Bundle) SecretNamed(name string) *corev1.Secret {
+	for _, s := range all[*corev1.Secret](b) {
+		if s.Name == name {
+			return s
+		}
+	}
+	return nil
+}
+
+// ConfigMapNamed returns the ConfigMap of that name, or nil.
+func (b *Bundle) ConfigMapNamed(name string) *corev1.ConfigMap {
+	for _, c := range all[*corev1.ConfigMap](b) {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// secretData is a Secret's keys and values, data and stringData merged (as
+// the API server does, stringData winning).
+func secretData(s *corev1.Secret) map[string]string {
+	keys := map[string]string{}
+	for k, v := range s.Data {
+		keys[k] = string(v)
+	}
+	for k, v := range s.StringData {
+		keys[k] = v
+	}
+	return keys
+}
+
+// replicas is the Deployment's replica count (unset: 1, as the API server
+// defaults it).
+func replicas(d *appsv1.Deployment) int {
+	if d.Spec.Replicas == nil {
+		return 1
+	}
+	return int(*d.Spec.Replicas)
+}
 
 func first[T any](b *Bundle) T {
 	for _, o := range b.Objects {
@@ -61,21 +115,28 @@ type Rule struct {
 
 const botUID = 65532
 
-// BotRules are this bot's own rules for its manifests.
+// BotRules are this bot's own rules for its manifests, common to every
+// variant; each variant has rules of its own too (Variant.Rules).
 var BotRules = []Rule{
-	{"objects: one each of Deployment, ConfigMap, Secret, PersistentVolumeClaim", func(b *Bundle) (p []string) {
+	{"objects: the kinds and numbers the variant needs (SQLite: a PersistentVolumeClaim; PostgreSQL: a PodDisruptionBudget)", func(b *Bundle) (p []string) {
 		count := map[string]int{}
 		for _, o := range b.Objects {
 			count[o.Kind]++
 		}
-		for _, k := range []string{"apps/v1 Deployment", "v1 ConfigMap", "v1 Secret", "v1 PersistentVolumeClaim"} {
-			if count[k] != 1 {
-				p = append(p, fmt.Sprintf("%d × %s, want 1", count[k], k))
+		for _, k := range sortedKeys(kinds) {
+			want := b.Variant.Counts[k] // {0, 0} when not listed
+			if count[k] >= want[0] && count[k] <= want[1] {
+				continue
 			}
-		}
-		for _, k := range []string{"v1 Namespace", "v1 Service"} {
-			if count[k] > 1 {
-				p = append(p, fmt.Sprintf("%d × %s, want at most 1", count[k], k))
+			switch {
+			case want[1] == 0:
+				p = append(p, fmt.Sprintf("%d × %s, want none in the %s variant", count[k], k, b.Variant.Name))
+			case want[0] == want[1]:
+				p = append(p, fmt.Sprintf("%d × %s, want %d", count[k], k, want[0]))
+			case want[0] == 0:
+				p = append(p, fmt.Sprintf("%d × %s, want at most %d", count[k], k, want[1]))
+			default:
+				p = append(p, fmt.Sprintf("%d × %s, want %d to %d", count[k], k, want[0], want[1]))
 			}
 		}
 		if d := b.Deployment(); d != nil && len(d.Spec.Template.Spec.Containers) != 1 {
@@ -126,22 +187,6 @@ var BotRules = []Rule{
 		}
 		return p
 	}},
-	{"one replica, strategy Recreate", func(b *Bundle) (p []string) {
-		d := b.Deployment()
-		if d == nil {
-			return nil
-		}
-		if d.Spec.Replicas == nil || *d.Spec.Replicas != 1 {
-			p = append(p, "spec.replicas must be 1: one process serves a store (the second exits at once)")
-		}
-		if d.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
-			p = append(p, fmt.Sprintf("spec.strategy.type is %q, want Recreate: a rolling update starts the new pod while the old one holds the store's lock", d.Spec.Strategy.Type))
-		}
-		if d.Spec.Strategy.RollingUpdate != nil {
-			p = append(p, "spec.strategy.rollingUpdate must be unset with Recreate")
-		}
-		return p
-	}},
 	{"selectors match the pod template", func(b *Bundle) (p []string) {
 		d := b.Deployment()
 		if d == nil {
@@ -180,7 +225,7 @@ var BotRules = []Rule{
 		}
 		return p
 	}},
-	{"probes: liveness /healthz, readiness /readyz, on the HTTP port", func(b *Bundle) (p []string) {
+	{"probes: liveness and startup /healthz, readiness /readyz (SQLite) or /healthz (PostgreSQL), on the HTTP port", func(b *Bundle) (p []string) {
 		c := b.container()
 		if c == nil {
 			return nil
@@ -197,7 +242,11 @@ var BotRules = []Rule{
 				p = append(p, name+" must be an httpGet probe")
 				return
 			case pr.HTTPGet.Path != want:
-				p = append(p, fmt.Sprintf("%s path is %q, want %s", name, pr.HTTPGet.Path, want))
+				msg := fmt.Sprintf("%s path is %q, want %s", name, pr.HTTPGet.Path, want)
+				if name == "readinessProbe" && b.Variant.ReadinessWhy != "" {
+					msg += " in the " + b.Variant.Name + " variant: " + b.Variant.ReadinessWhy
+				}
+				p = append(p, msg)
 			case pr.HTTPGet.Scheme != "" && pr.HTTPGet.Scheme != corev1.URISchemeHTTP:
 				p = append(p, name+" scheme must be HTTP")
 			}
@@ -211,7 +260,7 @@ var BotRules = []Rule{
 			}
 		}
 		check("livenessProbe", c.LivenessProbe, "/healthz", true)
-		check("readinessProbe", c.ReadinessProbe, "/readyz", true)
+		check("readinessProbe", c.ReadinessProbe, b.Variant.Readiness, true)
 		check("startupProbe", c.StartupProbe, "/healthz", false)
 		return p
 	}},
@@ -315,71 +364,7 @@ var BotRules = []Rule{
 		}
 		return p
 	}},
-	{"the store on the PersistentVolumeClaim", func(b *Bundle) (p []string) {
-		d, c := b.Deployment(), b.container()
-		if d == nil || c == nil {
-			return nil
-		}
-		db := b.env()["REPROVISION_DB"]
-		if db == "" && b.Docker != nil {
-			db = b.Docker.Facts().Env["REPROVISION_DB"]
-		}
-		if !path.IsAbs(db) {
-			return []string{fmt.Sprintf("REPROVISION_DB %q must be an absolute path on the data volume", db)}
-		}
-		if b.Docker != nil {
-			if img := b.Docker.Facts().Env["REPROVISION_DB"]; img != "" && img != db {
-				p = append(p, fmt.Sprintf("REPROVISION_DB is %s in the ConfigMap but %s in the image", db, img))
-			}
-		}
-		volumes := map[string]corev1.Volume{}
-		for _, v := range d.Spec.Template.Spec.Volumes {
-			volumes[v.Name] = v
-		}
-		for _, m := range c.VolumeMounts {
-			if _, ok := volumes[m.Name]; !ok {
-				p = append(p, fmt.Sprintf("volumeMount %q names no volume", m.Name))
-			}
-		}
-		var mount *corev1.VolumeMount
-		for i, m := range c.VolumeMounts {
-			if strings.HasPrefix(db, strings.TrimSuffix(m.MountPath, "/")+"/") && (mount == nil || len(m.MountPath) > len(mount.MountPath)) {
-				mount = &c.VolumeMounts[i]
-			}
-		}
-		if mount == nil {
-			return append(p, fmt.Sprintf("REPROVISION_DB %s is on no volume mount: with a read-only root it cannot be written, and it would not survive a restart", db))
-		}
-		if mount.ReadOnly || mount.SubPath != "" {
-			p = append(p, fmt.Sprintf("the mount at %s must be writable and whole (no readOnly, no subPath): SQLite writes -wal, -shm and .lock beside the store", mount.MountPath))
-		}
-		v := volumes[mount.Name]
-		if v.PersistentVolumeClaim == nil {
-			return append(p, fmt.Sprintf("REPROVISION_DB %s is on volume %q, which is not a PersistentVolumeClaim: the store would be lost", db, mount.Name))
-		}
-		var pvc *corev1.PersistentVolumeClaim
-		for _, o := range b.Objects {
-			if c, ok := o.Obj.(*corev1.PersistentVolumeClaim); ok && c.Name == v.PersistentVolumeClaim.ClaimName {
-				pvc = c
-			}
-		}
-		if pvc == nil {
-			return append(p, fmt.Sprintf("claim %q is not in the manifests", v.PersistentVolumeClaim.ClaimName))
-		}
-		for _, m := range pvc.Spec.AccessModes {
-			if m != corev1.ReadWriteOnce && m != corev1.ReadWriteOncePod {
-				p = append(p, fmt.Sprintf("PersistentVolumeClaim %s: access mode %s; want ReadWriteOnce or ReadWriteOncePod (one writer; SQLite needs a local filesystem)", pvc.Name, m))
-			}
-		}
-		if len(pvc.Spec.AccessModes) == 0 {
-			p = append(p, fmt.Sprintf("PersistentVolumeClaim %s has no access mode", pvc.Name))
-		}
-		if s, ok := pvc.Spec.Resources.Requests[corev1.ResourceStorage]; !ok || s.IsZero() {
-			p = append(p, fmt.Sprintf("PersistentVolumeClaim %s requests no storage", pvc.Name))
-		}
-		return p
-	}},
-	{"environment: only variables the bot reads; every required one; tokens only in the Secret", func(b *Bundle) (p []string) {
+	{"environment: only variables the bot reads; every required one; tokens and passwords only in Secrets, as REPLACE placeholders", func(b *Bundle) (p []string) {
 		c := b.container()
 		if c == nil {
 			return nil
@@ -395,41 +380,29 @@ var BotRules = []Rule{
 			}
 		}
 		have := map[string]bool{}
-		cm, sec := b.ConfigMap(), b.Secret()
-		var cmName, secName string
-		if cm != nil {
-			cmName = cm.Name
+		used := map[string]bool{} // "ConfigMap x", "Secret y": referenced by the container
+		for _, cm := range all[*corev1.ConfigMap](b) {
 			for _, k := range sortedKeys(cm.Data) {
-				note("ConfigMap "+cm.Name, k)
-				have[k] = true
 				if isSecretName(k) {
 					p = append(p, fmt.Sprintf("ConfigMap %s holds %s: tokens belong in the Secret", cm.Name, k))
+				}
+				if u, err := url.Parse(cm.Data[k]); err == nil && u.User != nil {
+					if _, set := u.User.Password(); set {
+						p = append(p, fmt.Sprintf("ConfigMap %s: %s is a URL with a password: it belongs in a Secret", cm.Name, k))
+					}
 				}
 			}
 			if len(cm.BinaryData) > 0 {
 				p = append(p, fmt.Sprintf("ConfigMap %s: binaryData is not environment", cm.Name))
 			}
 		}
-		if sec != nil {
-			secName = sec.Name
-			keys := map[string]string{}
-			for k, v := range sec.Data {
-				keys[k] = string(v)
-			}
-			for k, v := range sec.StringData {
-				keys[k] = v
-			}
-			for _, k := range sortedKeys(keys) {
-				note("Secret "+sec.Name, k)
-				have[k] = true
-				if !strings.Contains(keys[k], "REPLACE") {
-					p = append(p, fmt.Sprintf("Secret %s: %s is not a REPLACE… placeholder: never commit a real token", sec.Name, k))
+		for _, sec := range all[*corev1.Secret](b) {
+			data := secretData(sec)
+			for _, k := range sortedKeys(data) {
+				if !strings.Contains(data[k], "REPLACE") {
+					p = append(p, fmt.Sprintf("Secret %s: %s is not a REPLACE… placeholder: never commit a real token or password", sec.Name, k))
 				}
 			}
-		}
-		for _, e := range c.Env {
-			note("container env", e.Name)
-			have[e.Name] = true
 		}
 		var cmRef, secRef bool
 		for _, ef := range c.EnvFrom {
@@ -438,25 +411,71 @@ var BotRules = []Rule{
 			}
 			switch {
 			case ef.ConfigMapRef != nil:
-				cmRef = ef.ConfigMapRef.Name == cmName && cmName != ""
 				if isTrue(ef.ConfigMapRef.Optional) {
 					p = append(p, "envFrom: the ConfigMap must not be optional")
 				}
-				if !cmRef {
+				cm := b.ConfigMapNamed(ef.ConfigMapRef.Name)
+				if cm == nil {
 					p = append(p, fmt.Sprintf("envFrom names ConfigMap %q, not in the manifests", ef.ConfigMapRef.Name))
+					continue
+				}
+				cmRef, used["ConfigMap "+cm.Name] = true, true
+				for _, k := range sortedKeys(cm.Data) {
+					note("ConfigMap "+cm.Name, k)
+					have[k] = true
 				}
 			case ef.SecretRef != nil:
-				secRef = ef.SecretRef.Name == secName && secName != ""
 				if isTrue(ef.SecretRef.Optional) {
 					p = append(p, "envFrom: the Secret must not be optional (the bot cannot start without its tokens)")
 				}
-				if !secRef {
+				sec := b.SecretNamed(ef.SecretRef.Name)
+				if sec == nil {
 					p = append(p, fmt.Sprintf("envFrom names Secret %q, not in the manifests", ef.SecretRef.Name))
+					continue
+				}
+				secRef, used["Secret "+sec.Name] = true, true
+				for _, k := range sortedKeys(secretData(sec)) {
+					note("Secret "+sec.Name, k)
+					have[k] = true
+				}
+			}
+		}
+		for _, e := range c.Env {
+			note("container env", e.Name)
+			have[e.Name] = true
+			if e.ValueFrom == nil {
+				continue
+			}
+			switch ref := e.ValueFrom; {
+			case ref.SecretKeyRef != nil:
+				sec := b.SecretNamed(ref.SecretKeyRef.Name)
+				if sec == nil {
+					p = append(p, fmt.Sprintf("env %s: secretKeyRef names Secret %q, not in the manifests", e.Name, ref.SecretKeyRef.Name))
+					continue
+				}
+				used["Secret "+sec.Name] = true
+				if _, ok := secretData(sec)[ref.SecretKeyRef.Key]; !ok {
+					p = append(p, fmt.Sprintf("env %s: Secret %s has no key %q", e.Name, sec.Name, ref.SecretKeyRef.Key))
+				}
+			case ref.ConfigMapKeyRef != nil:
+				cm := b.ConfigMapNamed(ref.ConfigMapKeyRef.Name)
+				if cm == nil {
+					p = append(p, fmt.Sprintf("env %s: configMapKeyRef names ConfigMap %q, not in the manifests", e.Name, ref.ConfigMapKeyRef.Name))
+					continue
+				}
+				used["ConfigMap "+cm.Name] = true
+				if _, ok := cm.Data[ref.ConfigMapKeyRef.Key]; !ok {
+					p = append(p, fmt.Sprintf("env %s: ConfigMap %s has no key %q", e.Name, cm.Name, ref.ConfigMapKeyRef.Key))
 				}
 			}
 		}
 		if !cmRef || !secRef {
 			p = append(p, "the container must take its environment from both the ConfigMap and the Secret (envFrom)")
+		}
+		for _, o := range b.Objects {
+			if k := o.Kind[strings.LastIndex(o.Kind, " ")+1:]; (k == "ConfigMap" || k == "Secret") && !used[k+" "+o.Meta.Name] {
+				p = append(p, fmt.Sprintf("%s is not used by the container", o))
+			}
 		}
 		if len(unknown) > 0 {
 			p = append(p, fmt.Sprintf("not read by the bot (no envconfig tag in cmd/reprovision-bot): %s", strings.Join(unknown, ", ")))
@@ -470,18 +489,68 @@ var BotRules = []Rule{
 	}},
 }
 
-// env is the container's environment as the manifests set it.
-func (b *Bundle) env() map[string]string {
-	env := map[string]string{}
-	if cm := b.ConfigMap(); cm != nil {
-		for k, v := range cm.Data {
-			env[k] = v
+// envVar is a variable of the container's environment and where its value
+// comes from.
+type envVar struct {
+	Value string // the literal, or the ConfigMap's or Secret's value
+	From  string // "ConfigMap x", "Secret x", "env", "Secret x key k", "ConfigMap x key k"
+	Ref   *corev1.SecretKeySelector
+}
+
+// envVars is the container's environment as the manifests set it (not the
+// image's ENV), resolved the way the kubelet does: envFrom in order, a later
+// source winning, then env, which wins over envFrom.
+func (b *Bundle) envVars() map[string]envVar {
+	env := map[string]envVar{}
+	c := b.container()
+	if c == nil {
+		return env
+	}
+	for _, ef := range c.EnvFrom {
+		switch {
+		case ef.ConfigMapRef != nil:
+			if cm := b.ConfigMapNamed(ef.ConfigMapRef.Name); cm != nil {
+				for k, v := range cm.Data {
+					env[ef.Prefix+k] = envVar{Value: v, From: "ConfigMap " + cm.Name}
+				}
+			}
+		case ef.SecretRef != nil:
+			if sec := b.SecretNamed(ef.SecretRef.Name); sec != nil {
+				for k, v := range secretData(sec) {
+					env[ef.Prefix+k] = envVar{Value: v, From: "Secret " + sec.Name}
+				}
+			}
 		}
 	}
-	if c := b.container(); c != nil {
-		for _, e := range c.Env {
-			env[e.Name] = e.Value
+	for _, e := range c.Env {
+		v := envVar{Value: e.Value, From: "env"}
+		switch {
+		case e.ValueFrom == nil:
+		case e.ValueFrom.SecretKeyRef != nil:
+			r := e.ValueFrom.SecretKeyRef
+			v = envVar{From: "Secret " + r.Name + " key " + r.Key, Ref: r}
+			if sec := b.SecretNamed(r.Name); sec != nil {
+				v.Value = secretData(sec)[r.Key]
+			}
+		case e.ValueFrom.ConfigMapKeyRef != nil:
+			r := e.ValueFrom.ConfigMapKeyRef
+			v = envVar{From: "ConfigMap " + r.Name + " key " + r.Key}
+			if cm := b.ConfigMapNamed(r.Name); cm != nil {
+				v.Value = cm.Data[r.Key]
+			}
+		default:
+			v.From = "env (valueFrom)"
 		}
+		env[e.Name] = v
+	}
+	return env
+}
+
+// env is the container's environment as the manifests set it: name → value.
+func (b *Bundle) env() map[string]string {
+	env := map[string]string{}
+	for k, v := range b.envVars() {
+		env[k] = v.Value
 	}
 	return env
 }
@@ -530,10 +599,10 @@ func resolvePort(c *corev1.Container, port intstr.IntOrString) (int, error) {
 	return 0, fmt.Errorf("port %q is not a named port of the container", port.StrVal)
 }
 
-// CheckBot runs every rule of BotRules.
+// CheckBot runs every rule of BotRules and of the bundle's variant.
 func CheckBot(b *Bundle) []string {
 	var p []string
-	for _, r := range BotRules {
+	for _, r := range append(slices.Clip(BotRules), b.Variant.Rules...) {
 		for _, msg := range r.Check(b) {
 			p = append(p, r.Name+": "+msg)
 		}

@@ -14,8 +14,16 @@
 //     rules written out here (podsecurity.go), and the pod template is also
 //     run through the PodSecurity admission plugin's own evaluator
 //     (k8s.io/pod-security-admission) at every profile version.
-//   - The bot's own rules (botrules.go): one replica with Recreate, a pinned
-//     image, probes, resources, the store on the volume, and only environment
-//     variables the bot reads.
+//   - Two variants, each loaded as a bundle of its own (variants.go): SQLite,
+//     the default (deploy/*.yaml), and PostgreSQL (deploy/postgres/*.yaml and
+//     the shared deploy/secret.example.yaml).
+//   - The bot's own rules, common to both (botrules.go): a pinned image,
+//     probes, resources, hardening, one port, only environment variables the
+//     bot reads; and each variant's (sqlite.go: one replica with Recreate,
+//     the store on the volume; postgres.go: two or more replicas rolling with
+//     maxUnavailable 0, the database URL from a Secret, no volume, a
+//     PodDisruptionBudget letting one pod go, soft spreading over nodes).
+//     The variants must agree on all but the store (agree.go), and the
+//     filled-in copies of the example Secrets must be git-ignored.
 //   - The Dockerfile and .dockerignore (dockerfile.go).
 package validate

@@ -17,37 +17,96 @@ const (
 	BotPackage       = "cmd/reprovision-bot"
 )
 
-// notManifests are YAML files in deploy/ that are not Kubernetes manifests:
-// the Slack app manifest, and the filled-in copy of the example Secret
-// (git-ignored; it holds real tokens).
-var notManifests = []string{"slack-app-manifest.yaml", "secret.yaml"}
+// notManifests are YAML files in deploy/ that are not Kubernetes manifests.
+// The filled-in copy of an example (secret.yaml beside secret.example.yaml:
+// git-ignored, it holds real tokens) is never read either.
+var notManifests = []string{"slack-app-manifest.yaml"}
 
-// ManifestFiles lists the Kubernetes manifests: every deploy/*.yaml but
-// notManifests.
-func ManifestFiles(root string) ([]string, error) {
-	all, err := filepath.Glob(filepath.Join(root, "deploy", "*.yaml"))
+// ManifestFiles lists the Kubernetes manifests in dir (relative to root):
+// every *.yaml there but notManifests and the filled-in copies of examples.
+func ManifestFiles(root, dir string) ([]string, error) {
+	all, err := filepath.Glob(filepath.Join(root, dir, "*.yaml"))
 	if err != nil {
 		return nil, err
 	}
 	var files []string
 	for _, f := range all {
-		if !slices.Contains(notManifests, filepath.Base(f)) {
-			files = append(files, f)
+		base := filepath.Base(f)
+		if slices.Contains(notManifests, base) || slices.Contains(all, filledCopyOf(f)) {
+			continue
 		}
+		files = append(files, f)
 	}
 	if len(files) == 0 {
-		return nil, fmt.Errorf("no manifests in %s", filepath.Join(root, "deploy"))
+		return nil, fmt.Errorf("no manifests in %s", filepath.Join(root, dir))
+	}
+	return files, nil
+}
+
+// filledCopyOf is the example whose filled-in copy f would be (x.yaml for
+// x.example.yaml), or "" when f is an example itself.
+func filledCopyOf(f string) string {
+	if strings.HasSuffix(f, ".example.yaml") {
+		return ""
+	}
+	return strings.TrimSuffix(f, ".yaml") + ".example.yaml"
+}
+
+// AllManifestFiles lists the manifests of deploy/ and of each directory
+// under it (deploy/*.yaml, deploy/*/*.yaml), whether a variant reads them or
+// not.
+func AllManifestFiles(root string) ([]string, error) {
+	dirs := []string{"deploy"}
+	sub, err := filepath.Glob(filepath.Join(root, "deploy", "*", "*.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range sub {
+		if dir, _ := filepath.Rel(root, filepath.Dir(f)); !slices.Contains(dirs, dir) {
+			dirs = append(dirs, dir)
+		}
+	}
+	var files []string
+	for _, dir := range dirs {
+		fs, err := ManifestFiles(root, dir)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, fs...)
+	}
+	return files, nil
+}
+
+// sourceName names a manifest in messages: its path under deploy/
+// (kubernetes.yaml, postgres/kubernetes.yaml).
+func sourceName(root, f string) string {
+	rel, err := filepath.Rel(filepath.Join(root, "deploy"), f)
+	if err != nil {
+		return filepath.Base(f)
+	}
+	return filepath.ToSlash(rel)
+}
+
+// Files lists the manifests of the variant: every manifest of its
+// directory, then the shared ones.
+func (v *Variant) Files(root string) ([]string, error) {
+	files, err := ManifestFiles(root, v.Dir)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range v.Shared {
+		files = append(files, filepath.Join(root, s))
 	}
 	return files, nil
 }
 
 // Load reads and decodes everything under root (the repository root) that
-// the rules check. Decoding errors are returned joined, with the bundle of
-// whatever did decode.
-func Load(root string) (*Bundle, error) {
-	b := &Bundle{}
+// the rules check for one variant. Decoding errors are returned joined, with
+// the bundle of whatever did decode.
+func Load(root string, v *Variant) (*Bundle, error) {
+	b := &Bundle{Variant: v}
 	var errs []error
-	files, err := ManifestFiles(root)
+	files, err := v.Files(root)
 	if err != nil {
 		return nil, err
 	}
@@ -56,7 +115,7 @@ func Load(root string) (*Bundle, error) {
 		if err != nil {
 			return nil, err
 		}
-		objs, err := Decode(filepath.Base(f), data)
+		objs, err := Decode(sourceName(root, f), data)
 		errs = append(errs, err)
 		b.Objects = append(b.Objects, objs...)
 	}
@@ -71,6 +130,25 @@ func Load(root string) (*Bundle, error) {
 		errs = append(errs, fmt.Errorf("%s: %w", DockerfilePath, err))
 	}
 	return b, errors.Join(errs...)
+}
+
+// LoadAll loads every variant of Variants, in order.
+func LoadAll(root string) ([]*Bundle, error) {
+	var (
+		bundles []*Bundle
+		errs    []error
+	)
+	for _, v := range Variants {
+		b, err := Load(root, v)
+		if b == nil {
+			return nil, fmt.Errorf("%s: %w", v.Name, err)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", v.Name, err))
+		}
+		bundles = append(bundles, b)
+	}
+	return bundles, errors.Join(errs...)
 }
 
 // BuildInputs lists what `go build ./cmd/reprovision-bot` in the image may

@@ -11,6 +11,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	sigsjson "sigs.k8s.io/json"
@@ -31,7 +32,7 @@ func (o Object) String() string {
 
 // kinds are the API types the bot's manifests may use. Anything else is
 // refused: there is no Ingress (nothing comes in from Slack) and no RBAC (the
-// bot calls no Kubernetes API).
+// bot calls no Kubernetes API). Which kinds each variant needs is its Counts.
 var kinds = map[string]func() (any, *metav1.ObjectMeta){
 	"v1 Namespace":             func() (any, *metav1.ObjectMeta) { o := &corev1.Namespace{}; return o, &o.ObjectMeta },
 	"v1 ConfigMap":             func() (any, *metav1.ObjectMeta) { o := &corev1.ConfigMap{}; return o, &o.ObjectMeta },
@@ -39,6 +40,10 @@ var kinds = map[string]func() (any, *metav1.ObjectMeta){
 	"v1 PersistentVolumeClaim": func() (any, *metav1.ObjectMeta) { o := &corev1.PersistentVolumeClaim{}; return o, &o.ObjectMeta },
 	"v1 Service":               func() (any, *metav1.ObjectMeta) { o := &corev1.Service{}; return o, &o.ObjectMeta },
 	"apps/v1 Deployment":       func() (any, *metav1.ObjectMeta) { o := &appsv1.Deployment{}; return o, &o.ObjectMeta },
+	"policy/v1 PodDisruptionBudget": func() (any, *metav1.ObjectMeta) {
+		o := &policyv1.PodDisruptionBudget{}
+		return o, &o.ObjectMeta
+	},
 }
 
 // Decode splits a multi-document YAML file and decodes every document

@@ -6,11 +6,13 @@ package validate
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -19,12 +21,24 @@ import (
 
 func ptr[T any](v T) *T { return &v }
 
-// requireValid skips a test of mutations when the real files do not load:
+// requireValid skips a test of mutations when the real files do not load or
+// break a rule (a mutation's complaint could then come from the real break):
 // the tests of the real files say why.
 func requireValid(t *testing.T) {
 	t.Helper()
-	if _, err := Load(root); err != nil {
+	bundles, err := LoadAll(root)
+	if err != nil {
 		t.Skip("skipped: the deploy files do not load (see TestManifestsDecodeStrictly)")
+	}
+	problems := CheckVariantsAgree(bundles)
+	for _, b := range bundles {
+		problems = append(problems, CheckBot(b)...)
+		if d := b.Deployment(); d != nil {
+			problems = append(problems, CheckRestricted(&d.Spec.Template.ObjectMeta, &d.Spec.Template.Spec)...)
+		}
+	}
+	if len(problems) > 0 {
+		t.Skip("skipped: the deploy files break rules (see TestPodSecurityRestricted, TestBotRules, TestVariantRules)")
 	}
 }
 
@@ -69,6 +83,24 @@ func TestStrictDecodingRefuses(t *testing.T) {
 		{"boolean in a ConfigMap", "REPROVISION_LOG_LEVEL: info", "REPROVISION_ALLOW_SELF_APPROVAL: false", "cannot unmarshal bool"},
 		{"an Ingress", "apiVersion: v1\nkind: Namespace", "apiVersion: networking.k8s.io/v1\nkind: Ingress", "no Ingress"},
 		{"an unknown kind", "apiVersion: v1\nkind: Namespace", "apiVersion: v1\nkind: Namespaces", `kind "Namespaces"`},
+	}
+	pg := readRoot(t, "deploy/postgres/kubernetes.yaml")
+	pgCases := []struct{ name, old, new, want string }{
+		{"PodDisruptionBudget: misspelled field", "  minAvailable: 1", "  minAvailble: 1", `unknown field "spec.minAvailble"`},
+		{"PodDisruptionBudget: policy/v1beta1", "apiVersion: policy/v1\n", "apiVersion: policy/v1beta1\n", `apiVersion "policy/v1beta1" kind "PodDisruptionBudget"`},
+		{"PodDisruptionBudget: eviction policy misplaced", "  unhealthyPodEvictionPolicy: AlwaysAllow", "  selector2: {}", `unknown field "spec.selector2"`},
+		{"rollingUpdate: misspelled field", "maxUnavailable: 0", "maxUnavailible: 0", `unknown field "spec.strategy.rollingUpdate.maxUnavailible"`},
+		{"secretKeyRef: misplaced key", "                  key: url", "                  keys: url", `unknown field "spec.template.spec.containers[0].env[0].valueFrom.secretKeyRef.keys"`},
+		{"topologySpreadConstraints: string for a number", "maxSkew: 1", `maxSkew: "1"`, "cannot unmarshal string"},
+	}
+	for _, c := range pgCases {
+		t.Run("postgres/"+c.name, func(t *testing.T) {
+			_, err := Decode("postgres/kubernetes.yaml", []byte(replace(t, pg, c.old, c.new)))
+			if err == nil {
+				t.Fatal("decoded without error")
+			}
+			expect(t, []string{err.Error()}, c.want)
+		})
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -275,6 +307,19 @@ func TestBotRulesRefuse(t *testing.T) {
 		{"required variable missing", "AZURE_TENANT_ID is required by the bot", func(b *Bundle) { delete(b.ConfigMap().Data, "AZURE_TENANT_ID") }},
 		{"token in the ConfigMap", "tokens belong in the Secret", func(b *Bundle) { b.ConfigMap().Data["SLACK_BOT_TOKEN"] = "REPLACE" }},
 		{"real-looking token in the Secret", "never commit a real token", func(b *Bundle) { b.Secret().StringData["SLACK_BOT_TOKEN"] = "xoxb-1234" }},
+		{"URL with a password in the ConfigMap", "GRAPH_URL is a URL with a password", func(b *Bundle) {
+			b.ConfigMap().Data["GRAPH_URL"] = "https://user:pw@graph.example.com/"
+		}},
+		{"a Secret nothing uses", "(Secret other) is not used by the container", func(b *Bundle) {
+			b.Objects = append(b.Objects, Object{Source: "x#1", Kind: "v1 Secret", Meta: &metav1.ObjectMeta{Name: "other", Namespace: "reprovision-bot"}, Obj: &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "other"}}})
+		}},
+		{"a PodDisruptionBudget with one replica", "1 × policy/v1 PodDisruptionBudget, want none in the SQLite variant", func(b *Bundle) {
+			b.Objects = append(b.Objects, Object{Source: "x#1", Kind: "policy/v1 PodDisruptionBudget", Meta: &metav1.ObjectMeta{Name: "x", Namespace: "reprovision-bot"}, Obj: &policyv1.PodDisruptionBudget{}})
+		}},
+		{"env from a Secret key that is not there", `Secret reprovision-bot-slack has no key "url"`, func(b *Bundle) {
+			ctr(b).Env = []corev1.EnvVar{{Name: "REPROVISION_DB", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+				LocalObjectReference: corev1.LocalObjectReference{Name: "reprovision-bot-slack"}, Key: "url"}}}}
+		}},
 		{"Secret optional", "must not be optional", func(b *Bundle) { ctr(b).EnvFrom[1].SecretRef.Optional = ptr(true) }},
 		{"envFrom names another ConfigMap", `envFrom names ConfigMap "other"`, func(b *Bundle) { ctr(b).EnvFrom[0].ConfigMapRef.Name = "other" }},
 		{"envFrom prefix", "prefix renames", func(b *Bundle) { ctr(b).EnvFrom[0].Prefix = "BOT_" }},
@@ -285,6 +330,280 @@ func TestBotRulesRefuse(t *testing.T) {
 			c.mutate(b)
 			expect(t, CheckBot(b), c.want)
 		})
+	}
+}
+
+// TestPostgresRulesRefuse breaks the PostgreSQL variant: each copy must be
+// refused by the rule it breaks (the common rules run too).
+func TestPostgresRulesRefuse(t *testing.T) {
+	requireValid(t)
+	ctr := func(b *Bundle) *corev1.Container { return &b.Deployment().Spec.Template.Spec.Containers[0] }
+	pod := func(b *Bundle) *corev1.PodSpec { return &b.Deployment().Spec.Template.Spec }
+	pdb := func(b *Bundle) *policyv1.PodDisruptionBudget { return first[*policyv1.PodDisruptionBudget](b) }
+	dbRef := func(b *Bundle) *corev1.SecretKeySelector {
+		for _, e := range ctr(b).Env {
+			if e.Name == "REPROVISION_DB" {
+				return e.ValueFrom.SecretKeyRef
+			}
+		}
+		t.Fatal("no REPROVISION_DB in the container's env any more; update the test")
+		return nil
+	}
+	dbSecret := func(b *Bundle) *corev1.Secret { return b.SecretNamed(dbRef(b).Name) }
+	dropEnv := func(b *Bundle) {
+		ctr(b).Env = slices.DeleteFunc(ctr(b).Env, func(e corev1.EnvVar) bool { return e.Name == "REPROVISION_DB" })
+	}
+	remove := func(b *Bundle, kind string) {
+		b.Objects = slices.DeleteFunc(b.Objects, func(o Object) bool { return o.Kind == kind })
+	}
+	pgURL := "postgres://reprovision_bot:REPLACE-with-password@db:5432/reprovision"
+	cases := []struct {
+		name, want string
+		mutate     func(b *Bundle)
+	}{
+		// replicas and strategy
+		{"one replica", "want at least 2", func(b *Bundle) { b.Deployment().Spec.Replicas = ptr(int32(1)) }},
+		{"replicas unset (defaults to 1)", "unset means 1", func(b *Bundle) { b.Deployment().Spec.Replicas = nil }},
+		{"Recreate", "want RollingUpdate", func(b *Bundle) {
+			b.Deployment().Spec.Strategy = appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType}
+		}},
+		{"maxUnavailable 1", "rollingUpdate.maxUnavailable 1 is 1 pod(s) at 2 replicas, want 0", func(b *Bundle) {
+			b.Deployment().Spec.Strategy.RollingUpdate.MaxUnavailable = ptr(intstr.FromInt32(1))
+		}},
+		{"maxUnavailable 50%", "rollingUpdate.maxUnavailable 50% is 1 pod(s)", func(b *Bundle) {
+			b.Deployment().Spec.Strategy.RollingUpdate.MaxUnavailable = ptr(intstr.FromString("50%"))
+		}},
+		{"maxSurge 0", "the rollout cannot start", func(b *Bundle) {
+			b.Deployment().Spec.Strategy.RollingUpdate.MaxSurge = ptr(intstr.FromInt32(0))
+		}},
+		{"rollingUpdate left to the defaults", "must set maxUnavailable: 0 and maxSurge: 1", func(b *Bundle) {
+			b.Deployment().Spec.Strategy.RollingUpdate = nil
+		}},
+		// readiness
+		{"readiness on /readyz", "readinessProbe path is \"/readyz\", want /healthz in the PostgreSQL variant: a standby answers 503", func(b *Bundle) {
+			ctr(b).ReadinessProbe.HTTPGet.Path = "/readyz"
+		}},
+		// the database URL
+		{"DB URL in the ConfigMap", "ConfigMap reprovision-bot-config holds REPROVISION_DB", func(b *Bundle) {
+			dropEnv(b)
+			b.ConfigMap().Data["REPROVISION_DB"] = pgURL
+		}},
+		{"DB URL in the ConfigMap and the Secret too", "ConfigMap reprovision-bot-config holds REPROVISION_DB", func(b *Bundle) {
+			b.ConfigMap().Data["REPROVISION_DB"] = pgURL
+		}},
+		{"DB URL as a literal env value", "REPROVISION_DB comes from env, want env valueFrom.secretKeyRef", func(b *Bundle) {
+			dropEnv(b)
+			ctr(b).Env = append(ctr(b).Env, corev1.EnvVar{Name: "REPROVISION_DB", Value: pgURL})
+		}},
+		{"DB URL from a configMapKeyRef", "comes from ConfigMap reprovision-bot-config key REPROVISION_HTTP_ADDR", func(b *Bundle) {
+			dropEnv(b)
+			ctr(b).Env = append(ctr(b).Env, corev1.EnvVar{Name: "REPROVISION_DB", ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{
+				LocalObjectReference: corev1.LocalObjectReference{Name: "reprovision-bot-config"}, Key: "REPROVISION_HTTP_ADDR"}}})
+		}},
+		{"REPROVISION_DB not set (the image's SQLite default)", "REPROVISION_DB is not set", dropEnv},
+		{"secretKeyRef optional", "REPROVISION_DB's secretKeyRef must not be optional", func(b *Bundle) { dbRef(b).Optional = ptr(true) }},
+		{"secretKeyRef names a Secret not in the manifests", `REPROVISION_DB: Secret "other" is not in the manifests`, func(b *Bundle) {
+			dbRef(b).Name = "other"
+		}},
+		{"secretKeyRef key not in the Secret", `has no key "uri"`, func(b *Bundle) { dbRef(b).Key = "uri" }},
+		{"no DB Secret", "secretKeyRef names Secret \"reprovision-bot-db\", not in the manifests", func(b *Bundle) {
+			b.Objects = slices.DeleteFunc(b.Objects, func(o Object) bool { return o.Meta.Name == "reprovision-bot-db" })
+		}},
+		{"a SQLite path in the DB Secret", "the bot takes anything but a postgres:// or postgresql:// URL for a SQLite path", func(b *Bundle) {
+			dbSecret(b).StringData["url"] = "/data/REPLACE.db"
+		}},
+		{"a URL of another scheme", "for a SQLite path", func(b *Bundle) {
+			dbSecret(b).StringData["url"] = "mysql://u:REPLACE@db/reprovision"
+		}},
+		{"a URL without a host", "names no host", func(b *Bundle) {
+			dbSecret(b).StringData["url"] = "postgres:///REPLACE-db"
+		}},
+		{"a real-looking password", "the password is not a REPLACE… placeholder", func(b *Bundle) {
+			dbSecret(b).StringData["url"] = "postgres://reprovision_bot:hunter2@REPLACE-with-host/reprovision"
+		}},
+		{"a real URL", "never commit a real token or password", func(b *Bundle) {
+			dbSecret(b).StringData["url"] = "postgres://reprovision_bot:hunter2@db.example.com/reprovision"
+		}},
+		// no volume
+		{"a PersistentVolumeClaim", "1 × v1 PersistentVolumeClaim, want none in the PostgreSQL variant", func(b *Bundle) {
+			b.Objects = append(b.Objects, Object{Source: "x#1", Kind: "v1 PersistentVolumeClaim", Meta: &metav1.ObjectMeta{Name: "data", Namespace: "reprovision-bot"},
+				Obj: &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: "data"}}})
+		}},
+		{"a claim volume", `volume "data" is a claim`, func(b *Bundle) {
+			pod(b).Volumes = append(pod(b).Volumes, corev1.Volume{Name: "data", VolumeSource: corev1.VolumeSource{
+				PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data"}}})
+		}},
+		// the PodDisruptionBudget
+		{"no PodDisruptionBudget", "no PodDisruptionBudget", func(b *Bundle) { remove(b, "policy/v1 PodDisruptionBudget") }},
+		{"no PodDisruptionBudget (counted)", "0 × policy/v1 PodDisruptionBudget, want 1", func(b *Bundle) { remove(b, "policy/v1 PodDisruptionBudget") }},
+		{"PodDisruptionBudget selector mismatch", "selector app.kubernetes.io/name=other does not match the pod's labels", func(b *Bundle) {
+			pdb(b).Spec.Selector.MatchLabels = map[string]string{"app.kubernetes.io/name": "other"}
+		}},
+		{"PodDisruptionBudget selector empty", "empty selector", func(b *Bundle) { pdb(b).Spec.Selector = &metav1.LabelSelector{} }},
+		{"PodDisruptionBudget in another namespace", `namespace "default"`, func(b *Bundle) { pdb(b).Namespace = "default" }},
+		{"PodDisruptionBudget minAvailable 0", "lets 2 of 2 pods go at once, want at most 1", func(b *Bundle) {
+			pdb(b).Spec.MinAvailable = ptr(intstr.FromInt32(0))
+		}},
+		{"PodDisruptionBudget maxUnavailable 2", "lets 2 of 2 pods go at once", func(b *Bundle) {
+			pdb(b).Spec.MinAvailable, pdb(b).Spec.MaxUnavailable = nil, ptr(intstr.FromInt32(2))
+		}},
+		{"PodDisruptionBudget maxUnavailable 100%", "lets 2 of 2 pods go at once", func(b *Bundle) {
+			pdb(b).Spec.MinAvailable, pdb(b).Spec.MaxUnavailable = nil, ptr(intstr.FromString("100%"))
+		}},
+		{"PodDisruptionBudget minAvailable 2 (blocks every drain)", "lets no pod go at 2 replicas: every node drain would block", func(b *Bundle) {
+			pdb(b).Spec.MinAvailable = ptr(intstr.FromInt32(2))
+		}},
+		{"PodDisruptionBudget minAvailable 100%", "lets no pod go", func(b *Bundle) { pdb(b).Spec.MinAvailable = ptr(intstr.FromString("100%")) }},
+		{"PodDisruptionBudget minAvailable 1 at 3 replicas", "lets 2 of 3 pods go at once", func(b *Bundle) { b.Deployment().Spec.Replicas = ptr(int32(3)) }},
+		{"PodDisruptionBudget with both bounds", "both set", func(b *Bundle) { pdb(b).Spec.MaxUnavailable = ptr(intstr.FromInt32(1)) }},
+		{"PodDisruptionBudget with no bound", "neither minAvailable nor maxUnavailable", func(b *Bundle) { pdb(b).Spec.MinAvailable = nil }},
+		// spreading
+		{"not spread", "the replicas are not spread over nodes", func(b *Bundle) { pod(b).TopologySpreadConstraints = nil }},
+		{"spread by zone only", "the replicas are not spread over nodes", func(b *Bundle) {
+			pod(b).TopologySpreadConstraints[0].TopologyKey = "topology.kubernetes.io/zone"
+		}},
+		{"spread hard", "is DoNotSchedule, want ScheduleAnyway", func(b *Bundle) {
+			pod(b).TopologySpreadConstraints[0].WhenUnsatisfiable = corev1.DoNotSchedule
+		}},
+		{"spread over other pods", "its labelSelector does not match the pod's labels", func(b *Bundle) {
+			pod(b).TopologySpreadConstraints[0].LabelSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"app": "other"}}
+		}},
+		{"required anti-affinity", "use preferredDuringScheduling", func(b *Bundle) {
+			pod(b).Affinity = &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{
+				TopologyKey: hostnameKey, LabelSelector: &metav1.LabelSelector{MatchLabels: pod(b).TopologySpreadConstraints[0].LabelSelector.MatchLabels}}}}}
+		}},
+		// the common rules, on this variant
+		{"PodDisruptionBudget with an invalid name", `name "Reprovision_Bot"`, func(b *Bundle) { pdb(b).Name = "Reprovision_Bot" }},
+		{"unknown variable in env", "REPROVISION_DATABASE (container env)", func(b *Bundle) { ctr(b).Env[0].Name = "REPROVISION_DATABASE" }},
+		{"the Slack Secret optional", "must not be optional", func(b *Bundle) { ctr(b).EnvFrom[1].SecretRef.Optional = ptr(true) }},
+		{"no Slack Secret", "envFrom names Secret \"reprovision-bot-slack\", not in the manifests", func(b *Bundle) {
+			b.Objects = slices.DeleteFunc(b.Objects, func(o Object) bool { return o.Meta.Name == "reprovision-bot-slack" })
+		}},
+		{"three Secrets", "3 × v1 Secret, want 1 to 2", func(b *Bundle) {
+			b.Objects = append(b.Objects, Object{Source: "x#1", Kind: "v1 Secret", Meta: &metav1.ObjectMeta{Name: "x", Namespace: "reprovision-bot"}, Obj: &corev1.Secret{}})
+		}},
+		{"writable root filesystem", "readOnlyRootFilesystem must be true", func(b *Bundle) { ctr(b).SecurityContext.ReadOnlyRootFilesystem = ptr(false) }},
+		{":latest", "which moves", func(b *Bundle) { ctr(b).Image = "ghcr.io/reprovision-bot/reprovision-bot:latest" }},
+		{"liveness on /readyz (a standby would be restarted forever)", "livenessProbe path is \"/readyz\", want /healthz", func(b *Bundle) {
+			ctr(b).LivenessProbe.HTTPGet.Path = "/readyz"
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			b := loadVariant(t, Postgres)
+			c.mutate(b)
+			expect(t, CheckBot(b), c.want)
+		})
+	}
+	// Allowed: both must pass every rule.
+	allowed := []struct {
+		name   string
+		mutate func(b *Bundle)
+	}{
+		{"maxUnavailable 1 as a PodDisruptionBudget", func(b *Bundle) {
+			pdb(b).Spec.MinAvailable, pdb(b).Spec.MaxUnavailable = nil, ptr(intstr.FromInt32(1))
+		}},
+		{"minAvailable 50%", func(b *Bundle) { pdb(b).Spec.MinAvailable = ptr(intstr.FromString("50%")) }},
+		{"three replicas with maxUnavailable 1", func(b *Bundle) {
+			b.Deployment().Spec.Replicas = ptr(int32(3))
+			pdb(b).Spec.MinAvailable, pdb(b).Spec.MaxUnavailable = nil, ptr(intstr.FromInt32(1))
+		}},
+		{"a postgresql:// URL", func(b *Bundle) {
+			dbSecret(b).StringData["url"] = "postgresql://reprovision_bot:REPLACE-with-password@REPLACE-with-host/reprovision"
+		}},
+		{"preferred anti-affinity instead of spreading", func(b *Bundle) {
+			sel := pod(b).TopologySpreadConstraints[0].LabelSelector
+			pod(b).TopologySpreadConstraints = nil
+			pod(b).Affinity = &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{PreferredDuringSchedulingIgnoredDuringExecution: []corev1.WeightedPodAffinityTerm{{
+				Weight: 100, PodAffinityTerm: corev1.PodAffinityTerm{TopologyKey: hostnameKey, LabelSelector: sel}}}}}
+		}},
+	}
+	for _, c := range allowed {
+		t.Run("allowed/"+c.name, func(t *testing.T) {
+			b := loadVariant(t, Postgres)
+			c.mutate(b)
+			report(t, CheckBot(b))
+		})
+	}
+}
+
+// TestVariantsAgreeRefuses changes one variant in what both must share.
+func TestVariantsAgreeRefuses(t *testing.T) {
+	requireValid(t)
+	cases := []struct {
+		name, want string
+		mutate     func(b *Bundle)
+	}{
+		{"another image", "the container's image", func(b *Bundle) { b.container().Image = "ghcr.io/reprovision-bot/reprovision-bot:1.0.1" }},
+		{"other resources", "the container's image, pull policy, ports, envFrom, securityContext and resources", func(b *Bundle) {
+			b.container().Resources.Limits[corev1.ResourceMemory] = resource.MustParse("256Mi")
+		}},
+		{"a setting in one ConfigMap only", "the ConfigMap (but REPROVISION_DB)", func(b *Bundle) { b.ConfigMap().Data["REPROVISION_LOG_LEVEL"] = "debug" }},
+		{"another Namespace label", "the Namespace", func(b *Bundle) { b.Namespace().Labels["team"] = "x" }},
+		{"another Service", "the Service", func(b *Bundle) { b.Service().Spec.PublishNotReadyAddresses = false }},
+		{"another grace period", "grace period", func(b *Bundle) { b.Deployment().Spec.Template.Spec.TerminationGracePeriodSeconds = ptr(int64(30)) }},
+		{"another liveness probe", "the liveness and startup probes", func(b *Bundle) { b.container().LivenessProbe.PeriodSeconds = 30 }},
+		{"another /tmp", "the /tmp volume", func(b *Bundle) {
+			b.Deployment().Spec.Template.Spec.Volumes[0].EmptyDir.SizeLimit = ptr(resource.MustParse("1Gi"))
+		}},
+		{"a variable in one env only", "the container's env but REPROVISION_DB", func(b *Bundle) {
+			b.container().Env = append(b.container().Env, corev1.EnvVar{Name: "REPROVISION_LOG_LEVEL", Value: "debug"})
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			bundles := loadAll(t)
+			c.mutate(bundles[1])
+			expect(t, CheckVariantsAgree(bundles), c.want)
+		})
+	}
+	t.Run("allowed/the store, replicas, strategy, readiness and spreading differ", func(t *testing.T) {
+		report(t, CheckVariantsAgree(loadAll(t)))
+	})
+}
+
+func TestGitignoreRefuses(t *testing.T) {
+	ignore := readRoot(t, ".gitignore")
+	examples, err := Examples(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ name, old, new, want string }{
+		{"the DB Secret's copy not ignored", "/deploy/postgres/db-secret.yaml\n", "", "does not name /deploy/postgres/db-secret.yaml"},
+		{"the Slack Secret's copy not ignored", "/deploy/secret.yaml\n", "", "does not name /deploy/secret.yaml"},
+		{"only commented out", "/deploy/postgres/db-secret.yaml\n", "# /deploy/postgres/db-secret.yaml\n", "does not name /deploy/postgres/db-secret.yaml"},
+	} {
+		t.Run(c.name, func(t *testing.T) { expect(t, CheckGitignore(replace(t, ignore, c.old, c.new), examples), c.want) })
+	}
+	t.Run("allowed/without the leading slash", func(t *testing.T) {
+		report(t, CheckGitignore(replace(t, ignore, "/deploy/postgres/db-secret.yaml\n", "deploy/postgres/db-secret.yaml\n"), examples))
+	})
+}
+
+// TestManifestFilesSkipCopies: a filled-in copy of an example is never read
+// (it holds real secrets, and would be a second Secret of the name).
+func TestManifestFilesSkipCopies(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"deploy/kubernetes.yaml", "deploy/secret.example.yaml", "deploy/secret.yaml", "deploy/slack-app-manifest.yaml",
+		"deploy/postgres/kubernetes.yaml", "deploy/postgres/db-secret.example.yaml", "deploy/postgres/db-secret.yaml"} {
+		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(f)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files, err := AllManifestFiles(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, f := range files {
+		got = append(got, sourceName(dir, f))
+	}
+	want := []string{"kubernetes.yaml", "secret.example.yaml", "postgres/db-secret.example.yaml", "postgres/kubernetes.yaml"}
+	if !slices.Equal(got, want) {
+		t.Errorf("manifests %q, want %q", got, want)
 	}
 }
 

@@ -1,0 +1,67 @@
+package postgres_test
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/reprovision-bot/reprovision-bot/approvals"
+	"github.com/reprovision-bot/reprovision-bot/approvals/postgres"
+	"github.com/reprovision-bot/reprovision-bot/approvals/postgres/pgtest"
+	"github.com/reprovision-bot/reprovision-bot/approvals/storetest"
+)
+
+func TestMain(m *testing.M) {
+	if url := os.Getenv("PGTEST_RACE_URL"); url != "" {
+		raceChild(url) // exits
+	}
+	pgtest.Main(m)
+}
+
+// harness describes the PostgreSQL store to the conformance suite: any
+// number of stores serve one database (the races run across two as well),
+// times keep microseconds, and text columns hold no NUL.
+var harness = storetest.Harness{
+	NewDatabase: func(t testing.TB) string { return pgtest.URL(t) },
+	Open: func(t testing.TB, url string) (approvals.Store, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		s, err := postgres.Open(ctx, url)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	},
+	Replicas:  true,
+	Exec:      execSQL,
+	Precision: postgres.Precision,
+	Text:      postgres.Text,
+	Seed: func(t testing.TB, s approvals.Store, requests []*approvals.Request, events []approvals.Event) {
+		t.Helper()
+		if err := postgres.Seed(s.(*postgres.Store), requests, events); err != nil {
+			t.Fatalf("seed: %v", err)
+		}
+	},
+}
+
+// execSQL runs stmt on the database at url on a connection of its own.
+func execSQL(t testing.TB, url, stmt string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(context.Background())
+	_, err = conn.Exec(ctx, stmt)
+	return err
+}
+
+// TestConformance runs the store conformance suite (approvals/storetest).
+func TestConformance(t *testing.T) { storetest.Run(t, harness) }
+
+// BenchmarkTransitions: go test -run '^$' -bench Transitions ./approvals/postgres/
+func BenchmarkTransitions(b *testing.B) { storetest.Bench(b, harness) }

@@ -1,0 +1,206 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/reprovision-bot/reprovision-bot/approvals"
+)
+
+// This file is the store's outbox (approvals.Outbox): what people must be
+// told, kept until it is delivered.
+
+// payload is what an entry carries besides its bookkeeping columns (as in
+// the SQLite store).
+type payload struct {
+	User     string        `json:"user,omitempty"`
+	Notice   string        `json:"notice,omitempty"`
+	Why      string        `json:"why,omitempty"` // approvals.EncodeOutcome
+	Accepted bool          `json:"accepted,omitempty"`
+	Progress *progressJSON `json:"progress,omitempty"`
+}
+
+type progressJSON struct {
+	Kind   string        `json:"kind"`
+	Status string        `json:"status,omitempty"`
+	Detail string        `json:"detail,omitempty"`
+	Every  time.Duration `json:"every,omitempty"`
+}
+
+func encodePayload(o approvals.Outgoing) (string, error) {
+	p := payload{User: o.User, Notice: string(o.Notice), Accepted: o.Accepted}
+	if o.Why != nil {
+		why, err := approvals.EncodeOutcome(o.Why)
+		if err != nil {
+			return "", err
+		}
+		p.Why = why
+	}
+	if o.Kind == approvals.OutgoingProgress {
+		p.Progress = &progressJSON{string(o.Progress.Kind), o.Progress.Status, o.Progress.Detail, o.Progress.Every}
+	}
+	b, err := json.Marshal(p)
+	return string(b), err
+}
+
+func decodePayload(s string, o *approvals.Outgoing) error {
+	var p payload
+	if err := json.Unmarshal([]byte(s), &p); err != nil {
+		return err
+	}
+	o.User, o.Notice, o.Accepted = p.User, approvals.NoticeKind(p.Notice), p.Accepted
+	if p.Why != "" {
+		o.Why = approvals.DecodeOutcome(p.Why)
+	}
+	if p.Progress != nil {
+		o.Progress = approvals.Progress{Kind: approvals.ProgressKind(p.Progress.Kind), Status: p.Progress.Status,
+			Detail: p.Progress.Detail, Every: p.Progress.Every}
+	}
+	return nil
+}
+
+const upsertOutgoing = `
+INSERT INTO outbox (request_id, kind, coalesce_key, payload, generation, attempts, last_error, created_at, next_at)
+VALUES ($1, $2, $3, $4, 0, 0, '', $5, $5)
+ON CONFLICT (request_id, coalesce_key) WHERE coalesce_key <> '' DO UPDATE SET
+	payload = excluded.payload, generation = outbox.generation + 1, next_at = excluded.next_at,
+	attempts = 0, last_error = '', created_at = excluded.created_at`
+
+// enqueue inserts entries due at now, in tx, coalescing those with a key
+// into the undelivered entry of the same request and key, in one round
+// trip. With lock, it first locks the rows of the requests the entries
+// are about, in id order, as a change of them does (Apply holds its
+// request's row already): two transactions coalescing into the same
+// entries then take turns instead of deadlocking on them.
+func enqueue(ctx context.Context, tx pgx.Tx, now time.Time, lock bool, entries ...approvals.Outgoing) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	b := &pgx.Batch{}
+	if lock {
+		var refs []string
+		for _, o := range entries {
+			refs = append(refs, o.RequestID)
+		}
+		slices.Sort(refs)
+		b.Queue(`SELECT id FROM requests WHERE id = ANY($1) ORDER BY id FOR UPDATE`, slices.Compact(refs))
+	}
+	for _, o := range entries {
+		if err := o.Validate(); err != nil {
+			return fmt.Errorf("enqueue: %w", err)
+		}
+		body, err := encodePayload(o)
+		if err != nil {
+			return fmt.Errorf("enqueue %s for %s: %w", o.Kind, o.RequestID, err)
+		}
+		b.Queue(upsertOutgoing, o.RequestID, string(o.Kind), Text(o.Coalesce()), body, Time(now))
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("enqueue: %w", err)
+	}
+	return nil
+}
+
+// Enqueue adds entries to the outbox, due now (approvals.Outbox): all of
+// them or, on an error, none.
+func (s *Store) Enqueue(ctx context.Context, entries ...approvals.Outgoing) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("enqueue: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if err := enqueue(ctx, tx, time.Now(), true, entries...); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("enqueue: commit: %w", err)
+	}
+	return nil
+}
+
+// Due returns the undelivered entries due at now (to Precision; of
+// request ref only, if ref is not ""), oldest first, at most limit (a
+// negative limit: all of them).
+func (s *Store) Due(ctx context.Context, now time.Time, ref string, limit int) ([]approvals.Outgoing, error) {
+	var max *int
+	if limit >= 0 {
+		max = &limit
+	}
+	query := `SELECT id, request_id, kind, payload::text, generation, attempts, last_error, created_at, next_at
+FROM outbox WHERE next_at <= $1`
+	args := []any{Time(now), max}
+	if ref != "" {
+		query += ` AND request_id = $3`
+		args = append(args, ref)
+	}
+	query += ` ORDER BY id LIMIT $2`
+	rows, err := s.pool.Query(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("due notices: %w", err)
+	}
+	defer rows.Close()
+	var out []approvals.Outgoing
+	for rows.Next() {
+		var (
+			o          approvals.Outgoing
+			kind, body string
+		)
+		if err := rows.Scan(&o.ID, &o.RequestID, &kind, &body, &o.Generation, &o.Attempts, &o.LastError, &o.CreatedAt, &o.NextAt); err != nil {
+			return nil, fmt.Errorf("due notices: %w", err)
+		}
+		o.Kind = approvals.OutgoingKind(kind)
+		o.CreatedAt, o.NextAt = o.CreatedAt.UTC(), o.NextAt.UTC()
+		if err := decodePayload(body, &o); err != nil {
+			return nil, fmt.Errorf("due notices: entry %d: %w", o.ID, err)
+		}
+		out = append(out, o)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("due notices: %w", err)
+	}
+	return out, nil
+}
+
+// Delivered removes the entry unless it was enqueued again since it was
+// read. (A concurrent Enqueue coalescing into it either commits first, and
+// then the DELETE, re-checking the row it waited for, finds another
+// generation and leaves it; or waits for the DELETE and then inserts a new
+// entry.)
+func (s *Store) Delivered(ctx context.Context, o approvals.Outgoing) error {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM outbox WHERE id = $1 AND generation = $2`, o.ID, o.Generation); err != nil {
+		return fmt.Errorf("notice %d delivered: %w", o.ID, err)
+	}
+	return nil
+}
+
+// Postpone records a failed delivery and makes the entry due at `at`,
+// unless it was enqueued again since it was read.
+func (s *Store) Postpone(ctx context.Context, o approvals.Outgoing, at time.Time, why string) error {
+	if err := checkTime(at); err != nil {
+		return fmt.Errorf("postpone notice %d: %w", o.ID, err)
+	}
+	_, err := s.pool.Exec(ctx,
+		`UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_at = $2 WHERE id = $3 AND generation = $4`,
+		Text(why), Time(at), o.ID, o.Generation)
+	if err != nil {
+		return fmt.Errorf("postpone notice %d: %w", o.ID, err)
+	}
+	return nil
+}
+
+// Undelivered counts the entries not delivered yet.
+func (s *Store) Undelivered(ctx context.Context) (int, error) {
+	var n int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM outbox`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count notices: %w", err)
+	}
+	return n, nil
+}

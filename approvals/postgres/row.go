@@ -1,0 +1,360 @@
+package postgres
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/reprovision-bot/reprovision-bot/approvals"
+)
+
+// requestColumns are the columns of the requests table in the order that
+// encodeRequest produces and (all but the last, which is derived)
+// scanRequest reads.
+var requestColumns = []string{
+	"id", "target", "cloud_pc_id", "reason", "requester_id", "request_channel_id", "approvers",
+	"state", "decided_by", "decision_reason", "signed_in_as",
+	"prompts", "device", "candidates", "outcome", "graph_request_id",
+	"tracking_since", "tracking_until", "tracking_next_check", "tracking_checks", "tracking_last_status",
+	"tracking_paused", "tracking_result",
+	"created_at", "updated_at", "expires_at", "decide_by",
+	"holds_cloud_pc",
+}
+
+var jsonColumns = map[string]bool{"approvers": true, "prompts": true, "device": true, "candidates": true}
+
+var (
+	// selectColumns reads the json columns as text: what was written, to
+	// be decoded here.
+	selectColumns = func() string {
+		var cols []string
+		for _, c := range requestColumns[:len(requestColumns)-1] {
+			if jsonColumns[c] {
+				c += "::text"
+			}
+			cols = append(cols, c)
+		}
+		return strings.Join(cols, ", ")
+	}()
+	insertRequest = `INSERT INTO requests (` + strings.Join(requestColumns, ", ") + `) VALUES (` + placeholders(1, len(requestColumns)) + `)`
+	// updateRequest rewrites every column but id, which is $1.
+	updateRequest = func() string {
+		var set []string
+		for i, c := range requestColumns[1:] {
+			set = append(set, fmt.Sprintf("%s = $%d", c, i+2))
+		}
+		return `UPDATE requests SET ` + strings.Join(set, ", ") + ` WHERE id = $1`
+	}()
+)
+
+// placeholders returns "$from, …, $(from+n-1)".
+func placeholders(from, n int) string {
+	var ps []string
+	for i := range n {
+		ps = append(ps, fmt.Sprintf("$%d", from+i))
+	}
+	return strings.Join(ps, ", ")
+}
+
+// encodeRequest returns r's column values in requestColumns order, with
+// holds_cloud_pc computed from r.Open(). r must be normalized.
+func encodeRequest(r *approvals.Request) ([]any, error) {
+	var e encoder
+	values := []any{
+		r.ID, r.Target, r.CloudPCID, r.Reason, r.RequesterID, r.RequestChannelID, e.json("approvers", r.Approvers),
+		string(r.State), r.DecidedBy, r.DecisionReason, r.SignedInAs,
+		e.json("prompts", mapSlice(r.Prompts, promptToJSON)), e.json("device", e.device(r.Device)),
+		e.json("candidates", mapSlice(r.Candidates, e.cloudPC)), e.outcome(r.Outcome), r.GraphRequestID,
+		e.optTime("tracking since", r.Tracking.Since), e.optTime("tracking until", r.Tracking.Until), e.optTime("tracking next check", r.Tracking.NextCheck),
+		r.Tracking.Checks, r.Tracking.LastStatus, r.Tracking.Paused, r.Tracking.Result,
+		e.time("created at", r.CreatedAt), e.time("updated at", r.UpdatedAt), e.optTime("expires at", r.ExpiresAt),
+		e.optTime("decide by", r.DecideBy),
+		r.Open(),
+	}
+	return values, e.err
+}
+
+// scanRequest reads one row selected with selectColumns.
+func scanRequest(row interface{ Scan(...any) error }) (*approvals.Request, error) {
+	var (
+		r                                      approvals.Request
+		state, approvers, prompts, device, cds string
+		outcome                                string
+		since, until, next, expires, decideBy  *time.Time
+	)
+	err := row.Scan(&r.ID, &r.Target, &r.CloudPCID, &r.Reason, &r.RequesterID, &r.RequestChannelID, &approvers,
+		&state, &r.DecidedBy, &r.DecisionReason, &r.SignedInAs,
+		&prompts, &device, &cds, &outcome, &r.GraphRequestID,
+		&since, &until, &next, &r.Tracking.Checks, &r.Tracking.LastStatus, &r.Tracking.Paused, &r.Tracking.Result,
+		&r.CreatedAt, &r.UpdatedAt, &expires, &decideBy)
+	if err != nil {
+		return nil, err
+	}
+	r.State = approvals.State(state)
+	r.Outcome = approvals.DecodeOutcome(outcome)
+	r.CreatedAt, r.UpdatedAt = r.CreatedAt.UTC(), r.UpdatedAt.UTC()
+	r.Tracking.Since, r.Tracking.Until, r.Tracking.NextCheck = optTime(since), optTime(until), optTime(next)
+	r.ExpiresAt, r.DecideBy = optTime(expires), optTime(decideBy)
+
+	d := decoder{id: r.ID}
+	d.json("approvers", approvers, &r.Approvers)
+	var ps []promptJSON
+	d.json("prompts", prompts, &ps)
+	r.Prompts = mapSlice(ps, promptFromJSON)
+	var dev *cloudPCJSON
+	d.json("device", device, &dev)
+	if dev != nil {
+		pc := d.cloudPC(*dev)
+		r.Device = &pc
+	}
+	var cs []cloudPCJSON
+	d.json("candidates", cds, &cs)
+	r.Candidates = mapSlice(cs, d.cloudPC)
+	if d.err != nil {
+		return nil, d.err
+	}
+	return &r, nil
+}
+
+// optTime is a nullable timestamptz as a time in UTC, NULL being the zero
+// time.
+func optTime(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
+// promptJSON and cloudPCJSON are how MessageRef and CloudPC are stored
+// (with the SQLite store's field names). They are separate from the domain
+// types so that renaming a Go field does not silently orphan what is
+// already stored.
+type promptJSON struct {
+	ChannelID string `json:"channel_id"`
+	TS        string `json:"ts"`
+	UserID    string `json:"user_id"`
+}
+
+func promptToJSON(m approvals.MessageRef) promptJSON {
+	return promptJSON{ChannelID: m.ChannelID, TS: m.TS, UserID: m.UserID}
+}
+
+func promptFromJSON(p promptJSON) approvals.MessageRef {
+	return approvals.MessageRef{ChannelID: p.ChannelID, TS: p.TS, UserID: p.UserID}
+}
+
+type cloudPCJSON struct {
+	ID                     string `json:"id"`
+	DisplayName            string `json:"display_name"`
+	UserPrincipalName      string `json:"user_principal_name"`
+	ManagedDeviceName      string `json:"managed_device_name"`
+	ServicePlanName        string `json:"service_plan_name"`
+	ProvisioningPolicyName string `json:"provisioning_policy_name"`
+	Status                 string `json:"status"`
+	StatusDetails          string `json:"status_details"`
+	// LastModified is RFC 3339 in UTC with microseconds; "" is the zero
+	// time.
+	LastModified string `json:"last_modified"`
+}
+
+// jsonTime is how a time is written inside a json column.
+const jsonTime = "2006-01-02T15:04:05.000000Z07:00"
+
+// mapSlice converts each element, keeping nil apart from empty: a request
+// with no candidates looked up differs from one whose lookup found none.
+func mapSlice[T, U any](in []T, f func(T) U) []U {
+	if in == nil {
+		return nil
+	}
+	out := make([]U, len(in))
+	for i, v := range in {
+		out[i] = f(v)
+	}
+	return out
+}
+
+// encoder collects the first error of a row's conversions, so that
+// encodeRequest reads as a plain list of columns.
+type encoder struct{ err error }
+
+func (e *encoder) fail(field string, err error) {
+	if e.err == nil {
+		e.err = fmt.Errorf("%s: %w", field, err)
+	}
+}
+
+// time checks t (already normalized) for storage.
+func (e *encoder) time(field string, t time.Time) time.Time {
+	if err := checkTime(t); err != nil {
+		e.fail(field, err)
+	}
+	return t
+}
+
+// optTime stores the zero time as NULL.
+func (e *encoder) optTime(field string, t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = e.time(field, t)
+	return &t
+}
+
+func (e *encoder) json(field string, v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		e.fail(field, err)
+	}
+	return string(b)
+}
+
+func (e *encoder) cloudPC(pc approvals.CloudPC) cloudPCJSON {
+	j := cloudPCJSON{
+		ID: pc.ID, DisplayName: pc.DisplayName, UserPrincipalName: pc.UserPrincipalName,
+		ManagedDeviceName: pc.ManagedDeviceName, ServicePlanName: pc.ServicePlanName,
+		ProvisioningPolicyName: pc.ProvisioningPolicyName, Status: pc.Status, StatusDetails: pc.StatusDetails,
+	}
+	if !pc.LastModified.IsZero() {
+		j.LastModified = e.time("cloud PC last modified", pc.LastModified).Format(jsonTime)
+	}
+	return j
+}
+
+func (e *encoder) device(pc *approvals.CloudPC) *cloudPCJSON {
+	if pc == nil {
+		return nil
+	}
+	j := e.cloudPC(*pc)
+	return &j
+}
+
+// outcome keeps the outcome's facts as JSON text (approvals.EncodeOutcome).
+func (e *encoder) outcome(o *approvals.Outcome) string {
+	s, err := approvals.EncodeOutcome(o)
+	if err != nil {
+		e.fail("outcome", err)
+	}
+	return Text(s)
+}
+
+// decoder is encoder's counterpart for scanRequest.
+type decoder struct {
+	id  string
+	err error
+}
+
+func (d *decoder) fail(field string, err error) {
+	if d.err == nil {
+		d.err = fmt.Errorf("request %s: %s: %w", d.id, field, err)
+	}
+}
+
+func (d *decoder) json(field, s string, v any) {
+	if err := json.Unmarshal([]byte(s), v); err != nil {
+		d.fail(field, err)
+	}
+}
+
+func (d *decoder) cloudPC(j cloudPCJSON) approvals.CloudPC {
+	pc := approvals.CloudPC{
+		ID: j.ID, DisplayName: j.DisplayName, UserPrincipalName: j.UserPrincipalName,
+		ManagedDeviceName: j.ManagedDeviceName, ServicePlanName: j.ServicePlanName,
+		ProvisioningPolicyName: j.ProvisioningPolicyName, Status: j.Status, StatusDetails: j.StatusDetails,
+	}
+	if j.LastModified != "" {
+		t, err := time.Parse(time.RFC3339Nano, j.LastModified)
+		if err != nil {
+			d.fail("cloud PC last_modified", err)
+		}
+		pc.LastModified = t.UTC()
+	}
+	return pc
+}
+
+// clone copies r deeply enough that changing the copy's slices or Device
+// leaves r alone: Transition and Update compare the two afterwards.
+func clone(r *approvals.Request) *approvals.Request {
+	c := *r
+	c.Approvers = slices.Clone(r.Approvers)
+	c.Prompts = slices.Clone(r.Prompts)
+	c.Candidates = slices.Clone(r.Candidates)
+	if r.Device != nil {
+		d := *r.Device
+		c.Device = &d
+	}
+	if r.Outcome != nil {
+		o := *r.Outcome
+		c.Outcome = &o
+	}
+	return &c
+}
+
+// Precision is the finest step of the times the store keeps: PostgreSQL's
+// timestamptz holds microseconds. Times are truncated to it (rounded down,
+// as pgx would encode them) before they are stored and before Create,
+// Transition or Update return, so that what a call returns is what Get
+// reads back.
+const Precision = time.Microsecond
+
+// Time returns t as the store keeps it: in UTC, truncated to Precision,
+// without a monotonic clock reading.
+func Time(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return t.Truncate(Precision).UTC()
+}
+
+// checkTime refuses what the SQLite store refuses too, so that both keep
+// the same times: years outside 0000-9999.
+func checkTime(t time.Time) error {
+	if y := t.UTC().Year(); y < 0 || y > 9999 {
+		return fmt.Errorf("time %v is out of range", t)
+	}
+	return nil
+}
+
+// Text returns s as the store keeps it in a text column: PostgreSQL's text
+// holds neither a NUL character nor invalid UTF-8, so each NUL and each
+// invalid byte sequence becomes U+FFFD. (Inside the json columns, lists
+// and nested structs, a NUL is kept, escaped, and invalid UTF-8 becomes
+// U+FFFD as encoding/json does for the SQLite store too.)
+func Text(s string) string {
+	if !strings.ContainsRune(s, 0) && utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(strings.ReplaceAll(s, "\x00", "\uFFFD"), "\uFFFD")
+}
+
+// normalized returns a copy of r as Get will return it: times in UTC,
+// truncated to Precision, without monotonic readings; text without NUL
+// or invalid UTF-8; and CloudPCID in lower case (Graph ids are
+// case-insensitive; one spelling keeps the one-open-request index
+// effective).
+func normalized(r *approvals.Request) *approvals.Request {
+	c := clone(r)
+	for _, s := range []*string{&c.ID, &c.Target, &c.CloudPCID, &c.Reason, &c.RequesterID, &c.RequestChannelID,
+		&c.DecidedBy, &c.DecisionReason, &c.SignedInAs, &c.GraphRequestID, &c.Tracking.LastStatus, &c.Tracking.Result} {
+		*s = Text(*s)
+	}
+	c.State = approvals.State(Text(string(c.State)))
+	c.CloudPCID = strings.ToLower(c.CloudPCID)
+	if c.Outcome != nil && c.Outcome.Kind == "" {
+		// Kept as plain text (approvals.EncodeOutcome), not as JSON.
+		c.Outcome.Text = Text(c.Outcome.Text)
+	}
+	for _, t := range []*time.Time{&c.CreatedAt, &c.UpdatedAt, &c.ExpiresAt, &c.DecideBy,
+		&c.Tracking.Since, &c.Tracking.Until, &c.Tracking.NextCheck} {
+		*t = Time(*t)
+	}
+	if c.Device != nil {
+		c.Device.LastModified = Time(c.Device.LastModified)
+	}
+	for i := range c.Candidates {
+		c.Candidates[i].LastModified = Time(c.Candidates[i].LastModified)
+	}
+	return c
+}

@@ -1,0 +1,603 @@
+// Package postgres keeps approvals requests, the audit trail and the outbox
+// in a PostgreSQL database, through github.com/jackc/pgx/v5 (pgxpool), so
+// that several replicas of the bot can share them.
+//
+// It gives the guarantees of the SQLite store (approvals/sqlite), across
+// processes and hosts:
+//
+//   - Compare-and-swap changes. Transition, TransitionFrom, Update and
+//     Apply read the request with SELECT … FOR UPDATE in a READ COMMITTED
+//     transaction, check the move against the state machine, and write it
+//     back in the same transaction. Of several racing changes of one
+//     request, on one replica or several, the first to lock the row goes
+//     first; the others wait for its commit, then read what it left (a
+//     locking read sees the latest committed version) and are refused with
+//     an *approvals.TransitionError when the move is no longer allowed.
+//   - One open request per Cloud PC: a partial unique index on cloud_pc_id
+//     where holds_cloud_pc, the column the store writes from
+//     Request.Open() on every save. A unique violation is returned wrapping
+//     approvals.ErrOpenRequestExists.
+//   - An append-only audit trail: a trigger refuses UPDATE, DELETE and
+//     TRUNCATE on audit_events for every role but a superuser, and the
+//     bot's role needs only SELECT and INSERT there (Grants).
+//   - The outbox (approvals.Outbox) with the same coalescing: a partial
+//     unique index on (request_id, coalesce_key) and INSERT … ON CONFLICT
+//     moving the generation on; Delivered and Postpone act only on the
+//     generation they read.
+//   - Migrations run once: Open migrates in one transaction that first
+//     takes pg_advisory_xact_lock(MigrationLockKey), and looks at the
+//     version again under it, so replicas starting together on a new
+//     database create the schema once.
+//
+// Times are timestamptz, which keeps microseconds: the store truncates
+// every time it is given to Precision (see Time), so that what Create,
+// Transition and Update return is exactly what Get reads back. Text
+// columns cannot hold NUL or invalid UTF-8; the store replaces those with
+// U+FFFD (see Text). There is no backup command: back the database up with
+// pg_dump, like any PostgreSQL database.
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/reprovision-bot/reprovision-bot/approvals"
+)
+
+// Store is an approvals.Store backed by a PostgreSQL database. It is safe
+// for concurrent use by goroutines, and any number of Stores, in this
+// process or others, may serve one database at a time.
+type Store struct {
+	pool      *pgxpool.Pool
+	closeOnce sync.Once
+}
+
+var _ approvals.Store = (*Store)(nil)
+
+// IsURL reports whether s names a PostgreSQL database: a postgres:// or
+// postgresql:// URL.
+func IsURL(s string) bool {
+	scheme, _, ok := strings.Cut(s, "://")
+	return ok && (strings.EqualFold(scheme, "postgres") || strings.EqualFold(scheme, "postgresql"))
+}
+
+// Session settings Open asks for unless the URL sets them (any URL query
+// parameter pgx does not know itself is sent to the server as a setting).
+var defaultSettings = map[string]string{
+	"application_name": "reprovision-bot",
+	// A replica that stops in the middle of a change (frozen, or its host
+	// gone without closing the connection) would hold the request's row
+	// lock, and so every other replica's change of that request, until the
+	// server noticed: by default after two hours of TCP silence. The store
+	// holds a transaction open only for a few statements, so the server
+	// may end a session idle in one after this long, freeing its locks.
+	"idle_in_transaction_session_timeout": "10s",
+}
+
+// Open connects to the database at url (postgres://… or postgresql://…,
+// as libpq and pgx read them: user, password, host, port, database, and
+// parameters such as sslmode or pool_max_conns) and brings its schema up
+// to date, creating it in an empty database. It fails when the database
+// cannot be reached within ctx, when its schema is newer than this
+// program's, or when the schema needs a migration and the role may not
+// make it (see Grants). Errors never repeat the URL's password.
+func Open(ctx context.Context, url string) (*Store, error) {
+	if !IsURL(url) {
+		return nil, errors.New("postgres store: the database must be a postgres:// or postgresql:// URL")
+	}
+	// pgx takes a URL only with its scheme in lower case (any other
+	// string it reads as "key=value" settings).
+	scheme, rest, _ := strings.Cut(url, "://")
+	cfg, err := pgxpool.ParseConfig(strings.ToLower(scheme) + "://" + rest)
+	if err != nil {
+		// pgx's error shows the URL with its password masked.
+		return nil, fmt.Errorf("postgres store: %w", err)
+	}
+	for k, v := range defaultSettings {
+		if _, set := cfg.ConnConfig.RuntimeParams[k]; !set {
+			cfg.ConnConfig.RuntimeParams[k] = v
+		}
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres store: %w", err)
+	}
+	s := &Store{pool: pool}
+	where := fmt.Sprintf("database %q on %s:%d", cfg.ConnConfig.Database, cfg.ConnConfig.Host, cfg.ConnConfig.Port)
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres store: connect to %s: %w", where, err)
+	}
+	if err := s.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres store: %s: %w", where, err)
+	}
+	return s, nil
+}
+
+// Close closes the connections; later calls do nothing.
+func (s *Store) Close() error {
+	s.closeOnce.Do(s.pool.Close)
+	return nil
+}
+
+// querier is what reading needs from the pool or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// migrate brings the schema up to date.
+func (s *Store) migrate(ctx context.Context) error {
+	// Fast path without the lock, for an up-to-date database (and for a
+	// role that may not change the schema: it needs none).
+	version, err := readVersion(ctx, s.pool)
+	if err != nil || version == schemaVersion {
+		return err
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	// Whoever else migrates waits here until that one commits; then, each
+	// statement reading what was committed before it began, the version is
+	// read again and nothing runs twice.
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, MigrationLockKey); err != nil {
+		return fmt.Errorf("migration lock: %w", err)
+	}
+	if version, err = readVersion(ctx, tx); err != nil || version == schemaVersion {
+		return err
+	}
+	for v := version; v < schemaVersion; v++ {
+		if _, err := tx.Exec(ctx, migrations[v]); err != nil {
+			var pe *pgconn.PgError
+			if errors.As(err, &pe) && pe.Code == "42501" { // insufficient_privilege
+				return fmt.Errorf("migrate schema to version %d: %w (the schema's owner must run this version once: see Grants)", v+1, err)
+			}
+			return fmt.Errorf("migrate schema to version %d: %w", v+1, err)
+		}
+	}
+	if _, err := tx.Exec(ctx, `UPDATE schema_version SET version = $1`, schemaVersion); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// readVersion reads the schema version (0: no schema yet) and refuses one
+// newer than this code.
+func readVersion(ctx context.Context, q querier) (int, error) {
+	// A query of the catalog, not to_regclass: that looks in the
+	// session's catalog cache, which taking an advisory lock does not
+	// refresh, so under the migration lock it could miss the table another
+	// session has just committed (and the migration would run twice).
+	var exists bool
+	if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_catalog.pg_class c
+		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relname = 'schema_version' AND n.nspname = current_schema())`).Scan(&exists); err != nil {
+		return 0, fmt.Errorf("read the schema version: %w", err)
+	}
+	if !exists {
+		return 0, nil
+	}
+	var version int
+	if err := q.QueryRow(ctx, `SELECT version FROM schema_version`).Scan(&version); err != nil {
+		return 0, fmt.Errorf("read the schema version: %w", err)
+	}
+	if version > schemaVersion {
+		return 0, fmt.Errorf("database schema version %d is newer than this program supports (%d)", version, schemaVersion)
+	}
+	return version, nil
+}
+
+// constraint returns the name of the unique constraint or index err
+// violates, or "".
+func constraint(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "23505" { // unique_violation
+		return pe.ConstraintName
+	}
+	return ""
+}
+
+const (
+	primaryKey   = "requests_pkey"
+	oneOpenPerPC = "requests_one_open_per_cloud_pc"
+)
+
+// Create stores r as a new pending request. An empty State is set to
+// pending, zero CreatedAt/UpdatedAt are set to now; times are normalised
+// to UTC and Precision, text as Text says, and CloudPCID to lower case; on
+// success r is updated to match what Get returns afterwards (its slices
+// and Device are then the store's copies).
+//
+// It returns an error wrapping approvals.ErrOpenRequestExists when the
+// Cloud PC already has an open request (checked by a unique index, so
+// racing Creates, on any replica, cannot both pass), one wrapping
+// approvals.ErrDuplicateReference when r.ID is taken, and a plain error
+// when r is invalid or not pending. A request whose target is not
+// resolved yet (empty CloudPCID) holds no Cloud PC.
+func (s *Store) Create(ctx context.Context, r *approvals.Request) error {
+	c := normalized(r)
+	if c.State == "" {
+		c.State = approvals.StatePending
+	}
+	if c.State != approvals.StatePending {
+		return fmt.Errorf("create request %s: state is %s, want %s", c.ID, c.State, approvals.StatePending)
+	}
+	if err := c.Validate(); err != nil {
+		return fmt.Errorf("create request: %w", err)
+	}
+	now := Time(time.Now())
+	if c.CreatedAt.IsZero() {
+		c.CreatedAt = now
+	}
+	if c.UpdatedAt.IsZero() {
+		c.UpdatedAt = now
+	}
+	values, err := encodeRequest(c)
+	if err != nil {
+		return fmt.Errorf("create request %s: %w", c.ID, err)
+	}
+	_, err = s.pool.Exec(ctx, insertRequest, values...)
+	switch constraint(err) {
+	case "":
+		if err != nil {
+			return fmt.Errorf("create request %s: %w", c.ID, err)
+		}
+		*r = *c
+		return nil
+	case primaryKey:
+		return fmt.Errorf("create request %s: %w", c.ID, approvals.ErrDuplicateReference)
+	case oneOpenPerPC:
+		return fmt.Errorf("create request %s for cloud PC %s: %w", c.ID, c.CloudPCID, approvals.ErrOpenRequestExists)
+	default:
+		return fmt.Errorf("create request %s: %w", c.ID, err)
+	}
+}
+
+// Get returns the request with reference id, or an error wrapping
+// approvals.ErrNotFound.
+func (s *Store) Get(ctx context.Context, id string) (*approvals.Request, error) {
+	return getRequest(ctx, s.pool, id, "")
+}
+
+// getRequest reads request id, with lock appended to the SELECT (""
+// or "FOR UPDATE").
+func getRequest(ctx context.Context, q querier, id, lock string) (*approvals.Request, error) {
+	r, err := scanRequest(q.QueryRow(ctx, `SELECT `+selectColumns+` FROM requests WHERE id = $1 `+lock, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("request %s: %w", id, approvals.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get request %s: %w", id, err)
+	}
+	return r, nil
+}
+
+// Transition moves request id to state to, if the state machine allows it
+// from its current state, as one compare-and-swap (see the package
+// documentation): of several concurrent moves from the same state, in this
+// or another process, exactly one succeeds and the others get a
+// *approvals.TransitionError carrying the request as the winner left it.
+//
+// update, if not nil, is applied to a copy of the loaded request before it
+// is saved. State and UpdatedAt are set by Transition afterwards, whatever
+// update did to them. Changing ID, Target, RequesterID, RequestChannelID,
+// Approvers or CreatedAt, or a CloudPCID that is already set, is a
+// programming error and fails the transition with a plain error. Setting
+// CloudPCID while it is empty (resolving the target) is allowed; when that
+// Cloud PC already has another open request the error wraps
+// approvals.ErrOpenRequestExists. Nothing is saved on any error.
+//
+// update runs while the request's row is locked: it must be quick and must
+// not call the store for the same request (that would wait for the lock
+// it holds, until ctx ends).
+func (s *Store) Transition(ctx context.Context, id string, to approvals.State, update func(*approvals.Request)) (*approvals.Request, error) {
+	return s.Apply(ctx, id, approvals.Change{To: to, Update: update})
+}
+
+// TransitionFrom is Transition that also requires the request to be in one
+// of from (nil: any state the state machine allows), checked under the
+// same row lock.
+func (s *Store) TransitionFrom(ctx context.Context, id string, from []approvals.State, to approvals.State, update func(*approvals.Request)) (*approvals.Request, error) {
+	return s.Apply(ctx, id, approvals.Change{From: from, To: to, Update: update})
+}
+
+// Update applies update to a copy of request id and saves it, as one
+// compare-and-swap like Transition, without moving its state: for prompt
+// locations, device details, tracking and the like. UpdatedAt is set by
+// Update. It refuses, saving nothing, with a plain error when update
+// changed State or anything Transition's update may not change, and with
+// an error wrapping approvals.ErrOpenRequestExists when update resolved
+// the target to a Cloud PC that has another open request. A nil update
+// only bumps UpdatedAt.
+func (s *Store) Update(ctx context.Context, id string, update func(*approvals.Request)) (*approvals.Request, error) {
+	return s.Apply(ctx, id, approvals.Change{Update: update})
+}
+
+// Apply makes one change of request id (a move when c.To is set, else an
+// Update) and enqueues the outbox entries c.Notify returns for the saved
+// request, in one transaction: both are stored or neither.
+func (s *Store) Apply(ctx context.Context, id string, c approvals.Change) (*approvals.Request, error) {
+	if c.To == "" {
+		return s.change(ctx, "update "+id, id, func(current *approvals.Request) (*approvals.Request, error) {
+			next := clone(current)
+			if c.Update != nil {
+				c.Update(next)
+			}
+			if err := sameIdentity(current, next); err != nil {
+				return nil, err
+			}
+			return next, nil
+		}, c.Notify)
+	}
+	from, to, update := c.From, c.To, c.Update
+	return s.change(ctx, fmt.Sprintf("transition %s to %s", id, to), id, func(current *approvals.Request) (*approvals.Request, error) {
+		if !current.State.CanMoveTo(to) || (from != nil && !slices.Contains(from, current.State)) {
+			return nil, &approvals.TransitionError{Current: current, To: to}
+		}
+		next := clone(current)
+		if update != nil {
+			update(next)
+			next.State = current.State // overridden below; not an identity change
+			if err := sameIdentity(current, next); err != nil {
+				return nil, err
+			}
+		}
+		next.State = to
+		return next, nil
+	}, c.Notify)
+}
+
+// change is the read-modify-write behind Transition and Update: in one
+// transaction it locks and reads the row (SELECT … FOR UPDATE), lets edit
+// say what to store (or an error, returned as it is), stamps UpdatedAt,
+// validates, saves, and enqueues what notify returns for the saved
+// request. op prefixes the errors change makes.
+func (s *Store) change(ctx context.Context, op, id string, edit func(current *approvals.Request) (*approvals.Request, error), notify func(*approvals.Request) []approvals.Outgoing) (*approvals.Request, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+
+	current, err := getRequest(ctx, tx, id, "FOR UPDATE")
+	if err != nil {
+		return nil, err
+	}
+	next, err := edit(current)
+	if err != nil {
+		var te *approvals.TransitionError
+		if errors.As(err, &te) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	// A copy, so that normalising does not reach into slices or a Device
+	// that update took from its caller.
+	next = normalized(next)
+	next.UpdatedAt = Time(time.Now())
+	if err := next.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	values, err := encodeRequest(next)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	// values[0] is the id ($1), which is not rewritten but names the row.
+	tag, err := tx.Exec(ctx, updateRequest, values...)
+	if constraint(err) == oneOpenPerPC {
+		return nil, fmt.Errorf("%s: cloud PC %s: %w", op, next.CloudPCID, approvals.ErrOpenRequestExists)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	if n := tag.RowsAffected(); n != 1 {
+		return nil, fmt.Errorf("%s: %d rows saved, want 1", op, n)
+	}
+	if notify != nil {
+		if err := enqueue(ctx, tx, next.UpdatedAt, false, notify(clone(next))...); err != nil {
+			return nil, fmt.Errorf("%s: %w", op, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("%s: commit: %w", op, err)
+	}
+	return next, nil
+}
+
+// sameIdentity reports an error if update touched a field that says which
+// request this is, what it is for, who asked or who decides, or the state
+// (Transition sets that itself). CloudPCID may go from empty to set once,
+// when the target is resolved; after that it is fixed.
+func sameIdentity(before, after *approvals.Request) error {
+	var changed []string
+	if after.ID != before.ID {
+		changed = append(changed, "ID")
+	}
+	if after.Target != before.Target {
+		changed = append(changed, "Target")
+	}
+	if before.CloudPCID != "" && !strings.EqualFold(after.CloudPCID, before.CloudPCID) {
+		changed = append(changed, "CloudPCID")
+	}
+	if after.RequesterID != before.RequesterID {
+		changed = append(changed, "RequesterID")
+	}
+	if after.RequestChannelID != before.RequestChannelID {
+		changed = append(changed, "RequestChannelID")
+	}
+	if !slices.Equal(after.Approvers, before.Approvers) {
+		changed = append(changed, "Approvers")
+	}
+	if !after.CreatedAt.Equal(before.CreatedAt) {
+		changed = append(changed, "CreatedAt")
+	}
+	if after.State != before.State {
+		changed = append(changed, "State")
+	}
+	if len(changed) > 0 {
+		return fmt.Errorf("update may not change %s", strings.Join(changed, ", "))
+	}
+	return nil
+}
+
+// ListByState returns the requests in any of states, oldest (by CreatedAt)
+// first. No states means no requests.
+func (s *Store) ListByState(ctx context.Context, states ...approvals.State) ([]*approvals.Request, error) {
+	if len(states) == 0 {
+		return nil, nil
+	}
+	names := make([]string, len(states))
+	for i, st := range states {
+		names[i] = string(st)
+	}
+	return s.list(ctx, `WHERE state = ANY($1) ORDER BY created_at, id`, names)
+}
+
+// OpenFor returns the open request (approvals.Request.Open) for the Cloud
+// PC, or an error wrapping approvals.ErrNotFound. The id is matched
+// without regard to case; an empty id (an unresolved target) has no open
+// request.
+func (s *Store) OpenFor(ctx context.Context, cloudPCID string) (*approvals.Request, error) {
+	id := strings.ToLower(Text(cloudPCID))
+	if id == "" {
+		return nil, fmt.Errorf("open request for cloud PC %q: %w", cloudPCID, approvals.ErrNotFound)
+	}
+	// The WHERE repeats the unique index's, so that it is used.
+	r, err := scanRequest(s.pool.QueryRow(ctx, `SELECT `+selectColumns+` FROM requests
+		WHERE cloud_pc_id = $1 AND holds_cloud_pc AND cloud_pc_id <> ''`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("open request for cloud PC %s: %w", id, approvals.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open request for cloud PC %s: %w", id, err)
+	}
+	return r, nil
+}
+
+// ListTracking returns the requests whose reprovision is being followed
+// (approvals.Tracking.Active), soonest NextCheck first; a zero NextCheck
+// (check at once) comes before any other.
+func (s *Store) ListTracking(ctx context.Context) ([]*approvals.Request, error) {
+	return s.list(ctx, `WHERE tracking_until IS NOT NULL AND tracking_result = ''
+		ORDER BY tracking_next_check NULLS FIRST, id`)
+}
+
+// ListByRequester returns at most limit requests made by requesterID,
+// newest (by CreatedAt) first. A limit below 1 means no requests.
+func (s *Store) ListByRequester(ctx context.Context, requesterID string, limit int) ([]*approvals.Request, error) {
+	if limit < 1 {
+		return nil, nil
+	}
+	return s.list(ctx, `WHERE requester_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2`, Text(requesterID), limit)
+}
+
+// ListUpdatedSince returns the requests changed at or after since (to
+// Precision), oldest change first.
+func (s *Store) ListUpdatedSince(ctx context.Context, since time.Time) ([]*approvals.Request, error) {
+	return s.list(ctx, `WHERE updated_at >= $1 ORDER BY updated_at, id`, Time(since))
+}
+
+// list returns the requests selected by the WHERE/ORDER BY clause tail.
+func (s *Store) list(ctx context.Context, tail string, args ...any) ([]*approvals.Request, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+selectColumns+` FROM requests `+tail, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list requests: %w", err)
+	}
+	defer rows.Close()
+	var out []*approvals.Request
+	for rows.Next() {
+		r, err := scanRequest(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list requests: %w", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list requests: %w", err)
+	}
+	return out, nil
+}
+
+// Record appends e to the audit trail. A zero e.Time is set to now; the
+// time is kept to Precision, and text as Text says (Details, stored as
+// JSON, keep any string).
+func (s *Store) Record(ctx context.Context, e approvals.Event) error {
+	if e.Kind == "" {
+		return errors.New("record audit event: kind is missing")
+	}
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	if err := checkTime(e.Time); err != nil {
+		return fmt.Errorf("record audit event: %w", err)
+	}
+	details := []byte("{}")
+	if len(e.Details) > 0 {
+		var err error
+		if details, err = json.Marshal(e.Details); err != nil {
+			return fmt.Errorf("record audit event: %w", err)
+		}
+	}
+	_, err := s.pool.Exec(ctx,
+		`INSERT INTO audit_events ("time", request_id, kind, actor, details) VALUES ($1, $2, $3, $4, $5)`,
+		Time(e.Time), Text(e.RequestID), Text(string(e.Kind)), Text(e.Actor), string(details))
+	if err != nil {
+		return fmt.Errorf("record audit event %s for %s: %w", e.Kind, e.RequestID, err)
+	}
+	return nil
+}
+
+// Events returns the audit records whose Time is at or after since (to
+// Precision; all of them when since is zero), oldest first; records with
+// the same Time come in the order they were recorded. Times are in UTC;
+// empty Details are nil.
+func (s *Store) Events(ctx context.Context, since time.Time) ([]approvals.Event, error) {
+	query := `SELECT "time", request_id, kind, actor, details::text FROM audit_events`
+	var args []any
+	if !since.IsZero() {
+		query += ` WHERE "time" >= $1`
+		args = append(args, Time(since))
+	}
+	query += ` ORDER BY "time", id`
+	rows, err := s.pool.Query(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list audit events: %w", err)
+	}
+	defer rows.Close()
+	var out []approvals.Event
+	for rows.Next() {
+		var (
+			e         approvals.Event
+			kind, det string
+		)
+		if err := rows.Scan(&e.Time, &e.RequestID, &kind, &e.Actor, &det); err != nil {
+			return nil, fmt.Errorf("list audit events: %w", err)
+		}
+		e.Time = e.Time.UTC()
+		e.Kind = approvals.EventKind(kind)
+		if err := json.Unmarshal([]byte(det), &e.Details); err != nil {
+			return nil, fmt.Errorf("list audit events: details: %w", err)
+		}
+		if len(e.Details) == 0 {
+			e.Details = nil
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list audit events: %w", err)
+	}
+	return out, nil
+}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/reprovision-bot/reprovision-bot/approvals"
+	"github.com/reprovision-bot/reprovision-bot/approvals/postgres"
 	"github.com/reprovision-bot/reprovision-bot/approvals/sqlite"
 )
 
@@ -43,8 +44,20 @@ func runAudit(ctx context.Context, args []string, getenv func(string) string, st
 	if path == "" {
 		path = "reprovision.db"
 	}
-	store, err := sqlite.OpenReader(path)
-	if err != nil {
+	var store interface {
+		Events(context.Context, time.Time) ([]approvals.Event, error)
+		Close() error
+	}
+	var err error
+	if isPostgres(path) {
+		// The PostgreSQL store's readers are its replicas' own queries:
+		// there is no file to open read-only. Open brings the schema up to
+		// date, as any bot start would; audit then only selects.
+		store, err = postgres.Open(ctx, path)
+		if err != nil {
+			return fmt.Errorf("opening REPROVISION_DB (PostgreSQL %s): %w", shownDB(path), err)
+		}
+	} else if store, err = sqlite.OpenReader(path); err != nil {
 		return fmt.Errorf("opening REPROVISION_DB %q: %w", path, err)
 	}
 	defer store.Close()

@@ -47,6 +47,9 @@ func runBackup(ctx context.Context, args []string, getenv func(string) string, s
 	if path == "" {
 		path = "reprovision.db"
 	}
+	if isPostgres(path) {
+		return fmt.Errorf("backup: REPROVISION_DB is a PostgreSQL database (%s): back it up with pg_dump (deploy/README.md)", shownDB(path))
+	}
 	info, err := sqlite.Backup(ctx, path, *out)
 	if err != nil {
 		return fmt.Errorf("backup of REPROVISION_DB %q: %w", path, err)

@@ -92,7 +92,12 @@ func runCheck(ctx context.Context, args []string, getenv func(string) string, st
 		{"Entra tenant (AZURE_TENANT_ID)", network, func(ctx context.Context) checkResult { return checkTenant(ctx, client, cfg) }},
 		{"Microsoft Graph (GRAPH_URL)", network, func(ctx context.Context) checkResult { return checkGraph(ctx, client, cfg) }},
 		{"store (REPROVISION_DB " + cfg.DBPath + ")", "another process may hold SQLite's write lock for long (a sqlite3 shell?); a slow or network file system does not suit SQLite",
-			func(context.Context) checkResult { return checkStore(cfg.DBPath) }},
+			func(ctx context.Context) checkResult {
+				if isPostgres(cfg.DBPath) {
+					return checkPostgres(ctx, cfg.DBPath)
+				}
+				return checkStore(cfg.DBPath)
+			}},
 	}
 
 	// The checks are independent: run them together, print them in order.
@@ -365,6 +370,24 @@ func pathBase(p string) string {
 //   - Otherwise check opens it as the bot does (sqlite.Open: the lock, WAL,
 //     the schema, migrating an older one as the bot's next start would),
 //     then tries a write in a transaction it rolls back.
+//
+// checkPostgres opens the PostgreSQL store as the bot does (which brings its
+// schema up to date, under a lock, as the bot's start would) and asks it a
+// query.
+func checkPostgres(ctx context.Context, db string) checkResult {
+	what := fmt.Sprintf("store (REPROVISION_DB PostgreSQL %s)", shownDB(db))
+	store, err := openStore(ctx, db)
+	if err != nil {
+		return fail("check the URL, that the server is reachable from here, and that the role may connect and create the bot's tables",
+			"%s: %v", what, err)
+	}
+	defer store.Close()
+	if err := store.Ping(ctx); err != nil {
+		return fail("check the role's rights on the bot's tables", "%s: opened, but a query failed: %v", what, err)
+	}
+	return pass("%s: reachable, schema up to date", what)
+}
+
 func checkStore(path string) checkResult {
 	what := fmt.Sprintf("store (REPROVISION_DB %s)", path)
 	abs, err := filepath.Abs(path)

@@ -8,75 +8,75 @@ import (
 	"time"
 
 	"github.com/reprovision-bot/reprovision-bot/approvals"
-	"github.com/reprovision-bot/reprovision-bot/approvals/sqlite"
+	"github.com/reprovision-bot/reprovision-bot/approvals/postgres/pgtest"
 	"github.com/reprovision-bot/reprovision-bot/fakes"
 )
 
 const reprovisionPath = "/beta/deviceManagement/virtualEndpoint/cloudPCs/" + cloudPCID + "/reprovision"
 
 func TestApproveSignInReprovision(t *testing.T) {
-	t.Parallel()
-	h := newHarness(t)
-	h.start()
+	onBothStores(t, func(t *testing.T, h *harness) {
+		h.start()
 
-	ack := h.request(requesterID, cloudPCID+" "+reason)
-	t.Logf("slash-command ack latency: %s", ack.AckedAt.Sub(ack.SentAt))
-	text := ackText(t, ack)
-	if !strings.Contains(text, "R-") || !strings.Contains(text, "<@"+approverID+">") {
-		t.Errorf("ack %q lacks the reference or the approver", text)
-	}
-
-	prompt := h.prompt()
-	promptBlocks := blocks(prompt)
-	for _, want := range []string{cloudPCID, "<@" + requesterID + ">", "<!date^", "deletes all their data and apps", `"action_id":"approve"`, `"action_id":"deny"`} {
-		if !strings.Contains(promptBlocks, want) {
-			t.Errorf("prompt lacks %q: %s", want, promptBlocks)
+		ack := h.request(requesterID, cloudPCID+" "+reason)
+		t.Logf("slash-command ack latency: %s", ack.AckedAt.Sub(ack.SentAt))
+		text := ackText(t, ack)
+		if !strings.Contains(text, "R-") || !strings.Contains(text, "<@"+approverID+">") {
+			t.Errorf("ack %q lacks the reference or the approver", text)
 		}
-	}
-	if !strings.Contains(ackText(t, ack), ref(t, prompt)) {
-		t.Errorf("ack and prompt carry different references")
-	}
 
-	h.click(approverID, "approve", prompt)
-	h.waitPrompt(prompt.TS, "Waiting for <@"+approverID+"> to sign in")
-	if strings.Contains(blocks(h.promptNow(prompt.TS)), `"action_id":"approve"`) {
-		t.Error("buttons still on the prompt while waiting for sign-in")
-	}
-	if n := len(h.reprovisionPOSTs()); n != 0 {
-		t.Fatalf("%d Graph calls before the approver signed in", n)
-	}
-	h.signIn(approverUPN)
-	confirmation := h.confirm(prompt, "confirm")
-	if want := "Reprovision " + deviceName + " of " + userUPN + " now? This signs them out and deletes all their data and apps."; !strings.Contains(confirmation.Text, want) {
-		t.Errorf("confirmation %q lacks %q", confirmation.Text, want)
-	}
+		prompt := h.prompt()
+		promptBlocks := blocks(prompt)
+		for _, want := range []string{cloudPCID, "<@" + requesterID + ">", "<!date^", "deletes all their data and apps", `"action_id":"approve"`, `"action_id":"deny"`} {
+			if !strings.Contains(promptBlocks, want) {
+				t.Errorf("prompt lacks %q: %s", want, promptBlocks)
+			}
+		}
+		if !strings.Contains(ackText(t, ack), ref(t, prompt)) {
+			t.Errorf("ack and prompt carry different references")
+		}
 
-	h.waitDM(requesterID, "Reprovision started")
-	posts := h.reprovisionPOSTs()
-	if len(posts) != 1 {
-		t.Fatalf("Graph saw %d reprovision calls, want exactly 1", len(posts))
-	}
-	post := posts[0]
-	if post.Path != reprovisionPath {
-		t.Errorf("path %q, want %q", post.Path, reprovisionPath)
-	}
-	token := strings.TrimPrefix(post.Authorization, "Bearer ")
-	if user := h.entra.AccessTokens()[token]; user != approverUPN {
-		t.Errorf("Graph call carried a token of %q, want the approver's (%s)", user, approverUPN)
-	}
-	if post.ClientRequestID == "" {
-		t.Error("no client-request-id on the Graph call")
-	}
-	final := h.waitPrompt(prompt.TS, "Reprovision started")
-	if strings.Contains(blocks(final), `"action_id"`) && strings.Contains(blocks(final), `"approve"`) {
-		t.Errorf("buttons still on the final prompt: %s", final.Blocks)
-	}
-	if strings.Contains(h.stderr.String(), token) {
-		t.Error("the access token appears in the log")
-	}
-	if !strings.Contains(h.stderr.String(), ref(t, prompt)) {
-		t.Error("the log does not carry the request reference")
-	}
+		h.click(approverID, "approve", prompt)
+		h.waitPrompt(prompt.TS, "Waiting for <@"+approverID+"> to sign in")
+		if strings.Contains(blocks(h.promptNow(prompt.TS)), `"action_id":"approve"`) {
+			t.Error("buttons still on the prompt while waiting for sign-in")
+		}
+		if n := len(h.reprovisionPOSTs()); n != 0 {
+			t.Fatalf("%d Graph calls before the approver signed in", n)
+		}
+		h.signIn(approverUPN)
+		confirmation := h.confirm(prompt, "confirm")
+		if want := "Reprovision " + deviceName + " of " + userUPN + " now? This signs them out and deletes all their data and apps."; !strings.Contains(confirmation.Text, want) {
+			t.Errorf("confirmation %q lacks %q", confirmation.Text, want)
+		}
+
+		h.waitDM(requesterID, "Reprovision started")
+		posts := h.reprovisionPOSTs()
+		if len(posts) != 1 {
+			t.Fatalf("Graph saw %d reprovision calls, want exactly 1", len(posts))
+		}
+		post := posts[0]
+		if post.Path != reprovisionPath {
+			t.Errorf("path %q, want %q", post.Path, reprovisionPath)
+		}
+		token := strings.TrimPrefix(post.Authorization, "Bearer ")
+		if user := h.entra.AccessTokens()[token]; user != approverUPN {
+			t.Errorf("Graph call carried a token of %q, want the approver's (%s)", user, approverUPN)
+		}
+		if post.ClientRequestID == "" {
+			t.Error("no client-request-id on the Graph call")
+		}
+		final := h.waitPrompt(prompt.TS, "Reprovision started")
+		if strings.Contains(blocks(final), `"action_id"`) && strings.Contains(blocks(final), `"approve"`) {
+			t.Errorf("buttons still on the final prompt: %s", final.Blocks)
+		}
+		if strings.Contains(h.stderr.String(), token) {
+			t.Error("the access token appears in the log")
+		}
+		if !strings.Contains(h.stderr.String(), ref(t, prompt)) {
+			t.Error("the log does not carry the request reference")
+		}
+	})
 }
 
 func TestDeny(t *testing.T) {
@@ -161,51 +161,51 @@ func TestBadInputIsRefusedAndNothingHappens(t *testing.T) {
 }
 
 func TestDoubleApproveAndRedeliveryCallGraphOnce(t *testing.T) {
-	t.Parallel()
-	h := newHarness(t)
-	h.start()
-	requestEnvelope := h.slack.SendSlashCommand(t, fakes.SlashCommand{UserID: requesterID, ChannelID: channelID, Command: "/reprovision", Text: cloudPCID + " " + reason})
-	h.slack.WaitAck(t, requestEnvelope, wait)
-	h.slack.Redeliver(t, requestEnvelope)
-	prompt := h.prompt()
+	onBothStores(t, func(t *testing.T, h *harness) {
+		h.start()
+		requestEnvelope := h.slack.SendSlashCommand(t, fakes.SlashCommand{UserID: requesterID, ChannelID: channelID, Command: "/reprovision", Text: cloudPCID + " " + reason})
+		h.slack.WaitAck(t, requestEnvelope, wait)
+		h.slack.Redeliver(t, requestEnvelope)
+		prompt := h.prompt()
 
-	first := h.click(approverID, "approve", prompt)
-	h.click(approverID, "approve", prompt) // double click
-	h.slack.Redeliver(t, first)            // Slack redelivers the first
-	h.waitEphemeral(approverID, "already handled")
-	h.signIn(approverUPN)
-	h.confirm(prompt, "confirm")
-	h.waitDM(requesterID, "Reprovision started")
-	h.click(approverID, "approve", prompt) // a late click after the outcome
-	h.slack.WaitFor(t, wait, "the late clicker is told the outcome", func() bool {
-		for _, m := range h.slack.Ephemerals(approverID) {
-			if strings.Contains(m.Text, "already handled") && strings.Contains(m.Text, "Reprovision started") {
-				return true
+		first := h.click(approverID, "approve", prompt)
+		h.click(approverID, "approve", prompt) // double click
+		h.slack.Redeliver(t, first)            // Slack redelivers the first
+		h.waitEphemeral(approverID, "already handled")
+		h.signIn(approverUPN)
+		h.confirm(prompt, "confirm")
+		h.waitDM(requesterID, "Reprovision started")
+		h.click(approverID, "approve", prompt) // a late click after the outcome
+		h.slack.WaitFor(t, wait, "the late clicker is told the outcome", func() bool {
+			for _, m := range h.slack.Ephemerals(approverID) {
+				if strings.Contains(m.Text, "already handled") && strings.Contains(m.Text, "Reprovision started") {
+					return true
+				}
+			}
+			return false
+		})
+
+		if n := len(h.reprovisionPOSTs()); n != 1 {
+			t.Errorf("Graph saw %d reprovision calls, want 1", n)
+		}
+		if n := len(h.entra.DeviceCodes()); n != 1 {
+			t.Errorf("%d sign-ins started, want 1", n)
+		}
+		prompts, codes, confirmations := 0, 0, 0
+		for _, m := range h.dmsTo(approverID) {
+			switch {
+			case strings.Contains(m, "Reprovision request"):
+				prompts++
+			case strings.Contains(m, "enter the code"):
+				codes++
+			case strings.Contains(m, "Confirmed: reprovisioning"):
+				confirmations++
 			}
 		}
-		return false
-	})
-
-	if n := len(h.reprovisionPOSTs()); n != 1 {
-		t.Errorf("Graph saw %d reprovision calls, want 1", n)
-	}
-	if n := len(h.entra.DeviceCodes()); n != 1 {
-		t.Errorf("%d sign-ins started, want 1", n)
-	}
-	prompts, codes, confirmations := 0, 0, 0
-	for _, m := range h.dmsTo(approverID) {
-		switch {
-		case strings.Contains(m, "Reprovision request"):
-			prompts++
-		case strings.Contains(m, "enter the code"):
-			codes++
-		case strings.Contains(m, "Confirmed: reprovisioning"):
-			confirmations++
+		if prompts != 1 || codes != 1 || confirmations != 1 {
+			t.Errorf("approver got %d prompts, %d sign-in codes, %d confirmations; want one each", prompts, codes, confirmations)
 		}
-	}
-	if prompts != 1 || codes != 1 || confirmations != 1 {
-		t.Errorf("approver got %d prompts, %d sign-in codes, %d confirmations; want one each", prompts, codes, confirmations)
-	}
+	})
 }
 
 func TestGraphNotFoundIsShownWithItsCode(t *testing.T) {
@@ -299,54 +299,54 @@ func TestUnfinishedSignInLeavesTheRequestApprovable(t *testing.T) {
 }
 
 func TestPendingPromptWorksAfterRestart(t *testing.T) {
-	t.Parallel()
-	h := newHarness(t)
-	h.start()
-	prompt := h.ask(cloudPCID + " " + reason)
-	if _, err := h.stop(); err != nil {
-		t.Fatalf("run returned %v on stop", err)
-	}
-	h.start()
-	h.approveWithSignIn(prompt)
-	h.waitDM(requesterID, "Reprovision started")
-	if n := len(h.reprovisionPOSTs()); n != 1 {
-		t.Errorf("%d calls, want 1", n)
-	}
+	onBothStores(t, func(t *testing.T, h *harness) {
+		h.start()
+		prompt := h.ask(cloudPCID + " " + reason)
+		if _, err := h.stop(); err != nil {
+			t.Fatalf("run returned %v on stop", err)
+		}
+		h.start()
+		h.approveWithSignIn(prompt)
+		h.waitDM(requesterID, "Reprovision started")
+		if n := len(h.reprovisionPOSTs()); n != 1 {
+			t.Errorf("%d calls, want 1", n)
+		}
+	})
 }
 
 // A request left executing by a process that died mid-call is never resent:
 // after restart both sides are told the outcome is unknown.
 func TestInFlightCallBeforeCrashIsOutcomeUnknown(t *testing.T) {
-	t.Parallel()
-	h := newHarness(t)
-	h.start()
-	prompt := h.ask(cloudPCID + " " + reason)
-	h.stop()
+	onBothStores(t, func(t *testing.T, h *harness) {
+		h.start()
+		prompt := h.ask(cloudPCID + " " + reason)
+		h.stop()
 
-	// What a crash between "executing" and Graph's answer leaves behind.
-	store, err := sqlite.Open(h.env["REPROVISION_DB"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	r := ref(t, prompt)
-	if _, err := store.Transition(ctx, r, approvals.StateApproved, func(r *approvals.Request) { r.DecidedBy = approverID }); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := store.Transition(ctx, r, approvals.StateExecuting, nil); err != nil {
-		t.Fatal(err)
-	}
-	store.Close()
+		// What a crash between "executing" and Graph's answer leaves behind.
+		store, err := openStore(context.Background(), h.env["REPROVISION_DB"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		r := ref(t, prompt)
+		if _, err := store.Transition(ctx, r, approvals.StateApproved, func(r *approvals.Request) { r.DecidedBy = approverID }); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := store.Transition(ctx, r, approvals.StateExecuting, nil); err != nil {
+			t.Fatal(err)
+		}
+		store.Close()
 
-	h.start()
-	h.waitPrompt(prompt.TS, "Outcome unknown")
-	h.waitDM(requesterID, "Outcome unknown")
-	h.waitDM(approverID, "check the Cloud PC")
-	h.click(approverID, "approve", prompt)
-	h.waitEphemeral(approverID, "already handled")
-	if len(h.graph.Requests()) != 0 || len(h.entra.DeviceCodes()) != 0 {
-		t.Error("a request with an unknown outcome was sent again")
-	}
+		h.start()
+		h.waitPrompt(prompt.TS, "Outcome unknown")
+		h.waitDM(requesterID, "Outcome unknown")
+		h.waitDM(approverID, "check the Cloud PC")
+		h.click(approverID, "approve", prompt)
+		h.waitEphemeral(approverID, "already handled")
+		if len(h.graph.Requests()) != 0 || len(h.entra.DeviceCodes()) != 0 {
+			t.Error("a request with an unknown outcome was sent again")
+		}
+	})
 }
 
 func TestShutdownDuringSignInExitsPromptlyAndReopensTheRequest(t *testing.T) {
@@ -409,5 +409,21 @@ func TestShutdownCutsOffAHangingCallWithinTheBudget(t *testing.T) {
 	h.waitPrompt(prompt.TS, "Outcome unknown")
 	if n := len(h.reprovisionPOSTs()); n != 1 {
 		t.Errorf("%d reprovision calls, want 1: a cut-off call is never resent", n)
+	}
+}
+
+// onBothStores runs test on a harness of its own with each store: SQLite
+// (a file) and PostgreSQL (a fresh database from pgtest), in parallel.
+func onBothStores(t *testing.T, test func(t *testing.T, h *harness)) {
+	t.Parallel()
+	for _, kind := range []string{"sqlite", "postgres"} {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t)
+			if kind == "postgres" {
+				h.env["REPROVISION_DB"] = pgtest.URL(t)
+			}
+			test(t, h)
+		})
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reprovision-bot/reprovision-bot/approvals/postgres/pgtest"
 	"github.com/reprovision-bot/reprovision-bot/fakes"
 )
 
@@ -19,18 +20,22 @@ import (
 // Entra and Graph are TLS servers; the bot trusts them the standard Go way,
 // through SSL_CERT_FILE, which must be set before the first TLS handshake.
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "reprovision-e2e-ca")
-	if err != nil {
-		panic(err)
+	// pgtest.Main exits when the tests end, so the CA file is one per
+	// process in the temporary directory, and those of earlier runs go.
+	old, _ := filepath.Glob(filepath.Join(os.TempDir(), "reprovision-e2e-ca-*.pem"))
+	for _, f := range old {
+		if info, err := os.Stat(f); err == nil && time.Since(info.ModTime()) > time.Hour {
+			os.Remove(f)
+		}
 	}
-	path := filepath.Join(dir, "ca.pem")
+	path := filepath.Join(os.TempDir(), fmt.Sprintf("reprovision-e2e-ca-%d.pem", os.Getpid()))
 	if err := os.WriteFile(path, fakes.CAPEM(), 0o600); err != nil {
 		panic(err)
 	}
 	os.Setenv("SSL_CERT_FILE", path)
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	// pgtest stops the PostgreSQL cluster it may start for the tests that
+	// run on both stores, then exits with the tests' code.
+	pgtest.Main(m)
 }
 
 const (

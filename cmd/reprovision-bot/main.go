@@ -12,10 +12,10 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/reprovision-bot/reprovision-bot/approvals"
-	"github.com/reprovision-bot/reprovision-bot/approvals/sqlite"
 	"github.com/reprovision-bot/reprovision-bot/bot"
 	"github.com/reprovision-bot/reprovision-bot/graph"
 )
@@ -84,9 +84,9 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	store, err := sqlite.Open(cfg.DBPath)
+	store, err := openStore(ctx, cfg.DBPath)
 	if err != nil {
-		return fmt.Errorf("opening REPROVISION_DB %q: %w", cfg.DBPath, err)
+		return err
 	}
 	defer store.Close()
 
@@ -126,11 +126,16 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	// serving: this process serves (with PostgreSQL only while it leads;
+	// the others stand by).
+	var serving atomic.Bool
 	if cfg.HTTPAddr != "off" {
 		ready := func(rctx context.Context) error {
 			switch {
 			case ctx.Err() != nil:
 				return errors.New("stopping")
+			case !serving.Load():
+				return errors.New("standby")
 			case !b.Connected():
 				return errors.New("not connected to Slack (Socket Mode)")
 			}
@@ -143,6 +148,11 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 		defer stop()
 		log.Info("operations listener", "addr", addr.String())
 	}
-	log.Info("starting", "approvers", cfg.Approvers, "cloud", cfg.cloud.Name, "graph", cfg.GraphURL, "db", cfg.DBPath)
-	return b.Run(ctx, wf)
+	log.Info("starting", "approvers", cfg.Approvers, "cloud", cfg.cloud.Name, "graph", cfg.GraphURL, "db", shownDB(cfg.DBPath))
+	if !isPostgres(cfg.DBPath) {
+		serving.Store(true) // the store's file lock already made this process the one
+		m.Leading(true)
+		return b.Run(ctx, wf)
+	}
+	return lead(ctx, cfg.DBPath, log, m, &serving, func(ctx context.Context) error { return b.Run(ctx, wf) })
 }

@@ -36,6 +36,7 @@ type metrics struct {
 	graph      *prometheus.CounterVec
 	ack        prometheus.Histogram
 	reconnects prometheus.Counter
+	leading    prometheus.Gauge
 }
 
 // scrapeTimeout bounds a store count during a scrape.
@@ -65,7 +66,10 @@ func newMetrics(counts storeCounts) *metrics {
 			Name: "reprovision_socket_reconnects_total", Help: "Socket Mode connections opened after the first.",
 		}),
 	}
-	m.reg.MustRegister(m.created, m.settled, m.graph, m.ack, m.reconnects,
+	m.leading = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "reprovision_leader", Help: "1 while this process serves (with PostgreSQL: holds leadership), 0 while it stands by.",
+	})
+	m.reg.MustRegister(m.created, m.settled, m.graph, m.ack, m.reconnects, m.leading,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if counts.OpenRequests != nil {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -118,6 +122,15 @@ func (m *metrics) GraphRequest(operation string, status int) {
 
 // Acked implements bot.Observer.
 func (m *metrics) Acked(d time.Duration) { m.ack.Observe(d.Seconds()) }
+
+// Leading records whether this process serves now.
+func (m *metrics) Leading(yes bool) {
+	if yes {
+		m.leading.Set(1)
+	} else {
+		m.leading.Set(0)
+	}
+}
 
 // Reconnected implements bot.Observer.
 func (m *metrics) Reconnected() { m.reconnects.Inc() }

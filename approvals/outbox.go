@@ -2,6 +2,7 @@ package approvals
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -151,4 +152,56 @@ var (
 // (Slack's Retry-After).
 type RetryAfter interface {
 	RetryAfter() time.Duration
+}
+
+// outgoingPayload is what an entry carries besides what a store keeps in
+// columns of their own (request, kind, bookkeeping): one JSON encoding for
+// every store.
+type outgoingPayload struct {
+	User     string           `json:"user,omitempty"`
+	Notice   string           `json:"notice,omitempty"`
+	Why      string           `json:"why,omitempty"` // EncodeOutcome
+	Accepted bool             `json:"accepted,omitempty"`
+	Progress *progressPayload `json:"progress,omitempty"`
+}
+
+type progressPayload struct {
+	Kind   string        `json:"kind"`
+	Status string        `json:"status,omitempty"`
+	Detail string        `json:"detail,omitempty"`
+	Every  time.Duration `json:"every,omitempty"`
+}
+
+// Payload encodes what o carries besides its request, kind and
+// bookkeeping, for a store to keep (SetPayload reads it back).
+func (o Outgoing) Payload() (string, error) {
+	p := outgoingPayload{User: o.User, Notice: string(o.Notice), Accepted: o.Accepted}
+	if o.Why != nil {
+		why, err := EncodeOutcome(o.Why)
+		if err != nil {
+			return "", err
+		}
+		p.Why = why
+	}
+	if o.Kind == OutgoingProgress {
+		p.Progress = &progressPayload{string(o.Progress.Kind), o.Progress.Status, o.Progress.Detail, o.Progress.Every}
+	}
+	b, err := json.Marshal(p)
+	return string(b), err
+}
+
+// SetPayload sets what Payload encoded.
+func (o *Outgoing) SetPayload(s string) error {
+	var p outgoingPayload
+	if err := json.Unmarshal([]byte(s), &p); err != nil {
+		return err
+	}
+	o.User, o.Notice, o.Accepted = p.User, NoticeKind(p.Notice), p.Accepted
+	if p.Why != "" {
+		o.Why = DecodeOutcome(p.Why)
+	}
+	if p.Progress != nil {
+		o.Progress = Progress{Kind: ProgressKind(p.Progress.Kind), Status: p.Progress.Status, Detail: p.Progress.Detail, Every: p.Progress.Every}
+	}
+	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -294,4 +295,42 @@ type TransitionError struct {
 
 func (e *TransitionError) Error() string {
 	return fmt.Sprintf("request %s is %s; cannot become %s", e.Current.ID, e.Current.State, e.To)
+}
+
+// KeepsIdentity reports an error if after (an update of before) changed a
+// field that says which request this is, what it is for, who asked or who
+// decides, or the state (a store's Transition sets that itself): the rule
+// every store applies to Update and to a transition's update. CloudPCID may
+// go from empty to set once, when the target is resolved; after that it is
+// fixed.
+func KeepsIdentity(before, after *Request) error {
+	var changed []string
+	if after.ID != before.ID {
+		changed = append(changed, "ID")
+	}
+	if after.Target != before.Target {
+		changed = append(changed, "Target")
+	}
+	if before.CloudPCID != "" && !strings.EqualFold(after.CloudPCID, before.CloudPCID) {
+		changed = append(changed, "CloudPCID")
+	}
+	if after.RequesterID != before.RequesterID {
+		changed = append(changed, "RequesterID")
+	}
+	if after.RequestChannelID != before.RequestChannelID {
+		changed = append(changed, "RequestChannelID")
+	}
+	if !slices.Equal(after.Approvers, before.Approvers) {
+		changed = append(changed, "Approvers")
+	}
+	if !after.CreatedAt.Equal(before.CreatedAt) {
+		changed = append(changed, "CreatedAt")
+	}
+	if after.State != before.State {
+		changed = append(changed, "State")
+	}
+	if len(changed) > 0 {
+		return fmt.Errorf("update may not change %s", strings.Join(changed, ", "))
+	}
+	return nil
 }

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
@@ -14,55 +13,6 @@ import (
 
 // This file is the store's outbox (approvals.Outbox): what people must be
 // told, kept until it is delivered.
-
-// payload is what an entry carries besides its bookkeeping columns (as in
-// the SQLite store).
-type payload struct {
-	User     string        `json:"user,omitempty"`
-	Notice   string        `json:"notice,omitempty"`
-	Why      string        `json:"why,omitempty"` // approvals.EncodeOutcome
-	Accepted bool          `json:"accepted,omitempty"`
-	Progress *progressJSON `json:"progress,omitempty"`
-}
-
-type progressJSON struct {
-	Kind   string        `json:"kind"`
-	Status string        `json:"status,omitempty"`
-	Detail string        `json:"detail,omitempty"`
-	Every  time.Duration `json:"every,omitempty"`
-}
-
-func encodePayload(o approvals.Outgoing) (string, error) {
-	p := payload{User: o.User, Notice: string(o.Notice), Accepted: o.Accepted}
-	if o.Why != nil {
-		why, err := approvals.EncodeOutcome(o.Why)
-		if err != nil {
-			return "", err
-		}
-		p.Why = why
-	}
-	if o.Kind == approvals.OutgoingProgress {
-		p.Progress = &progressJSON{string(o.Progress.Kind), o.Progress.Status, o.Progress.Detail, o.Progress.Every}
-	}
-	b, err := json.Marshal(p)
-	return string(b), err
-}
-
-func decodePayload(s string, o *approvals.Outgoing) error {
-	var p payload
-	if err := json.Unmarshal([]byte(s), &p); err != nil {
-		return err
-	}
-	o.User, o.Notice, o.Accepted = p.User, approvals.NoticeKind(p.Notice), p.Accepted
-	if p.Why != "" {
-		o.Why = approvals.DecodeOutcome(p.Why)
-	}
-	if p.Progress != nil {
-		o.Progress = approvals.Progress{Kind: approvals.ProgressKind(p.Progress.Kind), Status: p.Progress.Status,
-			Detail: p.Progress.Detail, Every: p.Progress.Every}
-	}
-	return nil
-}
 
 const upsertOutgoing = `
 INSERT INTO outbox (request_id, kind, coalesce_key, payload, generation, attempts, last_error, created_at, next_at)
@@ -94,7 +44,7 @@ func enqueue(ctx context.Context, tx pgx.Tx, now time.Time, lock bool, entries .
 		if err := o.Validate(); err != nil {
 			return fmt.Errorf("enqueue: %w", err)
 		}
-		body, err := encodePayload(o)
+		body, err := o.Payload()
 		if err != nil {
 			return fmt.Errorf("enqueue %s for %s: %w", o.Kind, o.RequestID, err)
 		}
@@ -158,7 +108,7 @@ FROM outbox WHERE next_at <= $1`
 		}
 		o.Kind = approvals.OutgoingKind(kind)
 		o.CreatedAt, o.NextAt = o.CreatedAt.UTC(), o.NextAt.UTC()
-		if err := decodePayload(body, &o); err != nil {
+		if err := o.SetPayload(body); err != nil {
 			return nil, fmt.Errorf("due notices: entry %d: %w", o.ID, err)
 		}
 		out = append(out, o)

@@ -336,7 +336,7 @@ func (s *Store) Apply(ctx context.Context, id string, c approvals.Change) (*appr
 			if c.Update != nil {
 				c.Update(next)
 			}
-			if err := sameIdentity(current, next); err != nil {
+			if err := approvals.KeepsIdentity(current, next); err != nil {
 				return nil, err
 			}
 			return next, nil
@@ -351,7 +351,7 @@ func (s *Store) Apply(ctx context.Context, id string, c approvals.Change) (*appr
 		if update != nil {
 			update(next)
 			next.State = current.State // overridden below; not an identity change
-			if err := sameIdentity(current, next); err != nil {
+			if err := approvals.KeepsIdentity(current, next); err != nil {
 				return nil, err
 			}
 		}
@@ -415,42 +415,6 @@ func (s *Store) change(ctx context.Context, op, id string, edit func(current *ap
 		return nil, fmt.Errorf("%s: commit: %w", op, err)
 	}
 	return next, nil
-}
-
-// sameIdentity reports an error if update touched a field that says which
-// request this is, what it is for, who asked or who decides, or the state
-// (Transition sets that itself). CloudPCID may go from empty to set once,
-// when the target is resolved; after that it is fixed.
-func sameIdentity(before, after *approvals.Request) error {
-	var changed []string
-	if after.ID != before.ID {
-		changed = append(changed, "ID")
-	}
-	if after.Target != before.Target {
-		changed = append(changed, "Target")
-	}
-	if before.CloudPCID != "" && !strings.EqualFold(after.CloudPCID, before.CloudPCID) {
-		changed = append(changed, "CloudPCID")
-	}
-	if after.RequesterID != before.RequesterID {
-		changed = append(changed, "RequesterID")
-	}
-	if after.RequestChannelID != before.RequestChannelID {
-		changed = append(changed, "RequestChannelID")
-	}
-	if !slices.Equal(after.Approvers, before.Approvers) {
-		changed = append(changed, "Approvers")
-	}
-	if !after.CreatedAt.Equal(before.CreatedAt) {
-		changed = append(changed, "CreatedAt")
-	}
-	if after.State != before.State {
-		changed = append(changed, "State")
-	}
-	if len(changed) > 0 {
-		return fmt.Errorf("update may not change %s", strings.Join(changed, ", "))
-	}
-	return nil
 }
 
 // ListByState returns the requests in any of states, oldest (by CreatedAt)

@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -12,54 +11,6 @@ import (
 
 // This file is the store's outbox (approvals.Outbox): what people must be
 // told, kept until it is delivered.
-
-// payload is what an entry carries besides its bookkeeping columns.
-type payload struct {
-	User     string        `json:"user,omitempty"`
-	Notice   string        `json:"notice,omitempty"`
-	Why      string        `json:"why,omitempty"` // approvals.EncodeOutcome
-	Accepted bool          `json:"accepted,omitempty"`
-	Progress *progressJSON `json:"progress,omitempty"`
-}
-
-type progressJSON struct {
-	Kind   string        `json:"kind"`
-	Status string        `json:"status,omitempty"`
-	Detail string        `json:"detail,omitempty"`
-	Every  time.Duration `json:"every,omitempty"`
-}
-
-func encodePayload(o approvals.Outgoing) (string, error) {
-	p := payload{User: o.User, Notice: string(o.Notice), Accepted: o.Accepted}
-	if o.Why != nil {
-		why, err := approvals.EncodeOutcome(o.Why)
-		if err != nil {
-			return "", err
-		}
-		p.Why = why
-	}
-	if o.Kind == approvals.OutgoingProgress {
-		p.Progress = &progressJSON{string(o.Progress.Kind), o.Progress.Status, o.Progress.Detail, o.Progress.Every}
-	}
-	b, err := json.Marshal(p)
-	return string(b), err
-}
-
-func decodePayload(s string, o *approvals.Outgoing) error {
-	var p payload
-	if err := json.Unmarshal([]byte(s), &p); err != nil {
-		return err
-	}
-	o.User, o.Notice, o.Accepted = p.User, approvals.NoticeKind(p.Notice), p.Accepted
-	if p.Why != "" {
-		o.Why = approvals.DecodeOutcome(p.Why)
-	}
-	if p.Progress != nil {
-		o.Progress = approvals.Progress{Kind: approvals.ProgressKind(p.Progress.Kind), Status: p.Progress.Status,
-			Detail: p.Progress.Detail, Every: p.Progress.Every}
-	}
-	return nil
-}
 
 // execer is a *sql.DB or a *sql.Tx.
 type execer interface {
@@ -77,7 +28,7 @@ func enqueue(ctx context.Context, x execer, now time.Time, entries ...approvals.
 		if err := o.Validate(); err != nil {
 			return fmt.Errorf("enqueue: %w", err)
 		}
-		body, err := encodePayload(o)
+		body, err := o.Payload()
 		if err != nil {
 			return fmt.Errorf("enqueue %s for %s: %w", o.Kind, o.RequestID, err)
 		}
@@ -144,7 +95,7 @@ FROM outbox WHERE next_at <= ?`
 			return nil, fmt.Errorf("due notices: %w", err)
 		}
 		o.Kind = approvals.OutgoingKind(kind)
-		err := decodePayload(body, &o)
+		err := o.SetPayload(body)
 		if err == nil {
 			o.CreatedAt, err = parseTime(from)
 		}

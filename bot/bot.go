@@ -55,8 +55,18 @@ type Bot struct {
 
 	seen envelopeLog
 	// homeViewers are users who opened the App Home since start; their Home
-	// tab is kept current.
+	// tab is kept current (homes redraws them).
 	homeViewers idSet
+	homes       homeRefresh
+
+	// pace books the turns of Web API calls (pace.go).
+	pace *pacer
+	// requests stores new requests and prompts their approvers; forms
+	// opens reason forms: the work after an ack (queue.go).
+	requests, forms *workQueue
+	// pacedPrompts: requests whose prompt waits for its turn in the outbox
+	// (Slack's pace), not for Slack to recover.
+	pacedPrompts refTimes
 
 	connected connection
 	arrivals  arrivals
@@ -91,8 +101,28 @@ func New(cfg Config) (*Bot, error) {
 			slack.OptionHTTPClient(httpClient)),
 	}
 	b.handlerCtx, b.cancelHandler = context.WithCancel(context.Background())
+	b.pace = newPacer(PaceLimits(), paceScale)
+	b.requests = newWorkQueue("requests", requestWorkers, queueCapacity)
+	b.forms = newWorkQueue("forms", formWorkers, queueCapacity)
+	b.homes.init()
 	return b, nil
 }
+
+// The work after an ack runs on a few workers (queue.go). Opening a request
+// writes to the store (one writer at a time) and makes at most one Slack
+// call at once (a free turn or none): two workers keep the store busy
+// without leaving the Socket Mode loop short of CPU. Opening a form is one
+// Slack call, which must come within the trigger_id's 3 s.
+const (
+	requestWorkers = 2
+	formWorkers    = 4
+	// queueCapacity bounds each queue: a command finding it full is
+	// refused in its ack (nothing is recorded).
+	queueCapacity = 4096
+	// dropBudget bounds telling, at a stop, those whose acked command no
+	// worker got to.
+	dropBudget = time.Second
+)
 
 // slackHTTPTimeout bounds one Slack Web API call.
 const slackHTTPTimeout = 15 * time.Second
@@ -106,6 +136,9 @@ func (b *Bot) Run(ctx context.Context, wf *approvals.Workflow) error {
 	}
 	b.wf = wf
 	wf.Start(ctx)
+	b.requests.start(b.handlerCtx, interactionTimeout)
+	b.forms.start(b.handlerCtx, interactionTimeout)
+	b.handlers.Go(func() { b.homes.run(b.handlerCtx, b.publishHome) })
 
 	sm := socketmode.New(b.api)
 	socketCtx, stopSocket := context.WithCancel(context.Background())
@@ -143,12 +176,21 @@ const handlerGrace = 5 * time.Second
 // moment.
 const handlerStopBudget = 7 * time.Second
 
-// stop ends sign-ins at once, lets handlers under way finish (within
-// handlerGrace), then stops the workflow.
+// stop ends sign-ins at once, lets handlers under way and the queued work
+// finish (within handlerGrace), tells those whose command no worker got
+// to, then stops the workflow.
 func (b *Bot) stop(wf *approvals.Workflow) {
 	wf.Stopping()
+	b.requests.close()
+	b.forms.close()
+	b.homes.stop()
 	done := make(chan struct{})
-	go func() { b.handlers.Wait(); close(done) }()
+	go func() {
+		b.requests.wait()
+		b.forms.wait()
+		b.handlers.Wait()
+		close(done)
+	}()
 	select {
 	case <-done:
 	case <-time.After(handlerGrace):
@@ -161,6 +203,14 @@ func (b *Bot) stop(wf *approvals.Workflow) {
 			b.log.Error("handlers still running at the stop deadline; exiting anyway")
 		}
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), dropBudget)
+	if n := b.requests.leftovers(ctx); n > 0 {
+		b.log.Error("acked requests not recorded: the bot stopped first", "requests", n)
+	}
+	if n := b.forms.leftovers(ctx); n > 0 {
+		b.log.Warn("reason forms not opened: the bot stopped first", "forms", n)
+	}
+	cancel()
 	wf.Stop()
 	b.cancelHandler()
 }
@@ -187,7 +237,8 @@ func (b *Bot) dispatch(sm *socketmode.Client, evt socketmode.Event) {
 		return
 	}
 	envelope := evt.Request.EnvelopeID
-	b.arrivals.arrived(envelope, time.Now())
+	arrived := time.Now()
+	b.arrivals.arrived(envelope, arrived)
 	b.log.Debug("envelope received", "envelope", envelope, "type", string(evt.Type), "retry_attempt", evt.Request.RetryAttempt)
 	// Slack redelivers an envelope it thinks was not acked, possibly on
 	// another connection: ack again, handle once.
@@ -203,7 +254,7 @@ func (b *Bot) dispatch(sm *socketmode.Client, evt socketmode.Event) {
 			b.ackMalformed(sm, evt)
 			return
 		}
-		b.handleSlashCommand(sm, evt.Request, cmd)
+		b.handleSlashCommand(sm, evt.Request, cmd, arrived)
 	case socketmode.EventTypeInteractive:
 		callback, ok := evt.Data.(slack.InteractionCallback)
 		if !ok {
@@ -215,7 +266,7 @@ func (b *Bot) dispatch(sm *socketmode.Client, evt socketmode.Event) {
 			return
 		}
 		b.ack(sm, evt.Request, nil)
-		b.spawn(func(ctx context.Context) { b.handleBlockAction(ctx, callback) })
+		b.spawn(func(ctx context.Context) { b.handleBlockAction(withTrigger(ctx, arrived), callback) })
 	case socketmode.EventTypeEventsAPI:
 		b.ack(sm, evt.Request, nil)
 		if user, ok := appHomeOpened(evt.Data); ok {
@@ -326,34 +377,68 @@ func (b *Bot) ack(sm *socketmode.Client, req *socketmode.Request, payload any) {
 	}
 }
 
-// envelopeLog remembers recently handled envelope IDs.
+// envelopeLog remembers the envelope IDs handled in the last
+// envelopeMemory, the latest envelopeLogSize of them at most: a FIFO ring
+// in arrival order, and a set of what it holds. O(1) per envelope, and
+// bounded however many come.
 type envelopeLog struct {
-	mu   sync.Mutex
-	seen map[string]time.Time
+	mu      sync.Mutex
+	seen    map[string]struct{}
+	ring    []loggedEnvelope
+	head, n int // the oldest entry, and how many there are
 }
 
-// envelopeMemory: Slack gives up redelivering well within this.
-const envelopeMemory = time.Hour
+type loggedEnvelope struct {
+	id string
+	at time.Time
+}
+
+const (
+	// envelopeMemory: Slack gives up redelivering well within this (its
+	// retries come within minutes).
+	envelopeMemory = time.Hour
+	// envelopeLogSize bounds the log: more envelopes than this within
+	// Slack's retry window would be a flood no bot answers in time anyway.
+	envelopeLogSize = 16384
+)
 
 func (l *envelopeLog) firstTime(id string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := time.Now()
 	if l.seen == nil {
-		l.seen = map[string]time.Time{}
+		l.seen = map[string]struct{}{}
 	}
 	if _, dup := l.seen[id]; dup {
 		return false
 	}
-	if len(l.seen) > 1000 {
-		for k, t := range l.seen {
-			if now.Sub(t) > envelopeMemory {
-				delete(l.seen, k)
+	for l.n > 0 && now.Sub(l.ring[l.head].at) > envelopeMemory {
+		l.pop()
+	}
+	if l.n == len(l.ring) {
+		if len(l.ring) >= envelopeLogSize {
+			l.pop()
+		} else {
+			// Grow, oldest first.
+			grown := make([]loggedEnvelope, min(envelopeLogSize, max(64, 2*len(l.ring))))
+			for i := range l.n {
+				grown[i] = l.ring[(l.head+i)%len(l.ring)]
 			}
+			l.ring, l.head = grown, 0
 		}
 	}
-	l.seen[id] = now
+	l.ring[(l.head+l.n)%len(l.ring)] = loggedEnvelope{id: id, at: now}
+	l.n++
+	l.seen[id] = struct{}{}
 	return true
+}
+
+// pop forgets the oldest entry.
+func (l *envelopeLog) pop() {
+	delete(l.seen, l.ring[l.head].id)
+	l.ring[l.head] = loggedEnvelope{}
+	l.head = (l.head + 1) % len(l.ring)
+	l.n--
 }
 
 // idSet is a small concurrent set of Slack user IDs.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/slack-go/slack"
 	"github.com/slack-go/slack/slackevents"
@@ -34,14 +35,88 @@ func (b *Bot) homeOpened(ctx context.Context, user string) {
 }
 
 // refreshHomes keeps the Home tab current for everyone r concerns who has
-// looked at it since the bot started.
+// looked at it since the bot started: the redraw is left to the homes loop
+// while Run runs (one per user however many changes came meanwhile),
+// made here otherwise.
 func (b *Bot) refreshHomes(ctx context.Context, r *approvals.Request) {
 	for _, user := range append([]string{r.RequesterID}, b.wf.Policy().ApproversOf(r)...) {
-		if b.homeViewers.has(user) {
+		if b.homeViewers.has(user) && !b.homes.mark(user) {
 			b.publishHome(ctx, user)
 		}
 	}
 }
+
+// homeRefresh redraws Home tabs in the background, each at most once per
+// round whatever number of changes asked for it: a burst of requests costs
+// an approver looking at the tab a redraw per round, not one per request
+// (views.publish is paced like every call, at Tier 4).
+type homeRefresh struct {
+	mu      sync.Mutex
+	dirty   map[string]bool
+	running bool
+	wake    chan struct{}
+	done    chan struct{}
+	once    sync.Once
+}
+
+func (h *homeRefresh) init() {
+	h.dirty = map[string]bool{}
+	h.wake = make(chan struct{}, 1)
+	h.done = make(chan struct{})
+}
+
+// mark asks for user's Home tab to be redrawn; false when the loop is not
+// running (the caller redraws it).
+func (h *homeRefresh) mark(user string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.running {
+		return false
+	}
+	h.dirty[user] = true
+	select {
+	case h.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// run redraws the tabs asked for, until stop or ctx ends.
+func (h *homeRefresh) run(ctx context.Context, publish func(ctx context.Context, user string)) {
+	h.mu.Lock()
+	h.running = true
+	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		h.running = false
+		h.mu.Unlock()
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-h.done:
+			return
+		case <-h.wake:
+		}
+		h.mu.Lock()
+		users := make([]string, 0, len(h.dirty))
+		for u := range h.dirty {
+			users = append(users, u)
+		}
+		clear(h.dirty)
+		h.mu.Unlock()
+		slices.Sort(users)
+		for _, u := range users {
+			pctx, cancel := context.WithTimeout(ctx, interactionTimeout)
+			publish(pctx, u)
+			cancel()
+		}
+	}
+}
+
+// stop ends run (a redraw under way finishes first).
+func (h *homeRefresh) stop() { h.once.Do(func() { close(h.done) }) }
 
 // publishHome renders user's Home tab: for approvers the requests awaiting
 // them (with their buttons), for everyone their own latest requests.

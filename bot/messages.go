@@ -406,5 +406,9 @@ var reasonFormatting = strings.NewReplacer("*", "＊", "_", "＿", "~", "～", "
 // escapeText makes s safe inside Slack mrkdwn: Graph messages, reasons and
 // other outside text must not turn into mentions or links.
 func escapeText(s string) string {
-	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
+	return mrkdwnEscaper.Replace(s)
 }
+
+// mrkdwnEscaper is escapeText's replacer, built once (a Replacer is safe
+// for concurrent use; building one per call cost kilobytes per message).
+var mrkdwnEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")

@@ -26,12 +26,20 @@ func (b *Bot) PostPrompts(ctx context.Context, r *approvals.Request, to []string
 	)
 	for _, approver := range to {
 		var channel, ts string
-		err := b.slackCall(ctx, "chat.postMessage", func(ctx context.Context) (err error) {
+		err := b.slackCallTo(ctx, "chat.postMessage", approver, func(ctx context.Context) (err error) {
 			channel, ts, err = b.api.PostMessageContext(ctx, approver,
 				slack.MsgOptionText(promptText(r), false),
 				slack.MsgOptionBlocks(promptBlocks(r)...))
 			return err
 		})
+		var paced *pacedError
+		if errors.As(err, &paced) {
+			// Not a failure: the outbox posts it when its turn comes.
+			b.pacedPrompts.add(r.ID)
+			b.log.Debug("approval prompt waits for its turn", "ref", r.ID, "approver", approver, "in", paced.wait.String())
+			errs = append(errs, err)
+			continue
+		}
 		if err = deliveryError(err); err != nil {
 			b.log.Error("approval prompt not posted", "ref", r.ID, "approver", approver, "err", err)
 			if errors.Is(err, approvals.ErrUndeliverable) {
@@ -41,6 +49,7 @@ func (b *Bot) PostPrompts(ctx context.Context, r *approvals.Request, to []string
 			}
 			continue
 		}
+		b.pacedPrompts.take(r.ID)
 		posted = append(posted, approvals.MessageRef{ChannelID: channel, TS: ts, UserID: approver})
 		b.log.Info("approval prompt posted", "ref", r.ID, "approver", approver, "channel", channel, "ts", ts)
 	}
@@ -104,7 +113,7 @@ func (b *Bot) Progress(ctx context.Context, r *approvals.Request, p approvals.Pr
 			prompt = candidate
 		}
 	}
-	err := b.slackCall(ctx, "chat.postMessage", func(ctx context.Context) error {
+	err := b.slackCallTo(ctx, "chat.postMessage", prompt.ChannelID, func(ctx context.Context) error {
 		_, _, err := b.api.PostMessageContext(ctx, prompt.ChannelID, msgText(progressText(r, p)), slack.MsgOptionTS(prompt.TS))
 		return err
 	})

@@ -88,7 +88,7 @@ func msgBlocks(blocks []slack.Block) slack.MsgOption {
 
 // dm posts to the user's direct messages with the app.
 func (b *Bot) dm(ctx context.Context, user string, options ...slack.MsgOption) error {
-	err := b.slackCall(ctx, "chat.postMessage", func(ctx context.Context) error {
+	err := b.slackCallTo(ctx, "chat.postMessage", user, func(ctx context.Context) error {
 		_, _, err := b.api.PostMessageContext(ctx, user, options...)
 		return err
 	})
@@ -143,8 +143,19 @@ func (e *retryLater) RetryAfter() time.Duration { return e.after }
 
 // slackCall runs one Web API call, retrying transient failures.
 func (b *Bot) slackCall(ctx context.Context, method string, call func(context.Context) error) error {
+	return b.slackCallTo(ctx, method, "", call)
+}
+
+// slackCallTo is slackCall for a call to channel (a user id for a DM),
+// for the methods Slack limits per channel. Each attempt first takes its
+// turn under Slack's rate limits (pace.go); a turn that would come too late
+// fails the call with a *pacedError, without calling Slack.
+func (b *Bot) slackCallTo(ctx context.Context, method, channel string, call func(context.Context) error) error {
 	var err error
 	for attempt := 1; ; attempt++ {
+		if err = b.takeTurn(ctx, method, channel); err != nil {
+			return err
+		}
 		err = call(ctx)
 		wait, retry := transientSlackError(err)
 		if !retry || attempt == slackAttempts || wait > slackMaxInlineWait {

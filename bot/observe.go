@@ -52,3 +52,40 @@ func (a *arrivals) acked(envelope string) (time.Duration, bool) {
 	delete(a.at, envelope)
 	return time.Since(at), ok
 }
+
+// refTimes is a small concurrent set of request references, each with when
+// it was added; entries nobody took are forgotten after refMemory.
+type refTimes struct {
+	mu        sync.Mutex
+	set       map[string]time.Time
+	lastSweep time.Time
+}
+
+const refMemory = time.Hour
+
+func (s *refTimes) add(ref string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	if s.set == nil {
+		s.set = map[string]time.Time{}
+	}
+	if len(s.set) >= 1024 && now.Sub(s.lastSweep) > time.Minute {
+		s.lastSweep = now
+		for k, t := range s.set {
+			if now.Sub(t) > refMemory {
+				delete(s.set, k)
+			}
+		}
+	}
+	s.set[ref] = now
+}
+
+// take removes ref and says whether it was there.
+func (s *refTimes) take(ref string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.set[ref]
+	delete(s.set, ref)
+	return ok
+}

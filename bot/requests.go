@@ -3,7 +3,10 @@ package bot
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strings"
+	"time"
 
 	"github.com/slack-go/slack"
 	"github.com/slack-go/slack/socketmode"
@@ -19,8 +22,9 @@ type ephemeral struct {
 }
 
 // handleSlashCommand validates in memory (command text and policy), acks
-// with the reply, and only then does I/O in a handler.
-func (b *Bot) handleSlashCommand(sm *socketmode.Client, req *socketmode.Request, sc slack.SlashCommand) {
+// with the reply, and only then hands the I/O to a worker (queue.go). A
+// full queue is said in the ack, and nothing is recorded.
+func (b *Bot) handleSlashCommand(sm *socketmode.Client, req *socketmode.Request, sc slack.SlashCommand, arrived time.Time) {
 	parsed, err := ParseCommand(sc.Text)
 	switch {
 	case err != nil:
@@ -34,9 +38,14 @@ func (b *Bot) handleSlashCommand(sm *socketmode.Client, req *socketmode.Request,
 			b.refuseCommand(sm, req, sc, err, false)
 			return
 		}
+		if !b.forms.book() {
+			b.ack(sm, req, ephemeral{ResponseType: "ephemeral", Text: busyFormText})
+			b.log.Warn("reason form not opened: too many at once", "user", sc.UserID)
+			return
+		}
 		// The trigger_id lives about 3 s: open the form right after the ack.
 		b.ack(sm, req, nil)
-		b.spawn(func(ctx context.Context) { b.askForReason(ctx, sc, parsed) })
+		b.forms.push(job{run: func(ctx context.Context) { b.askForReason(withTrigger(ctx, arrived), sc, parsed) }})
 		return
 	}
 	r, err := b.wf.NewRequest(sc.UserID, sc.ChannelID, parsed.Target, parsed.Reason)
@@ -44,9 +53,41 @@ func (b *Bot) handleSlashCommand(sm *socketmode.Client, req *socketmode.Request,
 		b.refuseCommand(sm, req, sc, err, false)
 		return
 	}
+	if !b.requests.book() {
+		b.ack(sm, req, ephemeral{ResponseType: "ephemeral", Text: busyRequestText})
+		b.log.Warn("request refused: too many at once", "user", sc.UserID, "target", r.Target)
+		return
+	}
 	text, blocks := requesterConfirmation(r)
 	b.ack(sm, req, ephemeral{ResponseType: "ephemeral", Text: text, Blocks: blocks})
-	b.spawn(func(ctx context.Context) { b.openRequest(ctx, r, sc.ResponseURL) })
+	b.requests.push(b.openJob(r, sc.ResponseURL, nil))
+}
+
+// Said in the ack when a work queue is full.
+const (
+	busyRequestText = ":warning: Too many requests at this moment: yours was not recorded. Please try again in a minute."
+	busyFormText    = ":warning: Too many requests at this moment to open the form. Please give the reason after the target: `/reprovision <target> <reason>`."
+)
+
+// openJob is the queued work of an acked request: first (if set) before,
+// then openRequest. If the bot stops before a worker gets to it, the
+// requester is told it was not recorded.
+func (b *Bot) openJob(r *approvals.Request, responseURL string, before func(ctx context.Context)) job {
+	return job{
+		run: func(ctx context.Context) {
+			if before != nil {
+				before(ctx)
+			}
+			b.openRequest(ctx, r, responseURL)
+		},
+		drop: func(ctx context.Context) {
+			b.log.Error("request not recorded: the bot stopped before storing it", "ref", r.ID, "requester", r.RequesterID, "target", r.Target)
+			if ctx.Err() == nil {
+				b.tellUser(ctx, responseURL, r.RequestChannelID, r.RequesterID, fmt.Sprintf(
+					":warning: Request %s was not recorded: the bot was restarting. Please ask again in a minute.", r.ID))
+			}
+		},
+	}
 }
 
 // refuseCommand answers a refused command in the ack (with usage when the
@@ -74,7 +115,13 @@ func (b *Bot) askForReason(ctx context.Context, sc slack.SlashCommand, parsed Co
 		_, err := b.api.OpenViewContext(ctx, sc.TriggerID, reasonModal(string(meta), parsed.Target))
 		return err
 	})
-	if err != nil {
+	var paced *pacedError
+	switch {
+	case errors.As(err, &paced):
+		// Its turn would come after the trigger_id expires.
+		b.log.Info("reason form not opened: too many at once", "user", sc.UserID, "err", err)
+		b.tellUser(ctx, sc.ResponseURL, sc.ChannelID, sc.UserID, busyFormText)
+	case err != nil:
 		b.log.Warn("reason form not opened", "user", sc.UserID, "err", err)
 		b.tellUser(ctx, sc.ResponseURL, sc.ChannelID, sc.UserID,
 			":warning: I could not open the form for a reason. Please give it after the target: `/reprovision <target> <reason>`.")
@@ -104,12 +151,15 @@ func (b *Bot) reasonSubmitted(sm *socketmode.Client, req *socketmode.Request, cb
 		b.ack(sm, req, slack.NewErrorsViewSubmissionResponse(map[string]string{blockReason: replyText(err)}))
 		return
 	}
+	if !b.requests.book() {
+		b.ack(sm, req, slack.NewErrorsViewSubmissionResponse(map[string]string{blockReason: "Too many requests at this moment: please submit again in a minute."}))
+		return
+	}
 	b.ack(sm, req, nil)
-	b.spawn(func(ctx context.Context) {
+	b.requests.push(b.openJob(r, form.ResponseURL, func(ctx context.Context) {
 		text, blocks := requesterConfirmation(r)
 		b.tellUserBlocks(ctx, form.ResponseURL, form.Channel, r.RequesterID, text, blocks)
-		b.openRequest(ctx, r, form.ResponseURL)
-	})
+	}))
 }
 
 // formReason is the reason typed into the reason or deny form, without
@@ -122,9 +172,18 @@ func formReason(cb slack.InteractionCallback) string {
 }
 
 // openRequest stores the request and prompts its approvers (the workflow
-// does both); a problem is told to the requester.
+// does both); a problem is told to the requester. A prompt that waits for
+// its turn under Slack's rate limits is no problem: the outbox posts it
+// when the turn comes, and the receipt said whom it asks.
 func (b *Bot) openRequest(ctx context.Context, r *approvals.Request, responseURL string) {
-	if err := b.wf.Open(ctx, r); err != nil {
+	err := b.wf.Open(ctx, r)
+	paced := b.pacedPrompts.take(r.ID)
+	var refusal *approvals.Refusal
+	if paced && errors.As(err, &refusal) && refusal.Kind == approvals.RefusedNoApprover {
+		b.log.Info("approval prompt queued: its turn under Slack's rate limits comes later", "ref", r.ID)
+		return
+	}
+	if err != nil {
 		b.tellUser(ctx, responseURL, r.RequestChannelID, r.RequesterID, replyText(err))
 	}
 }

@@ -55,6 +55,9 @@ type Call struct {
 	// Outage) refused the call before the method ran: no side effect. ""
 	// when the method was dispatched (FailNext errors included).
 	Fault string
+	// OverPace: the call went over a limit given to ObservePace (Slack
+	// would have refused it with 429); the fake served it all the same.
+	OverPace bool
 }
 
 // Message is the current state of a posted message.
@@ -138,6 +141,9 @@ type Slack struct {
 	// AppToken: sent in x-oauth-scopes, and required by the methods that
 	// need one (missing_scope otherwise).
 	botScopes, appScopes []string
+
+	// pace: Slack's published limits, observed (burst.go)
+	pace paceWatch
 
 	// fault knobs (faults.go)
 	rateLimits  map[string]rateLimit // by Web API method; "" = every method
@@ -612,7 +618,7 @@ func (s *Slack) serveAPI(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	idx := len(s.calls)
 	now := time.Now()
-	s.calls = append(s.calls, Call{Method: method, Params: params, At: now})
+	s.calls = append(s.calls, Call{Method: method, Params: params, At: now, OverPace: s.pace.over(method, params["channel"], now)})
 	if f := s.apiFault(method, now); f.kind != "" {
 		c := &s.calls[idx]
 		c.Fault, c.Status = f.kind, f.status()

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,6 +25,11 @@ type Ack struct {
 	// SentAt is when the (re)delivery this ack answers was sent; zero for
 	// an unknown envelope id.
 	SentAt, AckedAt time.Time
+	// WrittenAt is when the frame of the latest delivery of the envelope
+	// was written to the connection (SentAt is when it was queued for the
+	// connection's writer); zero if unknown. AckedAt − WrittenAt is the
+	// time the client took, without the fake's own queueing.
+	WrittenAt time.Time
 }
 
 // SlashCommand is a slash command typed by a user.
@@ -54,6 +60,9 @@ type envelope struct {
 	// viewID is the view a view_submission envelope submits; its ack
 	// decides what happens to that view.
 	viewID string
+	// written is when the latest delivery's frame was written to the
+	// connection (UnixNano; 0: not yet). Set by the writer without the lock.
+	written atomic.Int64
 }
 
 type smState struct {
@@ -77,6 +86,8 @@ func (sm *smState) init() {
 type wsOut struct {
 	data       []byte
 	closeAfter bool
+	// env, if set, is the envelope data delivers: the writer stamps it.
+	env *envelope
 }
 
 type wsConn struct {
@@ -200,6 +211,9 @@ func (s *Slack) writeLoop(conn *wsConn, interval time.Duration) {
 				conn.shutdown()
 				return
 			}
+			if m.env != nil {
+				m.env.written.Store(time.Now().UnixNano())
+			}
 			if m.closeAfter {
 				_ = conn.c.WriteControl(websocket.CloseMessage,
 					websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
@@ -241,6 +255,9 @@ func (s *Slack) recordAck(data []byte) {
 		s.log.logf(s.closed, "fakes: Slack: ack for unknown envelope %q", a.EnvelopeID)
 	} else if len(env.sentAt) > 0 {
 		ack.SentAt = env.sentAt[len(env.sentAt)-1]
+		if w := env.written.Load(); w != 0 {
+			ack.WrittenAt = time.Unix(0, w)
+		}
 		// Slack shows a slash command's ack payload to the user, if it came
 		// within 3 seconds.
 		if env.accepts && env.respond != nil && !env.responded && ack.Payload != nil && now.Sub(ack.SentAt) <= 3*time.Second {
@@ -364,7 +381,7 @@ func (s *Slack) deliver(t testing.TB, env *envelope) {
 		s.mu.Unlock()
 		if conn != nil {
 			select {
-			case conn.out <- wsOut{data: frame}:
+			case conn.out <- wsOut{data: frame, env: env}:
 				return
 			case <-conn.done:
 				s.mu.Lock()

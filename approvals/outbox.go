@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -139,6 +140,38 @@ type Change struct {
 	// Notify returns the outbox entries the change calls for, given the
 	// request as saved; they are enqueued in the same transaction.
 	Notify func(*Request) []Outgoing
+}
+
+// Op names the change of request id, for a store's error messages.
+func (c Change) Op(id string) string {
+	if c.To == "" {
+		return "update " + id
+	}
+	return fmt.Sprintf("transition %s to %s", id, c.To)
+}
+
+// Edit makes the change on next, a copy of current (the request as
+// stored), with the rules every store applies: a move must be one the state
+// machine allows from current's state, and from one of c.From if given
+// (else a *TransitionError, before Update runs); Update may not change
+// what KeepsIdentity guards; the state is c.To, or current's.
+func (c Change) Edit(current, next *Request) error {
+	if c.To != "" && (!current.State.CanMoveTo(c.To) || (c.From != nil && !slices.Contains(c.From, current.State))) {
+		return &TransitionError{Current: current, To: c.To}
+	}
+	if c.Update != nil {
+		c.Update(next)
+		if c.To != "" {
+			next.State = current.State // a move's state is set below, not by Update
+		}
+		if err := KeepsIdentity(current, next); err != nil {
+			return err
+		}
+	}
+	if c.To != "" {
+		next.State = c.To
+	}
+	return nil
 }
 
 // Delivery errors the Notices port returns, so the outbox knows what to do.

@@ -23,7 +23,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -616,32 +615,11 @@ func (s *Store) TransitionFrom(ctx context.Context, id string, from []approvals.
 // Update) and enqueues the outbox entries c.Notify returns for the saved
 // request, in one transaction: both are stored or neither.
 func (s *Store) Apply(ctx context.Context, id string, c approvals.Change) (*approvals.Request, error) {
-	if c.To == "" {
-		return s.change(ctx, "update "+id, id, func(current *approvals.Request) (*approvals.Request, error) {
-			next := clone(current)
-			if c.Update != nil {
-				c.Update(next)
-			}
-			if err := approvals.KeepsIdentity(current, next); err != nil {
-				return nil, err
-			}
-			return next, nil
-		}, c.Notify)
-	}
-	from, to, update := c.From, c.To, c.Update
-	return s.change(ctx, fmt.Sprintf("transition %s to %s", id, to), id, func(current *approvals.Request) (*approvals.Request, error) {
-		if !current.State.CanMoveTo(to) || (from != nil && !slices.Contains(from, current.State)) {
-			return nil, &approvals.TransitionError{Current: current, To: to}
-		}
+	return s.change(ctx, c.Op(id), id, func(current *approvals.Request) (*approvals.Request, error) {
 		next := clone(current)
-		if update != nil {
-			update(next)
-			next.State = current.State // overridden below; not an identity change
-			if err := approvals.KeepsIdentity(current, next); err != nil {
-				return nil, err
-			}
+		if err := c.Edit(current, next); err != nil {
+			return nil, err
 		}
-		next.State = to
 		return next, nil
 	}, c.Notify)
 }

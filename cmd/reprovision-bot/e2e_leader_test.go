@@ -78,19 +78,27 @@ func (h *harness) waitReady(r *replica, status int, body string) {
 	})
 }
 
+// twoReplicas starts two bot processes on one fresh PostgreSQL database:
+// the first serves, the second stands by.
+func twoReplicas(t *testing.T) (h *harness, leader, standby *replica) {
+	t.Helper()
+	h = newHarness(t)
+	h.env["REPROVISION_DB"] = pgtest.URL(t)
+	leader = h.startReplica(t)
+	h.slack.WaitConnected(t, wait)
+	h.waitReady(leader, 200, "ready")
+	standby = h.startReplica(t)
+	h.waitReady(standby, 503, "standby")
+	return h, leader, standby
+}
+
 // The leader is SIGKILLed while Graph holds its answer to the reprovision
 // POST: the standby takes over within 10 s, marks the request outcome
 // unknown (never resent), and tells both people; a second request on the
 // new leader gets exactly one POST.
 func TestLeaderKilledDuringTheCall(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	h.env["REPROVISION_DB"] = pgtest.URL(t)
-	first := h.startReplica(t)
-	h.slack.WaitConnected(t, wait)
-	h.waitReady(first, 200, "ready")
-	second := h.startReplica(t)
-	h.waitReady(second, 503, "standby")
+	h, first, second := twoReplicas(t)
 	if n := h.slack.Connections(); n != 1 {
 		t.Fatalf("%d Socket Mode connections with a standby, want 1", n)
 	}
@@ -131,13 +139,7 @@ func TestLeaderKilledDuringTheCall(t *testing.T) {
 // the prompt the old leader posted.
 func TestStandbyServesTheOldPrompt(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	h.env["REPROVISION_DB"] = pgtest.URL(t)
-	first := h.startReplica(t)
-	h.slack.WaitConnected(t, wait)
-	h.waitReady(first, 200, "ready")
-	second := h.startReplica(t)
-	h.waitReady(second, 503, "standby")
+	h, first, second := twoReplicas(t)
 	prompt := h.ask(cloudPCID + " " + reason)
 	first.cmd.Process.Signal(syscall.SIGKILL)
 	h.waitReady(second, 200, "ready")
@@ -154,13 +156,7 @@ var leaderLine = regexp.MustCompile(`"msg":"leadership acquired: serving"`)
 // log says it took over.
 func TestLeaderStopHandsOver(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	h.env["REPROVISION_DB"] = pgtest.URL(t)
-	first := h.startReplica(t)
-	h.slack.WaitConnected(t, wait)
-	h.waitReady(first, 200, "ready")
-	second := h.startReplica(t)
-	h.waitReady(second, 503, "standby")
+	h, first, second := twoReplicas(t)
 	first.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case err := <-first.done:

@@ -47,7 +47,7 @@ func (w *Workflow) execute(r *Request, s *Session) {
 		w.reopen(context.WithoutCancel(ctx), r, &Outcome{Kind: OutcomeNotRecorded}, "")
 		return
 	}
-	call, err = s.CloudPCs.Reprovision(w.execCtx, executing.CloudPCID)
+	call, err = s.CloudPCs.Reprovision(w.execCtx, executing.CloudPCID, executing.Options)
 	w.auditGraphCalls(executing.ID, executing.DecidedBy, call)
 	w.finish(executing, call, err)
 }

@@ -851,7 +851,7 @@ func (g *fakeGraph) port(username string) *mock.CloudPCs {
 			}
 			return found, []approvals.GraphCall{g.call("GET", path, nil)}, nil
 		},
-		ReprovisionFn: func(ctx context.Context, id string) (approvals.GraphCall, error) {
+		ReprovisionFn: func(ctx context.Context, id string, opts approvals.Options) (approvals.GraphCall, error) {
 			g.mu.Lock()
 			g.posts = append(g.posts, id+" by "+username)
 			hook := g.onReprovision

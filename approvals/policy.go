@@ -27,7 +27,15 @@ type Policy struct {
 	// ApprovalTTL is how long a request may wait for a decision; 0 means it
 	// never expires.
 	ApprovalTTL time.Duration
+	// ApprovalsRequired is how many distinct approvers must approve a
+	// request (0 or 1: one; at most MaxApprovalsRequired). With more than
+	// one, the requester never approves their own request, whatever
+	// AllowSelfApproval says: two people means two others.
+	ApprovalsRequired int
 }
+
+// required is how many approvals a new request needs.
+func (p Policy) required() int { return max(1, p.ApprovalsRequired) }
 
 // chatID is the shape of a user or channel ID as the workflow accepts it:
 // an opaque token of letters and digits. The chat adapter checks its own
@@ -44,6 +52,12 @@ func (p Policy) Validate() error {
 	problems = append(problems, checkIDs("approver", p.Approvers)...)
 	problems = append(problems, checkIDs("requester", p.Requesters)...)
 	problems = append(problems, checkIDs("channel", p.Channels)...)
+	switch {
+	case p.ApprovalsRequired < 0 || p.ApprovalsRequired > MaxApprovalsRequired:
+		problems = append(problems, fmt.Sprintf("approvals required %d is not between 1 and %d", p.ApprovalsRequired, MaxApprovalsRequired))
+	case len(p.Approvers) > 0 && len(p.Approvers) < p.required():
+		problems = append(problems, fmt.Sprintf("%d approvals are required but only %d approvers are configured", p.required(), len(p.Approvers)))
+	}
 	if p.ApprovalTTL < 0 {
 		problems = append(problems, fmt.Sprintf("approval TTL %v is negative", p.ApprovalTTL))
 	}
@@ -81,8 +95,13 @@ func (p Policy) MayRequest(user, channel string) error {
 	if len(p.Channels) > 0 && !slices.Contains(p.Channels, channel) {
 		return &Refusal{Kind: RefusedChannel, Channels: slices.Clone(p.Channels)}
 	}
-	if slices.Contains(p.Approvers, user) && len(p.deciders(p.Approvers, user)) == 0 {
+	deciders := p.deciders(p.Approvers, user, p.required())
+	if slices.Contains(p.Approvers, user) && len(deciders) == 0 {
 		return &Refusal{Kind: RefusedSoleApprover}
+	}
+	if len(deciders) < p.required() {
+		// Only when user is an approver: Validate saw to the rest.
+		return &Refusal{Kind: RefusedTooFewApprovers, Users: deciders, Required: p.required()}
 	}
 	return nil
 }
@@ -112,7 +131,7 @@ func (p Policy) ApproversOf(r *Request) []string {
 // own request either: withdrawing is canceling, a separate action.
 func (p Policy) MayDecide(user string, r *Request) error {
 	approvers := p.ApproversOf(r)
-	deciders := p.deciders(approvers, r.RequesterID)
+	deciders := p.deciders(approvers, r.RequesterID, r.Required())
 	refusal := &Refusal{Request: r, Users: deciders}
 	switch {
 	case slices.Contains(deciders, user):
@@ -131,9 +150,10 @@ func (p Policy) MayDecide(user string, r *Request) error {
 	return refusal
 }
 
-// deciders are those of approvers who may decide on a request by requester.
-func (p Policy) deciders(approvers []string, requester string) []string {
-	if p.AllowSelfApproval {
+// deciders are those of approvers who may decide on a request by requester
+// that needs required approvals.
+func (p Policy) deciders(approvers []string, requester string, required int) []string {
+	if p.AllowSelfApproval && required <= 1 {
 		return approvers
 	}
 	return slices.DeleteFunc(slices.Clone(approvers), func(a string) bool { return a == requester })
@@ -148,15 +168,16 @@ func (p Policy) deciders(approvers []string, requester string) []string {
 func (p Policy) NewRequest(now time.Time, requester, channel, target, reason string) *Request {
 	now = now.UTC()
 	r := &Request{
-		ID:               NewReference(),
-		Target:           target,
-		Reason:           reason,
-		RequesterID:      requester,
-		RequestChannelID: channel,
-		Approvers:        slices.Clone(p.Approvers),
-		State:            StatePending,
-		CreatedAt:        now,
-		UpdatedAt:        now,
+		ID:                NewReference(),
+		Target:            target,
+		Reason:            reason,
+		RequesterID:       requester,
+		RequestChannelID:  channel,
+		Approvers:         slices.Clone(p.Approvers),
+		ApprovalsRequired: p.required(),
+		State:             StatePending,
+		CreatedAt:         now,
+		UpdatedAt:         now,
 	}
 	if ValidCloudPCID(target) {
 		r.CloudPCID = strings.ToLower(target)

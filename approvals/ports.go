@@ -58,8 +58,9 @@ type CloudPCs interface {
 	// Resolve finds the Cloud PCs a device name or user principal name
 	// names (no match: an empty slice).
 	Resolve(ctx context.Context, target string) ([]CloudPC, []GraphCall, error)
-	// Reprovision sends the one reprovision call.
-	Reprovision(ctx context.Context, id string) (GraphCall, error)
+	// Reprovision sends the one reprovision call, with opts (the zero
+	// Options: none).
+	Reprovision(ctx context.Context, id string, opts Options) (GraphCall, error)
 	// RemoteActions reads the remote actions run on a Cloud PC.
 	RemoteActions(ctx context.Context, id string) ([]RemoteAction, GraphCall, error)
 }

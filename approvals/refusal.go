@@ -13,6 +13,10 @@ const (
 	RefusedNotARequester RefusalKind = "not_a_requester" // Users: whom to ask instead (the approvers)
 	RefusedChannel       RefusalKind = "wrong_channel"   // Channels: where requests are taken
 	RefusedSoleApprover  RefusalKind = "sole_approver"   // the asker is the only approver; nobody could approve
+	// RefusedTooFewApprovers: the asker is an approver, and without them
+	// fewer approvers are left than the approvals required (Required);
+	// Users: those left.
+	RefusedTooFewApprovers RefusalKind = "too_few_approvers"
 
 	// Deciding (Policy.MayDecide); Users are who may decide.
 	RefusedNoApprovers       RefusalKind = "no_approvers"
@@ -20,6 +24,9 @@ const (
 	RefusedOnlyApproverAsked RefusalKind = "only_approver_asked" // Users: the requester, who is the only approver
 	RefusedOwnRequest        RefusalKind = "own_request"
 	RefusedNotDecider        RefusalKind = "not_a_decider"
+	// RefusedAlreadyApproved: this approver's approval is recorded; another
+	// approver must give the next one (Users: those who may).
+	RefusedAlreadyApproved RefusalKind = "already_approved"
 
 	// Acting on a request.
 	RefusedNotRequester  RefusalKind = "not_the_requester"   // Users: the requester (cancel, ask again)
@@ -68,6 +75,8 @@ type Refusal struct {
 	Channels []string
 	// Other is the open request holding the Cloud PC (RefusedOpenElsewhere).
 	Other *Request
+	// Required is how many approvals are required (RefusedTooFewApprovers).
+	Required int
 }
 
 // Error is a plain sentence for logs and the audit trail.

@@ -102,13 +102,25 @@ type Request struct {
 	CloudPCID string
 	// Reason is why the requester asks (free text, shown escaped).
 	Reason string
+	// Options are the reprovision call's parameters, fixed when asked.
+	Options Options
 	// RequesterID is the chat user ID of who asked.
 	RequesterID string
 	// RequestChannelID is where they asked.
 	RequestChannelID string
 	// Approvers are the chat user IDs who may decide, fixed when the
-	// request is made. Any one decides; the first decision wins.
+	// request is made. Any one denies; ApprovalsRequired of them approve.
 	Approvers []string
+	// ApprovalsRequired is how many distinct approvers must approve (0 is
+	// read as 1: requests stored before two-person approval), fixed when
+	// the request is made.
+	ApprovalsRequired int
+	// Approvals are the approvals given so far, each by an approver who
+	// signed in as themselves, in order. While more are needed the request
+	// waits in StatePending; the last approver is DecidedBy until the call
+	// is sent, when they are added here too. An approval once recorded is
+	// never removed.
+	Approvals []Approval
 
 	State State
 	// DecidedBy is who approved, denied or canceled.
@@ -149,6 +161,29 @@ type Request struct {
 	// ExpiresAt.
 	DecideBy time.Time
 }
+
+// Approval is one approver's approval: who, the Entra username they signed
+// in with, and when.
+type Approval struct {
+	By         string
+	SignedInAs string
+	At         time.Time
+}
+
+// Required is how many approvals r needs (at least 1).
+func (r *Request) Required() int { return max(1, r.ApprovalsRequired) }
+
+// HasApproved reports whether user's approval of r is recorded.
+func (r *Request) HasApproved(user string) bool {
+	return slices.ContainsFunc(r.Approvals, func(a Approval) bool { return a.By == user })
+}
+
+// LastApproval reports whether one more approval completes r's: the next
+// approver's is the one the call is sent with.
+func (r *Request) LastApproval() bool { return len(r.Approvals)+1 >= r.Required() }
+
+// MaxApprovalsRequired bounds two-person (or three-person) approval.
+const MaxApprovalsRequired = 3
 
 // MessageRef locates one chat message (an approval prompt).
 type MessageRef struct {
@@ -238,6 +273,17 @@ func (r *Request) Validate() error {
 	if len(r.Approvers) == 0 {
 		problems = append(problems, "approvers are missing")
 	}
+	if err := r.Options.Validate(); err != nil {
+		problems = append(problems, err.Error())
+	}
+	if r.ApprovalsRequired < 0 || r.ApprovalsRequired > MaxApprovalsRequired {
+		problems = append(problems, fmt.Sprintf("approvals required %d is not between 1 and %d", r.ApprovalsRequired, MaxApprovalsRequired))
+	}
+	for _, a := range r.Approvals {
+		if a.By == "" {
+			problems = append(problems, "an approval names no approver")
+		}
+	}
 	if _, known := stateNames[r.State]; !known {
 		problems = append(problems, fmt.Sprintf("state %q is unknown", r.State))
 	}
@@ -275,6 +321,10 @@ func NewReference() string {
 // ValidReference reports whether s looks like a request reference.
 func ValidReference(s string) bool { return referencePattern.MatchString(s) }
 
+func sameApproval(a, b Approval) bool {
+	return a.By == b.By && a.SignedInAs == b.SignedInAs && a.At.Equal(b.At)
+}
+
 // ErrNotFound: no request with that reference.
 var ErrNotFound = errors.New("request not found")
 
@@ -299,7 +349,8 @@ func (e *TransitionError) Error() string {
 
 // KeepsIdentity reports an error if after (an update of before) changed a
 // field that says which request this is, what it is for, who asked or who
-// decides, or the state (a store's Transition sets that itself): the rule
+// decides and how many must approve, the options, or the state (a store's
+// Transition sets that itself), or removed an approval: the rule
 // every store applies to Update and to a transition's update. CloudPCID may
 // go from empty to set once, when the target is resolved; after that it is
 // fixed.
@@ -322,6 +373,15 @@ func KeepsIdentity(before, after *Request) error {
 	}
 	if !slices.Equal(after.Approvers, before.Approvers) {
 		changed = append(changed, "Approvers")
+	}
+	if after.ApprovalsRequired != before.ApprovalsRequired {
+		changed = append(changed, "ApprovalsRequired")
+	}
+	if len(after.Approvals) < len(before.Approvals) || !slices.EqualFunc(before.Approvals, after.Approvals[:len(before.Approvals)], sameApproval) {
+		changed = append(changed, "Approvals (recorded ones)")
+	}
+	if after.Options != before.Options {
+		changed = append(changed, "Options")
 	}
 	if !after.CreatedAt.Equal(before.CreatedAt) {
 		changed = append(changed, "CreatedAt")

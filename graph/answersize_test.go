@@ -217,7 +217,7 @@ func TestErrorBodyTooLarge(t *testing.T) {
 				err  error
 			)
 			if tc.post {
-				call, err = p.Reprovision(context.Background(), testCloudPC)
+				call, err = p.Reprovision(context.Background(), testCloudPC, approvals.Options{})
 			} else {
 				_, call, err = p.Get(context.Background(), testCloudPC)
 			}
@@ -243,7 +243,7 @@ func TestErrorBodyTooLarge(t *testing.T) {
 			ct.read.Store(0)
 			var cerr error
 			if tc.post {
-				_, cerr = c.Reprovision(context.Background(), testCloudPC)
+				_, cerr = c.Reprovision(context.Background(), testCloudPC, approvals.Options{})
 			} else {
 				_, _, cerr = c.GetCloudPC(context.Background(), testCloudPC)
 			}
@@ -319,7 +319,7 @@ func TestReprovision2xxWithHugeBodySucceeds(t *testing.T) {
 					t.Fatal(perr)
 				}
 				var call approvals.GraphCall
-				call, err = p.Reprovision(context.Background(), testCloudPC)
+				call, err = p.Reprovision(context.Background(), testCloudPC, approvals.Options{})
 				for _, a := range call.Attempts {
 					attempts = append(attempts, Attempt{Status: a.Status, Err: a.Err})
 				}
@@ -329,7 +329,7 @@ func TestReprovision2xxWithHugeBodySucceeds(t *testing.T) {
 					t.Fatal(cerr)
 				}
 				var call Call
-				call, err = c.Reprovision(context.Background(), testCloudPC)
+				call, err = c.Reprovision(context.Background(), testCloudPC, approvals.Options{})
 				attempts = call.Attempts
 			}
 			if err != nil {
@@ -349,7 +349,7 @@ func TestReprovision2xxWithHugeBodySucceeds(t *testing.T) {
 		writeRaw(w, http.StatusAccepted, bytes.Repeat([]byte("x"), 5*mib))
 	})
 	c, _, ct := countedClient(t, g, ClientOptions{})
-	if _, err := c.Reprovision(context.Background(), testCloudPC); err != nil {
+	if _, err := c.Reprovision(context.Background(), testCloudPC, approvals.Options{}); err != nil {
 		t.Errorf("202 with 5 MiB: %v", err)
 	}
 	if n := ct.read.Load(); n != 0 || ct.closed.Load() != 1 {

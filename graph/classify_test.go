@@ -172,7 +172,7 @@ func TestClassifyRealErrors(t *testing.T) {
 		writeJSON(w, 502, map[string]any{"error": map[string]any{"code": "BadGateway", "message": "upstream <failed>", "innerError": map[string]any{"request-id": "rid-502"}}})
 	})
 	c := g.client(t, &staticCred{token: testToken}, ClientOptions{MaxRetries: 1, RetryDelay: time.Millisecond})
-	_, err := c.Reprovision(context.Background(), testCloudPC)
+	_, err := c.Reprovision(context.Background(), testCloudPC, approvals.Options{})
 	if e := classify(err, http.MethodPost); e.Kind != approvals.GraphOutcomeUnknown || e.Cause != approvals.CauseServerError ||
 		e.Status != 502 || e.Code != "BadGateway" || e.RequestID != "rid-502" || e.Message != "upstream <failed>" || e.Retries != 0 {
 		t.Errorf("POST 502: %+v", e)
@@ -182,7 +182,7 @@ func TestClassifyRealErrors(t *testing.T) {
 		t.Errorf("GET 502: %+v", e)
 	}
 	// Even if the caller passes the wrong method, the POST error stays "outcome unknown".
-	_, err = c.Reprovision(context.Background(), testCloudPC)
+	_, err = c.Reprovision(context.Background(), testCloudPC, approvals.Options{})
 	if e := classify(err, http.MethodGet); e.Kind != approvals.GraphOutcomeUnknown || e.Method != http.MethodPost {
 		t.Errorf("POST error classified as GET: %+v", e)
 	}

@@ -1,6 +1,7 @@
 package graph
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/base64"
@@ -20,6 +21,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/streaming"
 	"github.com/google/uuid"
 
 	"github.com/reprovision-bot/reprovision-bot/approvals"
@@ -271,24 +273,49 @@ type Call struct {
 func IsGUID(s string) bool { return approvals.ValidCloudPCID(s) }
 
 // Reprovision sends POST {BaseURL}/deviceManagement/virtualEndpoint/cloudPCs/{id}/reprovision
-// and expects 204 (any 2xx counts as success; its body is not read). The Call is
-// returned even on error. An error body longer than MaxAnswerBytes is dropped: the
+// and expects 204 (any 2xx counts as success; its body is not read). With options it
+// sends a JSON body holding exactly the options given ({"osVersion":"windows11"}), with
+// Content-Type application/json; without, no body, as Graph's documentation shows
+// it. The Call is returned even on error. An error body longer than MaxAnswerBytes is dropped: the
 // *Error keeps its status and has Err ErrAnswerTooLarge.
 //
-// Errors: one wrapping ErrInvalidCloudPCID (nothing sent), ctx.Err() if ctx is already
-// done (nothing sent), or *Error. See Error.OutcomeUnknown before reporting a failure.
-func (c *Client) Reprovision(ctx context.Context, cloudPCID string) (Call, error) {
+// Errors: one wrapping ErrInvalidCloudPCID or ErrInvalidOptions (nothing sent),
+// ctx.Err() if ctx is already done (nothing sent), or *Error. See Error.OutcomeUnknown
+// before reporting a failure.
+func (c *Client) Reprovision(ctx context.Context, cloudPCID string, opts approvals.Options) (Call, error) {
 	call := Call{Method: http.MethodPost}
 	if !IsGUID(cloudPCID) {
 		return call, fmt.Errorf("%w: %q", ErrInvalidCloudPCID, cloudPCID)
+	}
+	if err := opts.Validate(); err != nil {
+		return call, fmt.Errorf("%w: %v", ErrInvalidOptions, err)
+	}
+	body, err := reprovisionBody(opts)
+	if err != nil {
+		return call, err
 	}
 	rawURL := c.cloudPCsURL() + "/" + url.PathEscape(cloudPCID) + "/reprovision"
 	call.Path = escapedPath(rawURL)
 	if err := ctx.Err(); err != nil {
 		return call, err
 	}
-	_, _, err := c.send(ctx, http.MethodPost, rawURL, &call)
+	_, _, err = c.send(ctx, http.MethodPost, rawURL, body, &call)
 	return call, err
+}
+
+// reprovisionParameters is the reprovision action's body: only the options
+// given (omitempty), so Graph keeps the Cloud PC's own choice for the rest.
+type reprovisionParameters struct {
+	OSVersion       string `json:"osVersion,omitempty"`
+	UserAccountType string `json:"userAccountType,omitempty"`
+}
+
+// reprovisionBody is the body for opts, nil when none is given.
+func reprovisionBody(opts approvals.Options) ([]byte, error) {
+	if opts.IsZero() {
+		return nil, nil
+	}
+	return json.Marshal(reprovisionParameters{OSVersion: opts.OSVersion, UserAccountType: opts.UserAccountType})
 }
 
 func (c *Client) cloudPCsURL() string {
@@ -306,7 +333,9 @@ func escapedPath(rawURL string) string {
 // It returns the body of the last attempt's 2xx answer, or an error: *Error, or an error
 // building the request. A POST succeeds on any 2xx, whose body is never read; a GET only
 // if the body was read in full (at most MaxAnswerBytes).
-func (c *Client) send(ctx context.Context, method, rawURL string, call *Call) ([]byte, *attemptResult, error) {
+//
+// body (nil: none) is sent as application/json, again on each retry.
+func (c *Client) send(ctx context.Context, method, rawURL string, body []byte, call *Call) ([]byte, *attemptResult, error) {
 	retry := c.postRetry
 	if method == http.MethodGet {
 		retry = c.getRetry
@@ -318,6 +347,12 @@ func (c *Client) send(ctx context.Context, method, rawURL string, call *Call) ([
 		return nil, nil, &Error{Method: method, Err: err}
 	}
 	req.Raw().Header.Set("Accept", "application/json")
+	if body != nil {
+		// SetBody rewinds it for each retry and sets Content-Length.
+		if err := req.SetBody(streaming.NopCloser(bytes.NewReader(body)), "application/json"); err != nil {
+			return nil, nil, &Error{Method: method, Err: err}
+		}
+	}
 	if method == http.MethodGet {
 		// Without it Graph reports newer members of evolvable enums (e.g. the Cloud PC
 		// status "movingRegion") as "unknownFutureValue".

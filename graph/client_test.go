@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+
+	"github.com/reprovision-bot/reprovision-bot/approvals"
 )
 
 const testToken = "graph-token-abc"
@@ -41,7 +43,7 @@ func TestReprovisionSuccess(t *testing.T) {
 			g := newFakeGraph(t, noContent)
 			cred := &staticCred{token: testToken}
 			c := g.client(t, cred, ClientOptions{BaseURL: g.srv.URL + suffix})
-			call, err := c.Reprovision(context.Background(), testCloudPC)
+			call, err := c.Reprovision(context.Background(), testCloudPC, approvals.Options{})
 			if err != nil {
 				t.Fatalf("Reprovision: %v", err)
 			}
@@ -97,7 +99,7 @@ func TestReprovisionGraphError(t *testing.T) {
 		}})
 	})
 	c := g.client(t, &staticCred{token: testToken}, ClientOptions{})
-	call, err := c.Reprovision(context.Background(), testCloudPC)
+	call, err := c.Reprovision(context.Background(), testCloudPC, approvals.Options{})
 	var ge *Error
 	if !errors.As(err, &ge) {
 		t.Fatalf("err = %v (%T), want *Error", err, err)
@@ -128,7 +130,7 @@ func TestReprovisionGraphErrorHeaderFallback(t *testing.T) {
 		w.WriteHeader(http.StatusBadRequest) // no body
 	})
 	c := g.client(t, &staticCred{token: testToken}, ClientOptions{})
-	call, err := c.Reprovision(context.Background(), testCloudPC)
+	call, err := c.Reprovision(context.Background(), testCloudPC, approvals.Options{})
 	var ge *Error
 	if !errors.As(err, &ge) {
 		t.Fatalf("err = %v", err)
@@ -148,7 +150,7 @@ func TestReprovisionThrottledThenSucceeds(t *testing.T) {
 		w.WriteHeader(http.StatusNoContent)
 	})
 	c := g.client(t, &staticCred{token: testToken}, ClientOptions{})
-	call, err := c.Reprovision(context.Background(), testCloudPC)
+	call, err := c.Reprovision(context.Background(), testCloudPC, approvals.Options{})
 	if err != nil {
 		t.Fatalf("Reprovision: %v", err)
 	}
@@ -181,7 +183,7 @@ func TestReprovisionRetryAfterBeyondCapIsNotWaited(t *testing.T) {
 	})
 	c := g.client(t, &staticCred{token: testToken}, ClientOptions{MaxRetryDelay: 5 * time.Second})
 	start := time.Now()
-	call, err := c.Reprovision(context.Background(), testCloudPC)
+	call, err := c.Reprovision(context.Background(), testCloudPC, approvals.Options{})
 	var ge *Error
 	if !errors.As(err, &ge) || ge.StatusCode != 429 || ge.OutcomeUnknown() {
 		t.Fatalf("err = %v, want a 429 *Error with a known outcome", err)
@@ -200,7 +202,7 @@ func TestReprovision503RetriesThenKnownFailure(t *testing.T) {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": map[string]any{"code": "ServiceUnavailable", "message": "try later"}})
 	})
 	c := g.client(t, &staticCred{token: testToken}, ClientOptions{MaxRetries: 2})
-	call, err := c.Reprovision(context.Background(), testCloudPC)
+	call, err := c.Reprovision(context.Background(), testCloudPC, approvals.Options{})
 	var ge *Error
 	if !errors.As(err, &ge) || ge.StatusCode != 503 || ge.Code != "ServiceUnavailable" {
 		t.Fatalf("err = %v", err)
@@ -222,7 +224,7 @@ func TestReprovisionNoRetryMeansOneTry(t *testing.T) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	})
 	c := g.client(t, &staticCred{token: testToken}, ClientOptions{MaxRetries: -1})
-	call, _ := c.Reprovision(context.Background(), testCloudPC)
+	call, _ := c.Reprovision(context.Background(), testCloudPC, approvals.Options{})
 	if len(call.Attempts) != 1 || len(g.requests()) != 1 {
 		t.Errorf("attempts %d, requests %d; want 1", len(call.Attempts), len(g.requests()))
 	}
@@ -236,7 +238,7 @@ func TestReprovision5xxIsNotRetried(t *testing.T) {
 				writeJSON(w, status, map[string]any{"error": map[string]any{"code": "InternalServerError", "message": "boom"}})
 			})
 			c := g.client(t, &staticCred{token: testToken}, ClientOptions{})
-			call, err := c.Reprovision(context.Background(), testCloudPC)
+			call, err := c.Reprovision(context.Background(), testCloudPC, approvals.Options{})
 			var ge *Error
 			if !errors.As(err, &ge) || ge.StatusCode != status {
 				t.Fatalf("err = %v", err)
@@ -273,7 +275,7 @@ func TestReprovisionHangPastDeadline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	call, err := c.Reprovision(ctx, testCloudPC)
+	call, err := c.Reprovision(ctx, testCloudPC, approvals.Options{})
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("Reprovision took %v with a 300ms deadline", d)
 	}
@@ -305,7 +307,7 @@ func TestReprovisionTryTimeoutIsNotRetried(t *testing.T) {
 	c := g.client(t, &staticCred{token: testToken}, ClientOptions{TryTimeout: 200 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	call, err := c.Reprovision(ctx, testCloudPC)
+	call, err := c.Reprovision(ctx, testCloudPC, approvals.Options{})
 	var ge *Error
 	if !errors.As(err, &ge) || !ge.OutcomeUnknown() {
 		t.Fatalf("err = %v, want *Error with OutcomeUnknown", err)
@@ -329,7 +331,7 @@ func TestReprovisionConnectionRefusedIsKnownNotSent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	call, err := c.Reprovision(context.Background(), testCloudPC)
+	call, err := c.Reprovision(context.Background(), testCloudPC, approvals.Options{})
 	var ge *Error
 	if !errors.As(err, &ge) || ge.Err == nil {
 		t.Fatalf("err = %v", err)
@@ -355,7 +357,7 @@ func TestReprovisionClaimsChallenge(t *testing.T) {
 			// Like a DeviceCodeCredential whose refresh token no longer satisfies the policy.
 			cred := &staticCred{token: testToken, failOnClaims: true}
 			c := g.client(t, cred, ClientOptions{})
-			call, err := c.Reprovision(context.Background(), testCloudPC)
+			call, err := c.Reprovision(context.Background(), testCloudPC, approvals.Options{})
 			var ge *Error
 			if !errors.As(err, &ge) {
 				t.Fatalf("err = %v", err)
@@ -394,7 +396,7 @@ func TestReprovisionClaimsChallengeSatisfiedIsRecorded(t *testing.T) {
 		w.WriteHeader(http.StatusNoContent)
 	})
 	c := g.client(t, &staticCred{token: testToken}, ClientOptions{})
-	call, err := c.Reprovision(context.Background(), testCloudPC)
+	call, err := c.Reprovision(context.Background(), testCloudPC, approvals.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -407,7 +409,7 @@ func TestReprovisionClaimsChallengeSatisfiedIsRecorded(t *testing.T) {
 func TestReprovisionTokenFailureSendsNothing(t *testing.T) {
 	g := newFakeGraph(t, noContent)
 	c := g.client(t, &staticCred{fail: errors.New("no token")}, ClientOptions{})
-	call, err := c.Reprovision(context.Background(), testCloudPC)
+	call, err := c.Reprovision(context.Background(), testCloudPC, approvals.Options{})
 	var ge *Error
 	if !errors.As(err, &ge) || ge.StatusCode != 0 || ge.OutcomeUnknown() {
 		t.Fatalf("err = %v", err)
@@ -432,7 +434,7 @@ func TestReprovisionInvalidIDSendsNothing(t *testing.T) {
 		" ac74ae8b-85f7-4272-88cc-5419267403ed",
 		"ac74ae8b-85f7-4272-88cc-5419267403eg",
 	} {
-		call, err := c.Reprovision(context.Background(), id)
+		call, err := c.Reprovision(context.Background(), id, approvals.Options{})
 		if !errors.Is(err, ErrInvalidCloudPCID) {
 			t.Errorf("%q: err = %v, want ErrInvalidCloudPCID", id, err)
 		}
@@ -453,7 +455,7 @@ func TestReprovisionContextAlreadyDone(t *testing.T) {
 	c := g.client(t, &staticCred{token: testToken}, ClientOptions{})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	call, err := c.Reprovision(ctx, testCloudPC)
+	call, err := c.Reprovision(ctx, testCloudPC, approvals.Options{})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v", err)
 	}
@@ -520,7 +522,7 @@ func TestReprovisionAnswerBeatsLateContextError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	call, err := c.Reprovision(ctx, testCloudPC)
+	call, err := c.Reprovision(ctx, testCloudPC, approvals.Options{})
 	if err != nil {
 		t.Fatalf("err = %v, want success", err)
 	}
@@ -541,7 +543,7 @@ func TestReprovisionUntracedTransportFailureIsUnknown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	call, err := c.Reprovision(context.Background(), testCloudPC)
+	call, err := c.Reprovision(context.Background(), testCloudPC, approvals.Options{})
 	var ge *Error
 	if !errors.As(err, &ge) || !ge.OutcomeUnknown() {
 		t.Fatalf("err = %v, want *Error with OutcomeUnknown", err)
@@ -560,12 +562,72 @@ func TestReprovisionRedirectIsNotFollowed(t *testing.T) {
 		w.WriteHeader(http.StatusNoContent)
 	})
 	c := g.client(t, &staticCred{token: testToken}, ClientOptions{})
-	call, err := c.Reprovision(context.Background(), testCloudPC)
+	call, err := c.Reprovision(context.Background(), testCloudPC, approvals.Options{})
 	var ge *Error
 	if !errors.As(err, &ge) || ge.StatusCode != http.StatusTemporaryRedirect || ge.OutcomeUnknown() {
 		t.Fatalf("err = %v, want a 307 *Error", err)
 	}
 	if len(g.requests()) != 1 || len(call.Attempts) != 1 {
 		t.Errorf("requests %d, attempts %d; want 1 (redirect not followed)", len(g.requests()), len(call.Attempts))
+	}
+}
+
+// TestReprovisionOptions: the options given, and only those, go in a JSON
+// body (also on a retry); with none there is no body at all.
+func TestReprovisionOptions(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		opts     approvals.Options
+		wantBody string
+	}{
+		{"none", approvals.Options{}, ""},
+		{"OS", approvals.Options{OSVersion: approvals.OSWindows11}, `{"osVersion":"windows11"}`},
+		{"account", approvals.Options{UserAccountType: approvals.AccountStandardUser}, `{"userAccountType":"standardUser"}`},
+		{"both", approvals.Options{OSVersion: approvals.OSWindows10, UserAccountType: approvals.AccountAdministrator},
+			`{"osVersion":"windows10","userAccountType":"administrator"}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newFakeGraph(t, func(n int, w http.ResponseWriter, _ *http.Request) {
+				if n == 0 {
+					w.Header().Set("Retry-After", "0")
+					w.WriteHeader(http.StatusServiceUnavailable)
+					return
+				}
+				w.WriteHeader(http.StatusNoContent)
+			})
+			c := g.client(t, &staticCred{token: testToken}, ClientOptions{})
+			if _, err := c.Reprovision(context.Background(), testCloudPC, tc.opts); err != nil {
+				t.Fatalf("Reprovision: %v", err)
+			}
+			reqs := g.requests()
+			if len(reqs) != 2 {
+				t.Fatalf("graph saw %d requests, want 2 (a 503, then the retry)", len(reqs))
+			}
+			for i, r := range reqs {
+				if r.Body != tc.wantBody {
+					t.Errorf("attempt %d: body %q, want %q", i+1, r.Body, tc.wantBody)
+				}
+				wantType, wantLength := "application/json", int64(len(tc.wantBody))
+				if tc.wantBody == "" {
+					wantType = ""
+				}
+				if r.ContentType != wantType || r.ContentLength != wantLength {
+					t.Errorf("attempt %d: Content-Type %q, Content-Length %d; want %q, %d", i+1, r.ContentType, r.ContentLength, wantType, wantLength)
+				}
+			}
+		})
+	}
+}
+
+func TestReprovisionRefusesUnknownOptions(t *testing.T) {
+	g := newFakeGraph(t, noContent)
+	c := g.client(t, &staticCred{token: testToken}, ClientOptions{})
+	for _, opts := range []approvals.Options{{OSVersion: "windows7"}, {UserAccountType: `admin","x":"`}} {
+		if _, err := c.Reprovision(context.Background(), testCloudPC, opts); !errors.Is(err, ErrInvalidOptions) {
+			t.Errorf("Reprovision with %+v: %v, want ErrInvalidOptions", opts, err)
+		}
+	}
+	if n := len(g.requests()); n != 0 {
+		t.Errorf("graph saw %d requests, want none", n)
 	}
 }

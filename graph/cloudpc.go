@@ -97,7 +97,7 @@ func (c *Client) GetCloudPC(ctx context.Context, id string) (approvals.CloudPC, 
 	if err := ctx.Err(); err != nil {
 		return approvals.CloudPC{}, call, err
 	}
-	body, last, err := c.send(ctx, http.MethodGet, rawURL+"?$select="+cloudPCSelect, &call)
+	body, last, err := c.send(ctx, http.MethodGet, rawURL+"?$select="+cloudPCSelect, nil, &call)
 	if err != nil {
 		return approvals.CloudPC{}, call, err
 	}
@@ -265,7 +265,7 @@ func (c *Client) list(ctx context.Context, first string, call *Call, each func(j
 	}
 	next := first
 	for page := 1; ; page++ {
-		body, last, err := c.send(ctx, http.MethodGet, next, call)
+		body, last, err := c.send(ctx, http.MethodGet, next, nil, call)
 		if err != nil {
 			return err
 		}

@@ -256,7 +256,7 @@ func TestReprovisionIgnoresCallerRetryOptions(t *testing.T) {
 	})
 	c := g.client(t, &staticCred{token: testToken}, ClientOptions{})
 	ctx := policy.WithRetryOptions(context.Background(), policy.RetryOptions{MaxRetries: 5, RetryDelay: time.Millisecond})
-	call, err := c.Reprovision(ctx, testCloudPC)
+	call, err := c.Reprovision(ctx, testCloudPC, approvals.Options{})
 	var ge *Error
 	if !errors.As(err, &ge) || !ge.OutcomeUnknown() || ge.Method != "POST" || ge.Attempts != 1 {
 		t.Fatalf("err = %#v", err)
@@ -676,7 +676,7 @@ func TestResolveAgainstSharedFake(t *testing.T) {
 	}
 
 	// Reprovision, then the remote action results, through the shared fake.
-	if _, err := c.Reprovision(context.Background(), guid(2)); err != nil {
+	if _, err := c.Reprovision(context.Background(), guid(2), approvals.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	actions, _, err := c.RemoteActionResults(context.Background(), guid(2))

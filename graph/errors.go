@@ -26,6 +26,9 @@ var (
 // anything, when the Cloud PC id is not a GUID.
 var ErrInvalidCloudPCID = errors.New("graph: Cloud PC id is not a GUID")
 
+// ErrInvalidOptions: a reprovision option is not one of Graph's values.
+var ErrInvalidOptions = errors.New("graph: invalid reprovision options")
+
 // ErrAnswerTooLarge is Error.Err when Graph's response body was longer than
 // MaxAnswerBytes: the client stops reading there and drops what it read. On a 2xx to a
 // lookup the call fails (Error.StatusCode is the 2xx; classified as a bad answer); on

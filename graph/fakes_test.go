@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -210,6 +211,8 @@ type graphRequest struct {
 	UserAgent               string
 	ContentLength           int64
 	TransferEncodingChunked bool
+	ContentType             string
+	Body                    string
 }
 
 // fakeGraph answers request n (0-based) with respond(n, w, r).
@@ -225,6 +228,7 @@ func newFakeGraph(t *testing.T, respond func(n int, w http.ResponseWriter, r *ht
 	t.Helper()
 	g := &fakeGraph{respond: respond}
 	g.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<16))
 		g.mu.Lock()
 		n := len(g.reqs)
 		g.reqs = append(g.reqs, graphRequest{
@@ -239,6 +243,8 @@ func newFakeGraph(t *testing.T, respond func(n int, w http.ResponseWriter, r *ht
 			UserAgent:               r.Header.Get("User-Agent"),
 			ContentLength:           r.ContentLength,
 			TransferEncodingChunked: len(r.TransferEncoding) > 0,
+			ContentType:             r.Header.Get("Content-Type"),
+			Body:                    string(body),
 		})
 		g.mu.Unlock()
 		w.Header().Set("request-id", fmt.Sprintf("server-request-%d", n+1))

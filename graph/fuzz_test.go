@@ -240,7 +240,7 @@ func FuzzCloudPCURL(f *testing.F) {
 				return call, err
 			}},
 			{"Reprovision", http.MethodPost, "/reprovision", false, func(c *Client) (Call, error) {
-				return c.Reprovision(context.Background(), id)
+				return c.Reprovision(context.Background(), id, approvals.Options{})
 			}},
 			{"RemoteActionResults", http.MethodGet, "/retrieveCloudPcRemoteActionResults", false, func(c *Client) (Call, error) {
 				_, call, err := c.RemoteActionResults(context.Background(), id)

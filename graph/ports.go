@@ -92,8 +92,8 @@ func (p *cloudPCs) Resolve(ctx context.Context, target string) ([]approvals.Clou
 	return pcs, out, graphError(err, http.MethodGet)
 }
 
-func (p *cloudPCs) Reprovision(ctx context.Context, id string) (approvals.GraphCall, error) {
-	call, err := p.c.Reprovision(ctx, id)
+func (p *cloudPCs) Reprovision(ctx context.Context, id string, opts approvals.Options) (approvals.GraphCall, error) {
+	call, err := p.c.Reprovision(ctx, id, opts)
 	return graphCall(call), graphError(err, http.MethodPost)
 }
 

@@ -57,7 +57,7 @@ func TestSignInsPort(t *testing.T) {
 	if s.Username != testUPN || s.CloudPCs == nil {
 		t.Fatalf("session %+v", s)
 	}
-	call, err := s.CloudPCs.Reprovision(ctx, testCloudPC)
+	call, err := s.CloudPCs.Reprovision(ctx, testCloudPC, approvals.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +175,7 @@ func TestCloudPCsPortConverts(t *testing.T) {
 		t.Errorf("the same attempt twice: %+v", calls)
 	}
 
-	call, err = p.Reprovision(ctx, testCloudPC)
+	call, err = p.Reprovision(ctx, testCloudPC, approvals.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +221,7 @@ func TestCloudPCsPortErrorsAreGraphErrors(t *testing.T) {
 			return result{err, n}
 		},
 		"Reprovision": func(ctx context.Context, id string) result {
-			c, err := p.Reprovision(ctx, id)
+			c, err := p.Reprovision(ctx, id, approvals.Options{})
 			return result{err, len(c.Attempts)}
 		},
 		"RemoteActions": func(ctx context.Context, id string) result {
@@ -288,7 +288,7 @@ func TestCloudPCsPortErrorsAreGraphErrors(t *testing.T) {
 	}
 	// No error is a nil interface, not a typed nil.
 	status = 204
-	if _, err := p.Reprovision(context.Background(), testCloudPC); err != nil {
+	if _, err := p.Reprovision(context.Background(), testCloudPC, approvals.Options{}); err != nil {
 		t.Errorf("Reprovision: %#v", err)
 	}
 }

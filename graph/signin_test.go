@@ -10,6 +10,8 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+
+	"github.com/reprovision-bot/reprovision-bot/approvals"
 )
 
 func TestNewAuthenticatorValidation(t *testing.T) {
@@ -267,7 +269,7 @@ func TestSignInThenReprovision(t *testing.T) {
 	}
 	g := newFakeGraph(t, func(_ int, w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	c := g.client(t, s.Credential(), ClientOptions{})
-	call, err := c.Reprovision(context.Background(), testCloudPC)
+	call, err := c.Reprovision(context.Background(), testCloudPC, approvals.Options{})
 	if err != nil {
 		t.Fatalf("Reprovision: %v", err)
 	}

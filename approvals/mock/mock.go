@@ -28,7 +28,7 @@ func (s *SignIns) SignIn(ctx context.Context, claims string, showCode func(conte
 type CloudPCs struct {
 	GetFn           func(ctx context.Context, id string) (approvals.CloudPC, approvals.GraphCall, error)
 	ResolveFn       func(ctx context.Context, target string) ([]approvals.CloudPC, []approvals.GraphCall, error)
-	ReprovisionFn   func(ctx context.Context, id string) (approvals.GraphCall, error)
+	ReprovisionFn   func(ctx context.Context, id string, opts approvals.Options) (approvals.GraphCall, error)
 	RemoteActionsFn func(ctx context.Context, id string) ([]approvals.RemoteAction, approvals.GraphCall, error)
 }
 
@@ -40,8 +40,8 @@ func (c *CloudPCs) Resolve(ctx context.Context, target string) ([]approvals.Clou
 	return c.ResolveFn(ctx, target)
 }
 
-func (c *CloudPCs) Reprovision(ctx context.Context, id string) (approvals.GraphCall, error) {
-	return c.ReprovisionFn(ctx, id)
+func (c *CloudPCs) Reprovision(ctx context.Context, id string, opts approvals.Options) (approvals.GraphCall, error) {
+	return c.ReprovisionFn(ctx, id, opts)
 }
 
 func (c *CloudPCs) RemoteActions(ctx context.Context, id string) ([]approvals.RemoteAction, approvals.GraphCall, error) {

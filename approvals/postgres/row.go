@@ -21,10 +21,11 @@ var requestColumns = []string{
 	"tracking_since", "tracking_until", "tracking_next_check", "tracking_checks", "tracking_last_status",
 	"tracking_paused", "tracking_result",
 	"created_at", "updated_at", "expires_at", "decide_by",
+	"os_version", "user_account_type", "approvals_required", "approvals",
 	"holds_cloud_pc",
 }
 
-var jsonColumns = map[string]bool{"approvers": true, "prompts": true, "device": true, "candidates": true}
+var jsonColumns = map[string]bool{"approvers": true, "prompts": true, "device": true, "candidates": true, "approvals": true}
 
 var (
 	// selectColumns reads the json columns as text: what was written, to
@@ -72,6 +73,8 @@ func encodeRequest(r *approvals.Request) ([]any, error) {
 		r.Tracking.Checks, r.Tracking.LastStatus, r.Tracking.Paused, r.Tracking.Result,
 		e.time("created at", r.CreatedAt), e.time("updated at", r.UpdatedAt), e.optTime("expires at", r.ExpiresAt),
 		e.optTime("decide by", r.DecideBy),
+		r.Options.OSVersion, r.Options.UserAccountType, r.ApprovalsRequired,
+		e.json("approvals", mapSlice(r.Approvals, e.approval)),
 		r.Open(),
 	}
 	return values, e.err
@@ -82,14 +85,15 @@ func scanRequest(row interface{ Scan(...any) error }) (*approvals.Request, error
 	var (
 		r                                      approvals.Request
 		state, approvers, prompts, device, cds string
-		outcome                                string
+		outcome, approved                      string
 		since, until, next, expires, decideBy  *time.Time
 	)
 	err := row.Scan(&r.ID, &r.Target, &r.CloudPCID, &r.Reason, &r.RequesterID, &r.RequestChannelID, &approvers,
 		&state, &r.DecidedBy, &r.DecisionReason, &r.SignedInAs,
 		&prompts, &device, &cds, &outcome, &r.GraphRequestID,
 		&since, &until, &next, &r.Tracking.Checks, &r.Tracking.LastStatus, &r.Tracking.Paused, &r.Tracking.Result,
-		&r.CreatedAt, &r.UpdatedAt, &expires, &decideBy)
+		&r.CreatedAt, &r.UpdatedAt, &expires, &decideBy,
+		&r.Options.OSVersion, &r.Options.UserAccountType, &r.ApprovalsRequired, &approved)
 	if err != nil {
 		return nil, err
 	}
@@ -113,6 +117,9 @@ func scanRequest(row interface{ Scan(...any) error }) (*approvals.Request, error
 	var cs []cloudPCJSON
 	d.json("candidates", cds, &cs)
 	r.Candidates = mapSlice(cs, d.cloudPC)
+	var as []approvalJSON
+	d.json("approvals", approved, &as)
+	r.Approvals = mapSlice(as, d.approval)
 	if d.err != nil {
 		return nil, d.err
 	}
@@ -158,6 +165,25 @@ type cloudPCJSON struct {
 	// LastModified is RFC 3339 in UTC with microseconds; "" is the zero
 	// time.
 	LastModified string `json:"last_modified"`
+}
+
+// approvalJSON is how an Approval is stored; At in jsonTime.
+type approvalJSON struct {
+	By         string `json:"by"`
+	SignedInAs string `json:"signed_in_as"`
+	At         string `json:"at"`
+}
+
+func (e *encoder) approval(a approvals.Approval) approvalJSON {
+	return approvalJSON{By: a.By, SignedInAs: a.SignedInAs, At: e.time("approval time", a.At).Format(jsonTime)}
+}
+
+func (d *decoder) approval(j approvalJSON) approvals.Approval {
+	t, err := time.Parse(time.RFC3339Nano, j.At)
+	if err != nil {
+		d.fail("approval at", err)
+	}
+	return approvals.Approval{By: j.By, SignedInAs: j.SignedInAs, At: t.UTC()}
 }
 
 // jsonTime is how a time is written inside a json column.
@@ -281,6 +307,7 @@ func clone(r *approvals.Request) *approvals.Request {
 	c.Approvers = slices.Clone(r.Approvers)
 	c.Prompts = slices.Clone(r.Prompts)
 	c.Candidates = slices.Clone(r.Candidates)
+	c.Approvals = slices.Clone(r.Approvals)
 	if r.Device != nil {
 		d := *r.Device
 		c.Device = &d
@@ -337,7 +364,8 @@ func Text(s string) string {
 func normalized(r *approvals.Request) *approvals.Request {
 	c := clone(r)
 	for _, s := range []*string{&c.ID, &c.Target, &c.CloudPCID, &c.Reason, &c.RequesterID, &c.RequestChannelID,
-		&c.DecidedBy, &c.DecisionReason, &c.SignedInAs, &c.GraphRequestID, &c.Tracking.LastStatus, &c.Tracking.Result} {
+		&c.DecidedBy, &c.DecisionReason, &c.SignedInAs, &c.GraphRequestID, &c.Tracking.LastStatus, &c.Tracking.Result,
+		&c.Options.OSVersion, &c.Options.UserAccountType} {
 		*s = Text(*s)
 	}
 	c.State = approvals.State(Text(string(c.State)))
@@ -355,6 +383,9 @@ func normalized(r *approvals.Request) *approvals.Request {
 	}
 	for i := range c.Candidates {
 		c.Candidates[i].LastModified = Time(c.Candidates[i].LastModified)
+	}
+	for i := range c.Approvals {
+		c.Approvals[i].At = Time(c.Approvals[i].At)
 	}
 	return c
 }

@@ -3,7 +3,7 @@ package postgres
 // schemaVersion is the version of the schema this code reads and writes,
 // kept in the one-row table schema_version. Bump it and add a step to
 // migrations when the schema changes.
-const schemaVersion = 1
+const schemaVersion = 2
 
 // MigrationLockKey is the transaction-level advisory lock
 // (pg_advisory_xact_lock) under which Open migrates the schema, so that
@@ -124,5 +124,14 @@ CREATE TABLE outbox (
 CREATE UNIQUE INDEX outbox_coalesced ON outbox (request_id, coalesce_key) WHERE coalesce_key <> '';
 CREATE INDEX outbox_due ON outbox (next_at, id);
 CREATE INDEX outbox_by_request ON outbox (request_id, id);
+`,
+	// 1 → 2: the reprovision options, and two-person approval (how many
+	// approvals a request needs, and those given). Older requests needed one.
+	`
+ALTER TABLE requests
+	ADD COLUMN os_version text NOT NULL DEFAULT '',
+	ADD COLUMN user_account_type text NOT NULL DEFAULT '',
+	ADD COLUMN approvals_required integer NOT NULL DEFAULT 1,
+	ADD COLUMN approvals json NOT NULL DEFAULT '[]' CHECK (json_typeof(approvals) IN ('array', 'null'));
 `,
 }

@@ -146,8 +146,8 @@ func TestMigrationRunsOnce(t *testing.T) {
 	if _, err := stores[n-1].Transition(context.Background(), r.ID, approvals.StateApproved, nil); err != nil {
 		t.Fatal(err)
 	}
-	if v := queryInt(t, u, `SELECT version FROM schema_version`); v != 1 {
-		t.Errorf("schema version %d, want 1", v)
+	if v := queryInt(t, u, `SELECT version FROM schema_version`); v != 2 {
+		t.Errorf("schema version %d, want 2", v)
 	}
 	if rows := queryInt(t, u, `SELECT count(*) FROM schema_version`); rows != 1 {
 		t.Errorf("schema_version has %d rows, want 1", rows)

@@ -20,6 +20,7 @@ var requestColumns = []string{
 	"tracking_since", "tracking_until", "tracking_next_check", "tracking_checks", "tracking_last_status",
 	"tracking_paused", "tracking_result",
 	"created_at", "updated_at", "expires_at", "decide_by",
+	"os_version", "user_account_type", "approvals_required", "approvals",
 	"holds_cloud_pc",
 }
 
@@ -44,6 +45,8 @@ func encodeRequest(r *approvals.Request) ([]any, error) {
 		r.Tracking.Checks, r.Tracking.LastStatus, r.Tracking.Paused, r.Tracking.Result,
 		e.time("created at", r.CreatedAt), e.time("updated at", r.UpdatedAt), e.optTime("expires at", r.ExpiresAt),
 		e.optTime("decide by", r.DecideBy),
+		r.Options.OSVersion, r.Options.UserAccountType, r.ApprovalsRequired,
+		e.json("approvals", mapSlice(r.Approvals, e.approval)),
 		r.Open(),
 	}
 	return values, e.err
@@ -55,13 +58,14 @@ func scanRequest(row interface{ Scan(...any) error }) (*approvals.Request, error
 		r                                      approvals.Request
 		state, approvers, prompts, device, cds string
 		since, until, next, created, updated   string
-		expires, decideBy, outcome             string
+		expires, decideBy, outcome, approved   string
 	)
 	err := row.Scan(&r.ID, &r.Target, &r.CloudPCID, &r.Reason, &r.RequesterID, &r.RequestChannelID, &approvers,
 		&state, &r.DecidedBy, &r.DecisionReason, &r.SignedInAs,
 		&prompts, &device, &cds, &outcome, &r.GraphRequestID,
 		&since, &until, &next, &r.Tracking.Checks, &r.Tracking.LastStatus, &r.Tracking.Paused, &r.Tracking.Result,
-		&created, &updated, &expires, &decideBy)
+		&created, &updated, &expires, &decideBy,
+		&r.Options.OSVersion, &r.Options.UserAccountType, &r.ApprovalsRequired, &approved)
 	if err != nil {
 		return nil, err
 	}
@@ -82,6 +86,9 @@ func scanRequest(row interface{ Scan(...any) error }) (*approvals.Request, error
 	var cs []cloudPCJSON
 	d.json("candidates", cds, &cs)
 	r.Candidates = mapSlice(cs, d.cloudPC)
+	var as []approvalJSON
+	d.json("approvals", approved, &as)
+	r.Approvals = mapSlice(as, d.approval)
 	r.Tracking.Since = d.optTime("tracking_since", since)
 	r.Tracking.Until = d.optTime("tracking_until", until)
 	r.Tracking.NextCheck = d.optTime("tracking_next_check", next)
@@ -123,6 +130,21 @@ type cloudPCJSON struct {
 	StatusDetails          string `json:"status_details"`
 	// LastModified is in the column time format; "" is the zero time.
 	LastModified string `json:"last_modified"`
+}
+
+// approvalJSON is how an Approval is stored; At in the column time format.
+type approvalJSON struct {
+	By         string `json:"by"`
+	SignedInAs string `json:"signed_in_as"`
+	At         string `json:"at"`
+}
+
+func (e *encoder) approval(a approvals.Approval) approvalJSON {
+	return approvalJSON{By: a.By, SignedInAs: a.SignedInAs, At: e.time("approval time", a.At)}
+}
+
+func (d *decoder) approval(j approvalJSON) approvals.Approval {
+	return approvals.Approval{By: j.By, SignedInAs: j.SignedInAs, At: d.time("approval at", j.At)}
 }
 
 // mapSlice converts each element, keeping nil apart from empty: a request
@@ -239,6 +261,7 @@ func clone(r *approvals.Request) *approvals.Request {
 	c.Approvers = slices.Clone(r.Approvers)
 	c.Prompts = slices.Clone(r.Prompts)
 	c.Candidates = slices.Clone(r.Candidates)
+	c.Approvals = slices.Clone(r.Approvals)
 	if r.Device != nil {
 		d := *r.Device
 		c.Device = &d
@@ -259,6 +282,9 @@ func normalized(r *approvals.Request) *approvals.Request {
 	}
 	for i := range c.Candidates {
 		c.Candidates[i].LastModified = c.Candidates[i].LastModified.UTC()
+	}
+	for i := range c.Approvals {
+		c.Approvals[i].At = c.Approvals[i].At.UTC()
 	}
 	return c
 }

@@ -33,7 +33,7 @@ import (
 
 // schemaVersion is stored in PRAGMA user_version. Bump it and add a step to
 // migrations when the schema changes.
-const schemaVersion = 3
+const schemaVersion = 4
 
 // migrations[i] takes the schema from version i to i+1.
 //
@@ -154,6 +154,14 @@ CREATE TABLE outbox (
 CREATE UNIQUE INDEX outbox_coalesced ON outbox (request_id, coalesce_key) WHERE coalesce_key <> '';
 CREATE INDEX outbox_due ON outbox (next_at, id);
 CREATE INDEX requests_by_update ON requests (updated_at);
+`,
+	// 3 → 4: the reprovision options, and two-person approval (how many
+	// approvals a request needs, and those given). Older requests needed one.
+	`
+ALTER TABLE requests ADD COLUMN os_version TEXT NOT NULL DEFAULT '';
+ALTER TABLE requests ADD COLUMN user_account_type TEXT NOT NULL DEFAULT '';
+ALTER TABLE requests ADD COLUMN approvals_required INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE requests ADD COLUMN approvals TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(approvals));
 `,
 }
 

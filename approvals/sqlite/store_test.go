@@ -110,7 +110,7 @@ func TestOpenConfiguresConnections(t *testing.T) {
 		"synchronous":  "2", // FULL
 		"foreign_keys": "1",
 		"busy_timeout": "5000",
-		"user_version": "3",
+		"user_version": "4",
 	} {
 		var got string
 		if err := db.QueryRow("PRAGMA " + pragma).Scan(&got); err != nil {
@@ -146,7 +146,7 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	if _, err := rawDB(t, path).Exec("PRAGMA user_version = 4"); err != nil {
+	if _, err := rawDB(t, path).Exec("PRAGMA user_version = 5"); err != nil {
 		t.Fatal(err)
 	}
 	s, err = sqlite.Open(path)
@@ -510,8 +510,8 @@ func TestOpenOfNewFileWaitsForAnOutsideWriteLock(t *testing.T) {
 	if err := sqlite.DB(s).QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
 		t.Errorf("journal_mode = %q, %v; want wal", mode, err)
 	}
-	if err := sqlite.DB(s).QueryRow("PRAGMA user_version").Scan(&version); err != nil || version != 3 {
-		t.Errorf("user_version = %d, %v; want 3", version, err)
+	if err := sqlite.DB(s).QueryRow("PRAGMA user_version").Scan(&version); err != nil || version != 4 {
+		t.Errorf("user_version = %d, %v; want 4", version, err)
 	}
 	mustCreate(t, s, newRequest())
 }
@@ -554,7 +554,7 @@ func TestMigrationKeepsTheApprovalDeadline(t *testing.T) {
 	mustMove(t, s, confirming.ID, approvals.StateConfirming)
 	s.Close()
 	raw := rawDB(t, path)
-	for _, stmt := range []string{"DROP TABLE outbox", "DROP INDEX requests_by_update", "ALTER TABLE requests DROP COLUMN decide_by", "PRAGMA user_version = 1"} {
+	for _, stmt := range []string{"ALTER TABLE requests DROP COLUMN approvals", "ALTER TABLE requests DROP COLUMN approvals_required", "ALTER TABLE requests DROP COLUMN user_account_type", "ALTER TABLE requests DROP COLUMN os_version", "DROP TABLE outbox", "DROP INDEX requests_by_update", "ALTER TABLE requests DROP COLUMN decide_by", "PRAGMA user_version = 1"} {
 		if _, err := raw.Exec(stmt); err != nil {
 			t.Fatalf("making a version 1 store: %s: %v", stmt, err)
 		}

@@ -49,8 +49,13 @@ func testLargeHistory(t *testing.T, h *Harness) {
 	})
 
 	requests := make([]*approvals.Request, historyRequests)
+	taken := map[string]bool{}
 	for i := range requests {
 		r := newRequest()
+		for taken[r.ID] { // 5000 random references collide about once in 85 runs
+			r.ID = approvals.NewReference()
+		}
+		taken[r.ID] = true
 		r.RequesterID = fmt.Sprintf("U%03d", i%50)
 		r.State = states[i%len(states)]
 		r.CreatedAt = base.Add(time.Duration(i) * time.Minute)

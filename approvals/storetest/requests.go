@@ -80,17 +80,23 @@ func fullRequest() *approvals.Request {
 	}
 	device := pc(1)
 	return &approvals.Request{
-		ID:               approvals.NewReference(),
-		Target:           "alice@example.com",
-		CloudPCID:        device.ID,
-		Reason:           tricky,
-		RequesterID:      "U1",
-		RequestChannelID: "C1",
-		Approvers:        []string{"U2", "U3"},
-		State:            approvals.StatePending,
-		DecidedBy:        "U2",
-		DecisionReason:   tricky,
-		SignedInAs:       "bob@example.com",
+		ID:                approvals.NewReference(),
+		Target:            "alice@example.com",
+		CloudPCID:         device.ID,
+		Reason:            tricky,
+		RequesterID:       "U1",
+		RequestChannelID:  "C1",
+		Approvers:         []string{"U2", "U3"},
+		Options:           approvals.Options{OSVersion: approvals.OSWindows11, UserAccountType: approvals.AccountStandardUser},
+		ApprovalsRequired: 3,
+		Approvals: []approvals.Approval{
+			{By: "U3", SignedInAs: "carol@example.com", At: time.Date(2024, 3, 1, 0, 0, 0, 999, west)},
+			{By: "U4", SignedInAs: tricky, At: time.Date(2024, 3, 1, 0, 5, 0, 123456789, east)},
+		},
+		State:          approvals.StatePending,
+		DecidedBy:      "U2",
+		DecisionReason: tricky,
+		SignedInAs:     "bob@example.com",
 		Prompts: []approvals.MessageRef{
 			{ChannelID: "D2", TS: "1712345678.000100", UserID: "U2"},
 			{ChannelID: "D3", TS: "1712345678.000200", UserID: "U3"},
@@ -249,16 +255,20 @@ func testCreateLowerCasesCloudPCID(t *testing.T, h *Harness) {
 
 func testCreateRefusesInvalid(t *testing.T, h *Harness) {
 	tests := map[string]func(*approvals.Request){
-		"malformed reference":    func(r *approvals.Request) { r.ID = "R-0000" },
-		"cloud PC not a GUID":    func(r *approvals.Request) { r.CloudPCID = "../../deviceManagement" },
-		"no target, no cloud PC": func(r *approvals.Request) { r.Target, r.CloudPCID = "", "" },
-		"no requester":           func(r *approvals.Request) { r.RequesterID = "" },
-		"no approvers":           func(r *approvals.Request) { r.Approvers = nil },
-		"empty approvers":        func(r *approvals.Request) { r.Approvers = []string{} },
-		"not pending":            func(r *approvals.Request) { r.State = approvals.StateApproved },
-		"unknown state":          func(r *approvals.Request) { r.State = "bogus" },
-		"year out of range":      func(r *approvals.Request) { r.CreatedAt = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) },
-		"expiry out of range":    func(r *approvals.Request) { r.ExpiresAt = time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC) },
+		"malformed reference":     func(r *approvals.Request) { r.ID = "R-0000" },
+		"cloud PC not a GUID":     func(r *approvals.Request) { r.CloudPCID = "../../deviceManagement" },
+		"no target, no cloud PC":  func(r *approvals.Request) { r.Target, r.CloudPCID = "", "" },
+		"no requester":            func(r *approvals.Request) { r.RequesterID = "" },
+		"no approvers":            func(r *approvals.Request) { r.Approvers = nil },
+		"empty approvers":         func(r *approvals.Request) { r.Approvers = []string{} },
+		"not pending":             func(r *approvals.Request) { r.State = approvals.StateApproved },
+		"unknown state":           func(r *approvals.Request) { r.State = "bogus" },
+		"year out of range":       func(r *approvals.Request) { r.CreatedAt = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) },
+		"expiry out of range":     func(r *approvals.Request) { r.ExpiresAt = time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC) },
+		"unknown OS version":      func(r *approvals.Request) { r.Options.OSVersion = "windows95" },
+		"unknown account type":    func(r *approvals.Request) { r.Options.UserAccountType = "root" },
+		"four approvals required": func(r *approvals.Request) { r.ApprovalsRequired = 4 },
+		"approval by nobody":      func(r *approvals.Request) { r.Approvals = []approvals.Approval{{At: time.Now()}} },
 		"device time out of range": func(r *approvals.Request) {
 			r.Device = &approvals.CloudPC{LastModified: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}
 		},
@@ -495,6 +505,8 @@ var fixedFieldChanges = map[string]func(*approvals.Request){
 	"Approvers in place":   func(c *approvals.Request) { c.Approvers[0] = "U_MALLORY" },
 	"Approvers reordered":  func(c *approvals.Request) { c.Approvers[0], c.Approvers[1] = c.Approvers[1], c.Approvers[0] },
 	"CreatedAt":            func(c *approvals.Request) { c.CreatedAt = c.CreatedAt.Add(time.Second) },
+	"Options":              func(c *approvals.Request) { c.Options.OSVersion = approvals.OSWindows11 },
+	"ApprovalsRequired":    func(c *approvals.Request) { c.ApprovalsRequired = 1 },
 	"several, all refused": func(c *approvals.Request) { c.ID, c.RequesterID = approvals.NewReference(), "U_MALLORY" },
 }
 

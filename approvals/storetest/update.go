@@ -20,6 +20,49 @@ var updateTests = []test{
 	{"UpdateResolvesCloudPCOnce", testUpdateResolvesCloudPCOnce},
 	{"UpdateNotFound", testUpdateNotFound},
 	{"TrackingHoldsCloudPC", testTrackingHoldsCloudPC},
+	{"ApprovalsOnlyGrow", testApprovalsOnlyGrow},
+}
+
+// testApprovalsOnlyGrow: approvals are added one by one, with who, as whom
+// and when; a recorded one is never removed or rewritten.
+func testApprovalsOnlyGrow(t *testing.T, h *Harness) {
+	s := h.open(t)
+	r := newRequest()
+	r.ApprovalsRequired = 2
+	r = mustCreate(t, s, r)
+	at := time.Now()
+	first := approvals.Approval{By: "U_APPROVER", SignedInAs: "approver@example.com", At: at}
+	got := mustUpdate(t, s, r.ID, func(c *approvals.Request) { c.Approvals = append(c.Approvals, first) })
+	if len(got.Approvals) != 1 || got.Approvals[0].By != first.By || !got.Approvals[0].At.Equal(h.at(at)) {
+		t.Fatalf("approvals after the first = %+v", got.Approvals)
+	}
+	if stored := mustGet(t, s, r.ID); !reflect.DeepEqual(stored.Approvals, got.Approvals) || stored.ApprovalsRequired != 2 {
+		t.Errorf("Get: approvals %+v of %d, want %+v of 2", stored.Approvals, stored.ApprovalsRequired, got.Approvals)
+	}
+	for name, spoil := range map[string]func(*approvals.Request){
+		"removed":          func(c *approvals.Request) { c.Approvals = nil },
+		"approver changed": func(c *approvals.Request) { c.Approvals[0].By = "U_MALLORY" },
+		"username changed": func(c *approvals.Request) { c.Approvals[0].SignedInAs = "mallory@example.com" },
+		"time changed":     func(c *approvals.Request) { c.Approvals[0].At = c.Approvals[0].At.Add(-time.Hour) },
+		"replaced":         func(c *approvals.Request) { c.Approvals = []approvals.Approval{{By: "U_OTHER", At: at}} },
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := s.Update(context.Background(), r.ID, spoil); err == nil {
+				t.Error("Update succeeded, want an error")
+			}
+			if _, err := s.Transition(context.Background(), r.ID, approvals.StateApproved, spoil); err == nil {
+				t.Error("Transition succeeded, want an error")
+			}
+			if stored := mustGet(t, s, r.ID); !reflect.DeepEqual(stored, got) {
+				t.Errorf("refused change stored: %+v", stored.Approvals)
+			}
+		})
+	}
+	second := approvals.Approval{By: "U_OTHER", SignedInAs: "other@example.com", At: at.Add(time.Minute)}
+	moved, err := s.Transition(context.Background(), r.ID, approvals.StateApproved, func(c *approvals.Request) { c.Approvals = append(c.Approvals, second) })
+	if err != nil || len(moved.Approvals) != 2 || moved.Approvals[1].By != second.By {
+		t.Fatalf("Transition adding the second approval: %+v, %v", moved, err)
+	}
 }
 
 func testUpdate(t *testing.T, h *Harness) {

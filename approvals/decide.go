@@ -11,10 +11,21 @@ import (
 // does no I/O, so an adapter can answer at once with its reference, then
 // Open it. A refusal is a *Refusal; record it with RefusedRequest.
 func (w *Workflow) NewRequest(user, channel, target, reason string) (*Request, error) {
+	return w.NewRequestWith(user, channel, target, reason, Options{})
+}
+
+// NewRequestWith is NewRequest with reprovision options. Options the adapter
+// let through unchecked are an error, not a refusal.
+func (w *Workflow) NewRequestWith(user, channel, target, reason string, opts Options) (*Request, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
 	if err := w.cfg.Policy.MayRequest(user, channel); err != nil {
 		return nil, err
 	}
-	return w.cfg.Policy.NewRequest(time.Now(), user, channel, target, reason), nil
+	r := w.cfg.Policy.NewRequest(time.Now(), user, channel, target, reason)
+	r.Options = opts
+	return r, nil
 }
 
 // RefusedRequest records, in the background, that user's request in channel
@@ -43,9 +54,13 @@ func (w *Workflow) Open(ctx context.Context, r *Request) error {
 		}
 		return fmt.Errorf("recording %s: %w", r.ID, err)
 	}
-	w.audit(ctx, r.ID, EventRequested, r.RequesterID, map[string]string{
+	details := r.Options.AuditDetails(map[string]string{
 		"target": r.Target, "channel": r.RequestChannelID, "reason": r.Reason, "approvers": fmt.Sprint(r.Approvers),
 	})
+	if r.Required() > 1 {
+		details["approvals_required"] = fmt.Sprint(r.Required())
+	}
+	w.audit(ctx, r.ID, EventRequested, r.RequesterID, details)
 	w.log.Info("request opened", "ref", r.ID, "requester", r.RequesterID, "target", r.Target)
 	w.cfg.Observer.RequestCreated()
 	w.nudge() // a new expiry deadline
@@ -204,8 +219,8 @@ func (w *Workflow) Cancel(ctx context.Context, user, ref string) (*Request, erro
 	return r, nil
 }
 
-// RequestAgain builds a new request like an expired one (same target and
-// reason), after the same checks as a new one. Only its requester may ask
+// RequestAgain builds a new request like an expired one (same target,
+// options and reason), after the same checks as a new one. Only its requester may ask
 // again. Like NewRequest, nothing is stored: Open it.
 func (w *Workflow) RequestAgain(ctx context.Context, user, ref string) (*Request, error) {
 	old, err := w.load(ctx, ref, ActionRequestAgain)
@@ -215,7 +230,7 @@ func (w *Workflow) RequestAgain(ctx context.Context, user, ref string) (*Request
 	if user != old.RequesterID {
 		return nil, w.refuse(ctx, user, &Refusal{Kind: RefusedNotRequester, Action: ActionRequestAgain, Request: old, Users: []string{old.RequesterID}})
 	}
-	r, err := w.NewRequest(user, old.RequestChannelID, old.Target, old.Reason)
+	r, err := w.NewRequestWith(user, old.RequestChannelID, old.Target, old.Reason, old.Options)
 	if err != nil {
 		var refusal *Refusal
 		if errors.As(err, &refusal) {

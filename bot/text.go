@@ -112,6 +112,16 @@ func policyRefusalText(f *approvals.Refusal) (string, bool) {
 		text = fmt.Sprintf("Reprovision requests are taken only in %s.", orList(f.Channels, "<#%s>"))
 	case approvals.RefusedSoleApprover:
 		text = "You are the only approver, and approving your own request is not allowed, so nobody could approve it. Ask for another approver to be added."
+	case approvals.RefusedTooFewApprovers:
+		others := "nobody else can approve"
+		if len(f.Users) > 0 {
+			others = "besides you only " + strings.ReplaceAll(orMentions(f.Users), " or ", " and ") + " can approve"
+		}
+		text = fmt.Sprintf("Each reprovision needs %d approvals from approvers other than the person asking, and %s. Ask for another approver to be added.",
+			f.Required, others)
+	case approvals.RefusedAlreadyApproved:
+		return fmt.Sprintf(":no_entry: Your approval of %s is recorded already; the next one must come from another approver: %s. Nothing was changed.",
+			ref, orMentions(f.Users)), true
 	case approvals.RefusedNoApprovers:
 		return fmt.Sprintf(":no_entry: Nobody can approve or deny %s: it has no approvers. Nothing was changed.", ref), true
 	case approvals.RefusedOwnRequestNoOther:

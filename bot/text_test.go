@@ -116,7 +116,17 @@ var txRefusalCases = []txRefusalCase{
 		approvals.Refusal{Kind: approvals.RefusedSoleApprover, Action: approvals.ActionRequest},
 		[]string{"You are the only approver", "approving your own request is not allowed", "Ask for another approver to be added."}, nil},
 
+	{"too few approvers besides the asker",
+		approvals.Refusal{Kind: approvals.RefusedTooFewApprovers, Action: approvals.ActionRequest, Users: []string{"UA2"}, Required: 2},
+		[]string{"needs 2 approvals from approvers other than the person asking", "only <@UA2> can approve", "Ask for another approver to be added."}, nil},
+	{"too few approvers, none besides the asker",
+		approvals.Refusal{Kind: approvals.RefusedTooFewApprovers, Action: approvals.ActionRequest, Required: 2},
+		[]string{"needs 2 approvals", "nobody else can approve"}, []string{"besides you"}},
+
 	// Deciding: nothing was changed, and who may decide is named.
+	{"already approved",
+		approvals.Refusal{Kind: approvals.RefusedAlreadyApproved, Action: approvals.ActionApprove, Ref: txRef, Users: []string{"UA2", "UA3"}},
+		[]string{"Your approval of " + txRef + " is recorded already", "another approver: <@UA2> or <@UA3>.", "Nothing was changed."}, nil},
 	{"no approvers",
 		approvals.Refusal{Kind: approvals.RefusedNoApprovers, Action: approvals.ActionApprove, Ref: txRef},
 		[]string{"Nobody can approve or deny " + txRef + ": it has no approvers.", "Nothing was changed."}, nil},

@@ -130,6 +130,9 @@ func (w *Workflow) Approve(ctx context.Context, user, ref string, final bool) (*
 	if err := w.mayDecide(ctx, user, r, ActionApprove); err != nil {
 		return nil, err
 	}
+	if r.HasApproved(user) {
+		return nil, w.refuse(ctx, user, &Refusal{Kind: RefusedAlreadyApproved, Action: ActionApprove, Request: r, Users: w.stillToApprove(r)})
+	}
 	r, err = w.apply(ctx, ref, Change{To: StateApproved, Update: func(r *Request) {
 		r.DecidedBy = user
 		r.Outcome = nil
@@ -137,8 +140,13 @@ func (w *Workflow) Approve(ctx context.Context, user, ref string, final bool) (*
 	if err != nil {
 		return nil, late(err, ActionApprove)
 	}
-	w.audit(ctx, r.ID, EventApproved, user, nil)
-	s := w.sessions.valid(user)
+	w.audit(ctx, r.ID, EventApproved, user, map[string]string{"approval": approvalCount(len(r.Approvals)+1, r.Required())})
+	var s *Session
+	if r.Required() == 1 {
+		// With more than one approval required, each is a fresh sign-in
+		// of its own: a reused one would let one sign-in stand for two.
+		s = w.sessions.valid(user)
+	}
 	work := *r // the worker's own copy: the caller reads r
 	if s != nil && final && r.CloudPCID != "" && r.Device != nil && w.inFlight.claim(r.ID) {
 		w.sessions.pin(r.ID, s)
@@ -148,6 +156,21 @@ func (w *Workflow) Approve(ctx context.Context, user, ref string, final bool) (*
 	w.spawn(func() { w.signInThenConfirm(&work, s) })
 	return r, nil
 }
+
+// stillToApprove are those who may give r's next approval: its deciders
+// whose approval is not recorded yet.
+func (w *Workflow) stillToApprove(r *Request) []string {
+	var who []string
+	for _, a := range w.cfg.Policy.ApproversOf(r) {
+		if w.cfg.Policy.MayDecide(a, r) == nil && !r.HasApproved(a) {
+			who = append(who, a)
+		}
+	}
+	return who
+}
+
+// approvalCount is "1 of 2", for the audit trail.
+func approvalCount(n, of int) string { return fmt.Sprintf("%d of %d", n, of) }
 
 // MayDeny checks, before a form asks for a reason, that user may deny ref
 // now.

@@ -375,6 +375,8 @@ func outdated(o Outgoing, r *Request) bool {
 		return !r.Tracking.Active() || !r.Tracking.Paused
 	case NoticeExpired:
 		return r.State != StateExpired
+	case NoticeApprovalRecorded: // "waiting for another approver"
+		return r.State != StatePending && r.State != StateApproved
 	}
 	return false
 }

@@ -722,6 +722,7 @@ type fakeGraph struct {
 
 	gets, resolves, actionReads int
 	posts                       []string // "id by username"
+	postOptions                 []approvals.Options
 	seq                         int
 }
 
@@ -854,6 +855,7 @@ func (g *fakeGraph) port(username string) *mock.CloudPCs {
 		ReprovisionFn: func(ctx context.Context, id string, opts approvals.Options) (approvals.GraphCall, error) {
 			g.mu.Lock()
 			g.posts = append(g.posts, id+" by "+username)
+			g.postOptions = append(g.postOptions, opts)
 			hook := g.onReprovision
 			g.mu.Unlock()
 			var err error

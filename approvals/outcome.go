@@ -109,9 +109,13 @@ const (
 	// OutcomeGraph: Graph answered with an error (Graph).
 	OutcomeGraph OutcomeKind = "graph"
 	// OutcomeSignInDeclined, …: an approver's sign-in did not complete.
-	OutcomeSignInDeclined    OutcomeKind = "sign_in_declined"
-	OutcomeSignInExpired     OutcomeKind = "sign_in_expired"
-	OutcomeIdentityMismatch  OutcomeKind = "identity_mismatch" // SignedInAs, Expected
+	OutcomeSignInDeclined   OutcomeKind = "sign_in_declined"
+	OutcomeSignInExpired    OutcomeKind = "sign_in_expired"
+	OutcomeIdentityMismatch OutcomeKind = "identity_mismatch" // SignedInAs, Expected
+	// OutcomeSameIdentity: the approver signed in as SignedInAs, whom an
+	// earlier approval of the request was signed in as: two approvals must
+	// be two people.
+	OutcomeSameIdentity      OutcomeKind = "same_identity"
 	OutcomeSignInFailed      OutcomeKind = "sign_in_failed"
 	OutcomeSignInInterrupted OutcomeKind = "sign_in_interrupted" // the bot stopped during it
 	OutcomeSignInStale       OutcomeKind = "sign_in_stale"       // no longer valid at confirmation

@@ -144,6 +144,9 @@ const (
 	// NoticeStillPaused: a sign-in to resume tracking did not complete
 	// (Why says why); tracking stays paused.
 	NoticeStillPaused NoticeKind = "tracking_still_paused"
+	// NoticeApprovalRecorded: an approval was recorded and another
+	// approver's is needed (Request.Approvals; the last one is the new one).
+	NoticeApprovalRecorded NoticeKind = "approval_recorded"
 	// NoticeNotRecorded: Graph answered (Why; Accepted when it took the
 	// reprovision) but the answer could not be stored.
 	NoticeNotRecorded NoticeKind = "not_recorded"

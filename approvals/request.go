@@ -115,11 +115,12 @@ type Request struct {
 	// read as 1: requests stored before two-person approval), fixed when
 	// the request is made.
 	ApprovalsRequired int
-	// Approvals are the approvals given so far, each by an approver who
-	// signed in as themselves, in order. While more are needed the request
-	// waits in StatePending; the last approver is DecidedBy until the call
-	// is sent, when they are added here too. An approval once recorded is
-	// never removed.
+	// Approvals are the approvals given before the last one, in order,
+	// each by a distinct approver who signed in as themselves. While more
+	// are needed the request waits in StatePending. The last approver is
+	// DecidedBy (signed in as SignedInAs): the one who confirms, and whose
+	// sign-in the call is made with. An approval once recorded is never
+	// removed.
 	Approvals []Approval
 
 	State State
@@ -181,6 +182,12 @@ func (r *Request) HasApproved(user string) bool {
 // LastApproval reports whether one more approval completes r's: the next
 // approver's is the one the call is sent with.
 func (r *Request) LastApproval() bool { return len(r.Approvals)+1 >= r.Required() }
+
+// ApprovedAs reports whether an earlier approval of r was signed in as
+// username (Entra usernames compare without case).
+func (r *Request) ApprovedAs(username string) bool {
+	return slices.ContainsFunc(r.Approvals, func(a Approval) bool { return strings.EqualFold(a.SignedInAs, username) })
+}
 
 // MaxApprovalsRequired bounds two-person (or three-person) approval.
 const MaxApprovalsRequired = 3

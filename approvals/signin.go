@@ -37,6 +37,17 @@ func (w *Workflow) signInThenConfirm(r *Request, s *Session) {
 	} else {
 		w.sessions.pin(r.ID, s)
 	}
+	if r.ApprovedAs(s.Username) {
+		w.audit(w.execCtx, r.ID, EventIdentityMismatch, r.DecidedBy, map[string]string{"upn": s.Username, "why": "approved already as this user"})
+		ctx, cancel := detached(w.execCtx)
+		defer cancel()
+		w.reopen(ctx, r, &Outcome{Kind: OutcomeSameIdentity, SignedInAs: s.Username}, NoticeSignInFailed)
+		return
+	}
+	if !r.LastApproval() {
+		w.recordApproval(r, s)
+		return
+	}
 	ctx, cancel := context.WithTimeout(w.execCtx, graphTimeout)
 	defer cancel()
 	found, err := w.lookUp(ctx, r, s)
@@ -57,6 +68,36 @@ func (w *Workflow) signInThenConfirm(r *Request, s *Session) {
 		return
 	}
 	w.send(confirming.ID, redraw(confirming))
+}
+
+// recordApproval records the approval of r's approver, signed in as s, when
+// another approval is still needed: r waits for it again (in StatePending,
+// with its approval deadline), and the approver and requester are told.
+// The sign-in is not kept: the next approver signs in for themselves, and
+// the call is made with the last approver's sign-in.
+func (w *Workflow) recordApproval(r *Request, s *Session) {
+	ctx, cancel := detached(w.execCtx)
+	defer cancel()
+	approval := Approval{By: r.DecidedBy, SignedInAs: s.Username, At: time.Now().UTC()}
+	count := approvalCount(len(r.Approvals)+1, r.Required())
+	_, err := w.settle(ctx, r.ID, step{
+		from: []State{StateApproved}, to: StatePending,
+		update: func(r *Request) {
+			r.Approvals = append(r.Approvals, approval)
+			r.Outcome, r.ExpiresAt = nil, r.DecideBy
+		},
+		event: EventApprovalRecorded, actor: approval.By, details: map[string]string{"upn": s.Username, "approvals": count},
+		also: func(r *Request) []Outgoing {
+			return tellEach(Notice{Kind: NoticeApprovalRecorded, Request: r}, approval.By, r.RequesterID)
+		},
+	})
+	if err != nil {
+		// Withdrawn (or expired) meanwhile: whoever did that told those
+		// concerned; the approval is moot.
+		w.log.Info("approval not recorded", "ref", r.ID, "approver", approval.By, "err", err)
+		return
+	}
+	w.nudge() // waiting for a decision again: its deadline counts
 }
 
 // lookUp reads the Cloud PC (by id) or resolves the name or UPN r names.

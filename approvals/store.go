@@ -77,8 +77,11 @@ type Store interface {
 type EventKind string
 
 const (
-	EventRequested        EventKind = "requested"
-	EventApproved         EventKind = "approved"
+	EventRequested EventKind = "requested"
+	EventApproved  EventKind = "approved"
+	// EventApprovalRecorded: an approval that is not the last one needed,
+	// after its approver signed in (details: upn, approvals "1 of 2").
+	EventApprovalRecorded EventKind = "approval_recorded"
 	EventDenied           EventKind = "denied"
 	EventRefusedClick     EventKind = "refused_click"
 	EventSignInStarted    EventKind = "signin_started"

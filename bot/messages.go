@@ -31,6 +31,11 @@ const (
 	// blockReason/inputReason name the reason input in both modals.
 	blockReason = "reason"
 	inputReason = "reason_input"
+	// The reason form's two optional selects of reprovision options.
+	blockOS      = "os"
+	inputOS      = "os_select"
+	blockAccount = "account"
+	inputAccount = "account_select"
 )
 
 // wipeWarning is on every prompt: the approver must know what Approve does.
@@ -97,6 +102,9 @@ func promptBlocks(r *approvals.Request) []slack.Block {
 			mrkdwn(fmt.Sprintf("*Approvers*\n%s", mentions(r.Approvers))),
 		}, nil),
 	}
+	if opts := optionsText(r.Options); opts != "" {
+		blocks = append(blocks, section("*Reprovision with*\n"+opts))
+	}
 	if r.Reason != "" {
 		blocks = append(blocks, section("*Reason*\n"+reasonText(r.Reason)))
 	}
@@ -110,7 +118,7 @@ func promptBlocks(r *approvals.Request) []slack.Block {
 			WithStyle(slack.StyleDanger).
 			WithConfirm(slack.NewConfirmationBlockObject(
 				plain("Reprovision this Cloud PC?"),
-				mrkdwn(fmt.Sprintf("`%s` will be wiped: the user is signed out and all data and apps are deleted.", escapeText(targetOf(r)))),
+				mrkdwn(fmt.Sprintf("`%s` will be wiped%s: the user is signed out and all data and apps are deleted.", escapeText(targetOf(r)), andReprovisionedWith(r.Options))),
 				plain("Approve"), plain("Go back")))
 		deny := slack.NewButtonBlockElement(actionDeny, r.ID, plain("Deny"))
 		blocks = append(blocks, slack.NewActionBlock("decision:"+r.ID, approve, deny))
@@ -176,19 +184,26 @@ func mentions(users []string) string {
 func statusLine(r *approvals.Request) string {
 	switch r.State {
 	case approvals.StatePending:
-		if note := waitingAgainText(r.Outcome); note != "" {
-			return ":hourglass: Awaiting a decision. " + note
+		waiting := ":hourglass: Awaiting a decision."
+		if r.Required() > 1 {
+			waiting = fmt.Sprintf(":hourglass: Awaiting a decision: %s.", approvalsSoFar(r))
 		}
-		return ":hourglass: Awaiting a decision."
+		if note := waitingAgainText(r.Outcome); note != "" {
+			return waiting + " " + note
+		}
+		return waiting
 	case approvals.StateApproved:
-		return fmt.Sprintf(":key: Approved by <@%s>. Waiting for <@%s> to sign in (see the sign-in message).", r.DecidedBy, r.DecidedBy)
+		return fmt.Sprintf(":key: Approved by %s. Waiting for <@%s> to sign in (see the sign-in message).", approvedBy(r), r.DecidedBy)
 	case approvals.StateConfirming:
-		return fmt.Sprintf(":eyes: Approved by <@%s>, signed in as %s. Waiting for their final confirmation.", r.DecidedBy, escapeText(r.SignedInAs))
+		if len(r.Approvals) == 0 {
+			return fmt.Sprintf(":eyes: Approved by <@%s>, signed in as %s. Waiting for their final confirmation.", r.DecidedBy, escapeText(r.SignedInAs))
+		}
+		return fmt.Sprintf(":eyes: Approved by %s; <@%s> signed in as %s. Waiting for their final confirmation.", approvedBy(r), r.DecidedBy, escapeText(r.SignedInAs))
 	case approvals.StateExecuting:
-		return fmt.Sprintf(":gear: Approved by <@%s>. Reprovisioning…", r.DecidedBy)
+		return fmt.Sprintf(":gear: Approved by %s. Reprovisioning…", approvedBy(r))
 	case approvals.StateSucceeded:
-		return fmt.Sprintf(":white_check_mark: Approved by <@%s>. Reprovision started: Microsoft Graph accepted the request.%s%s",
-			r.DecidedBy, requestIDSuffix(r), trackingNote(r))
+		return fmt.Sprintf(":white_check_mark: Approved by %s. Reprovision started: Microsoft Graph accepted the request.%s%s",
+			approvedBy(r), requestIDSuffix(r), trackingNote(r))
 	case approvals.StateFailed:
 		return fmt.Sprintf(":x: Reprovision failed: %s", outcomeText(r.Outcome))
 	case approvals.StateOutcomeUnknown:
@@ -196,7 +211,7 @@ func statusLine(r *approvals.Request) string {
 		if note != "" {
 			note = " " + note
 		}
-		return fmt.Sprintf(":grey_question: Approved by <@%s>. Outcome unknown — check the Cloud PC.%s", r.DecidedBy, note)
+		return fmt.Sprintf(":grey_question: Approved by %s. Outcome unknown — check the Cloud PC.%s", approvedBy(r), note)
 	case approvals.StateDenied:
 		s := fmt.Sprintf(":no_entry_sign: Denied by <@%s>.", r.DecidedBy)
 		if r.DecisionReason != "" {
@@ -212,6 +227,34 @@ func statusLine(r *approvals.Request) string {
 		return ":leftwards_arrow_with_hook: Canceled by the requester."
 	}
 	return string(r.State)
+}
+
+// approvalsSoFar is "1 of 2 approvals (<@U1>)" for a request that needs
+// more than one.
+func approvalsSoFar(r *approvals.Request) string {
+	text := fmt.Sprintf("%d of %d approvals", len(r.Approvals), r.Required())
+	if len(r.Approvals) > 0 {
+		var by []string
+		for _, a := range r.Approvals {
+			by = append(by, a.By)
+		}
+		text += " (" + mentions(by) + ")"
+	}
+	return text
+}
+
+// approvedBy names everyone who approved r: the earlier approvals, then
+// the approver who decided last ("<@U1> and <@U2>").
+func approvedBy(r *approvals.Request) string {
+	var by []string
+	for _, a := range r.Approvals {
+		by = append(by, "<@"+a.By+">")
+	}
+	by = append(by, "<@"+r.DecidedBy+">")
+	if len(by) == 1 {
+		return by[0]
+	}
+	return strings.Join(by[:len(by)-1], ", ") + " and " + by[len(by)-1]
 }
 
 // trackingNote is the follow-through part of a succeeded request's status.
@@ -256,7 +299,7 @@ func requestIDSuffix(r *approvals.Request) string {
 // requesterUpdate is what the requester is told when their request reaches a
 // decision or an outcome.
 func requesterUpdate(r *approvals.Request) string {
-	return fmt.Sprintf("Your request %s to reprovision `%s`%s: %s", r.ID, escapeText(requesterTargetLabel(r)), reasonSuffix(r), statusLine(r))
+	return fmt.Sprintf("Your request %s to reprovision `%s`%s%s: %s", r.ID, escapeText(requesterTargetLabel(r)), withOptions(r.Options), reasonSuffix(r), statusLine(r))
 }
 
 // reasonSuffix repeats why it was asked, so an outcome reads on its own.
@@ -269,13 +312,13 @@ func reasonSuffix(r *approvals.Request) string {
 
 // requestSummary is the same news for someone other than the requester.
 func requestSummary(r *approvals.Request) string {
-	return fmt.Sprintf("Request %s to reprovision `%s` from <@%s>%s: %s", r.ID, escapeText(targetLabel(r)), r.RequesterID, reasonSuffix(r), statusLine(r))
+	return fmt.Sprintf("Request %s to reprovision `%s`%s from <@%s>%s: %s", r.ID, escapeText(targetLabel(r)), withOptions(r.Options), r.RequesterID, reasonSuffix(r), statusLine(r))
 }
 
 // requesterConfirmation is the requester's private receipt, with Cancel.
 func requesterConfirmation(r *approvals.Request) (string, []slack.Block) {
-	text := fmt.Sprintf("Request %s: asking %s to approve reprovisioning `%s`. I'll tell you when they decide.",
-		r.ID, mentions(r.Approvers), escapeText(requesterTargetLabel(r)))
+	text := fmt.Sprintf("Request %s: asking %s to approve reprovisioning `%s`%s. I'll tell you when they decide.",
+		r.ID, mentions(r.Approvers), escapeText(requesterTargetLabel(r)), withOptions(r.Options))
 	cancel := slack.NewButtonBlockElement(actionCancel, r.ID, plain("Cancel request"))
 	return text, []slack.Block{section(text), slack.NewActionBlock("request:"+r.ID, cancel)}
 }
@@ -283,7 +326,7 @@ func requesterConfirmation(r *approvals.Request) (string, []slack.Block) {
 // expiredNotice tells the requester their request expired, with a one-click
 // retry.
 func expiredNotice(r *approvals.Request) (string, []slack.Block) {
-	text := fmt.Sprintf(":clock3: Your request %s to reprovision `%s` EXPIRED: nobody decided in time.", r.ID, escapeText(requesterTargetLabel(r)))
+	text := fmt.Sprintf(":clock3: Your request %s to reprovision `%s`%s EXPIRED: nobody decided in time.", r.ID, escapeText(requesterTargetLabel(r)), withOptions(r.Options))
 	again := slack.NewButtonBlockElement(actionRequestOver, r.ID, plain("Request again"))
 	return text, []slack.Block{section(text), slack.NewActionBlock("expired:"+r.ID, again)}
 }
@@ -293,7 +336,7 @@ func expiredNotice(r *approvals.Request) (string, []slack.Block) {
 func confirmBlocks(r *approvals.Request) (string, []slack.Block) {
 	cancel := slack.NewButtonBlockElement(actionAbort, r.ID, plain("Cancel"))
 	if len(r.Candidates) > 1 {
-		text := fmt.Sprintf("%d Cloud PCs match `%s` (request %s). Pick the one to reprovision:", len(r.Candidates), escapeText(r.Target), r.ID)
+		text := fmt.Sprintf("%d Cloud PCs match `%s` (request %s). Pick the one to reprovision%s:", len(r.Candidates), escapeText(r.Target), r.ID, withOptions(r.Options))
 		blocks := []slack.Block{section(text), section(wipeWarning)}
 		for _, c := range r.Candidates {
 			// action_ids stay unique within a message: one button per candidate.
@@ -306,8 +349,8 @@ func confirmBlocks(r *approvals.Request) (string, []slack.Block) {
 		return text, append(blocks, slack.NewActionBlock("abort:"+r.ID, cancel))
 	}
 	d := r.Device
-	text := fmt.Sprintf("Reprovision %s of %s now? This signs them out and deletes all their data and apps.",
-		escapeText(d.ManagedDeviceName), escapeText(d.UserPrincipalName))
+	text := fmt.Sprintf("Reprovision %s of %s now%s? This signs them out and deletes all their data and apps.",
+		escapeText(d.ManagedDeviceName), escapeText(d.UserPrincipalName), withOptions(r.Options))
 	now := slack.NewButtonBlockElement(actionConfirm, r.ID, plain("Reprovision now")).WithStyle(slack.StyleDanger)
 	return text, []slack.Block{
 		section(fmt.Sprintf("*Request %s:* %s", r.ID, text)),
@@ -329,7 +372,8 @@ func signInBlocks(why, verificationURL, userCode string) []slack.Block {
 }
 
 // reasonModal asks the requester why, when the command had no reason.
-func reasonModal(privateMetadata, target string) slack.ModalViewRequest {
+// The options typed with the command are preselected.
+func reasonModal(privateMetadata, target string, opts approvals.Options) slack.ModalViewRequest {
 	return slack.ModalViewRequest{
 		Type:            slack.VTModal,
 		CallbackID:      callbackReason,
@@ -340,8 +384,50 @@ func reasonModal(privateMetadata, target string) slack.ModalViewRequest {
 		Blocks: slack.Blocks{BlockSet: []slack.Block{
 			section(fmt.Sprintf("Reprovision `%s`? %s", escapeText(target), wipeWarning)),
 			reasonInput("Why does it need reprovisioning?"),
+			optionSelect(blockOS, inputOS, "Windows version", "Windows 11 moves a Windows 10 Cloud PC to Windows 11.", osChoices, opts.OSVersion),
+			optionSelect(blockAccount, inputAccount, "User account", "Whether the user is a local administrator on the reprovisioned Cloud PC.", accountChoices, opts.UserAccountType),
 		}},
 	}
+}
+
+// formChoice is one choice of a reason form select: its value on the wire
+// (asProvisioned, or Graph's value) and its label.
+type formChoice struct{ value, label string }
+
+// asProvisioned is the choice of no option: Graph keeps what the Cloud PC
+// was provisioned with.
+const asProvisioned = "as_provisioned"
+
+// The reason form's choices; reasonSubmitted accepts only these values.
+var (
+	osChoices = []formChoice{
+		{asProvisioned, "As provisioned"},
+		{approvals.OSWindows11, "Windows 11"},
+		{approvals.OSWindows10, "Windows 10"},
+	}
+	accountChoices = []formChoice{
+		{asProvisioned, "As provisioned"},
+		{approvals.AccountStandardUser, "Standard user"},
+		{approvals.AccountAdministrator, "Local administrator"},
+	}
+)
+
+// optionSelect is an optional static select of choices, with initial
+// preselected if it is one of them.
+func optionSelect(blockID, actionID, label, hint string, choices []formChoice, initial string) *slack.InputBlock {
+	options := make([]*slack.OptionBlockObject, len(choices))
+	var preselected *slack.OptionBlockObject
+	for i, c := range choices {
+		options[i] = slack.NewOptionBlockObject(c.value, plain(c.label), nil)
+		if c.value == initial {
+			preselected = options[i]
+		}
+	}
+	sel := slack.NewOptionsSelectBlockElement(slack.OptTypeStatic, plain("As provisioned"), actionID, options...)
+	sel.InitialOption = preselected
+	input := slack.NewInputBlock(blockID, plain(label), plain(hint), sel)
+	input.Optional = true
+	return input
 }
 
 // denyModal asks the approver why they deny.

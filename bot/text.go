@@ -28,7 +28,7 @@ func doneText(action string, r *approvals.Request) string {
 		if r.State != approvals.StateConfirming {
 			return "" // the pick could not be recorded: both sides were told
 		}
-		return fmt.Sprintf("Confirmed: reprovisioning %s (%s)…", escapeText(targetLabel(r)), r.ID)
+		return fmt.Sprintf("Confirmed: reprovisioning %s%s (%s)…", escapeText(targetLabel(r)), withOptions(r.Options), r.ID)
 	case actionAbort:
 		return fmt.Sprintf("Canceled %s: nothing was reprovisioned.", r.ID)
 	}
@@ -169,6 +169,8 @@ func outcomeText(o *approvals.Outcome) string {
 		return "The sign-in code expired."
 	case approvals.OutcomeIdentityMismatch:
 		return fmt.Sprintf("The sign-in was as %s, not as the approver (%s), so nothing was done.", escapeText(o.SignedInAs), escapeText(o.Expected))
+	case approvals.OutcomeSameIdentity:
+		return fmt.Sprintf("The sign-in was as %s, who has approved this request already: each approval must come from a different person, so nothing was done.", escapeText(o.SignedInAs))
 	case approvals.OutcomeSignInInterrupted:
 		return "The bot restarted during sign-in."
 	case approvals.OutcomeSignInFailed:
@@ -229,6 +231,23 @@ func signInFailedText(user string, n approvals.Notice) string {
 	return fmt.Sprintf("%s %s is still waiting: click Approve on the prompt to try again.", why, r.ID)
 }
 
+// approvalRecordedText tells an approver that their approval is recorded,
+// and the requester who approved, while another approval is needed.
+func approvalRecordedText(user string, r *approvals.Request) string {
+	if len(r.Approvals) == 0 { // cannot happen: the notice follows an approval
+		return requesterUpdate(r)
+	}
+	count := fmt.Sprintf("%d of %d approvals", len(r.Approvals), r.Required())
+	for _, a := range r.Approvals {
+		if a.By == user {
+			return fmt.Sprintf("Your approval of %s is recorded (%s, signed in as %s). It now needs another approver's approval; the prompt shows how it goes.",
+				r.ID, count, escapeText(a.SignedInAs))
+		}
+	}
+	last := r.Approvals[len(r.Approvals)-1]
+	return fmt.Sprintf("<@%s> approved your request %s (%s). It is waiting for another approver.", last.By, r.ID, count)
+}
+
 // noticeText is the text of a plain notice (those without buttons).
 func noticeText(user string, n approvals.Notice) string {
 	r := n.Request
@@ -237,6 +256,8 @@ func noticeText(user string, n approvals.Notice) string {
 		return signInFailedText(user, n)
 	case approvals.NoticeStillPaused:
 		return fmt.Sprintf("%s Tracking of %s stays paused.", outcomeText(n.Why), r.ID)
+	case approvals.NoticeApprovalRecorded:
+		return approvalRecordedText(user, r)
 	case approvals.NoticeNotRecorded:
 		if n.Accepted {
 			return fmt.Sprintf("Request %s: Microsoft Graph accepted the reprovision%s, but the bot was stopped before it could record it; it settles the request when it starts again.",
@@ -255,7 +276,7 @@ func noticeText(user string, n approvals.Notice) string {
 func progressText(r *approvals.Request, p approvals.Progress) string {
 	switch p.Kind {
 	case approvals.ProgressAccepted:
-		return fmt.Sprintf("Reprovision of %s accepted. I'll look at it in %s and post progress here.", escapeText(targetLabel(r)), p.Every)
+		return fmt.Sprintf("Reprovision of %s%s accepted. I'll look at it in %s and post progress here.", escapeText(targetLabel(r)), withOptions(r.Options), p.Every)
 	case approvals.ProgressStatus:
 		detail := ""
 		if p.Detail != "" {
@@ -274,6 +295,50 @@ func signInPurposeText(why approvals.SignInPurpose, r *approvals.Request) string
 		return "resume tracking " + r.ID
 	}
 	return "approve " + r.ID
+}
+
+// optionsText is how the reprovision options read for people, wherever
+// they are shown: "Windows 11, standard user", "Windows 10", "local
+// administrator"; "" when none was given.
+func optionsText(o approvals.Options) string {
+	var parts []string
+	switch o.OSVersion {
+	case "":
+	case approvals.OSWindows10:
+		parts = append(parts, "Windows 10")
+	case approvals.OSWindows11:
+		parts = append(parts, "Windows 11")
+	default: // never stored (Options.Validate), but never shown raw either
+		parts = append(parts, escapeText(o.OSVersion))
+	}
+	switch o.UserAccountType {
+	case "":
+	case approvals.AccountStandardUser:
+		parts = append(parts, "standard user")
+	case approvals.AccountAdministrator:
+		parts = append(parts, "local administrator")
+	default:
+		parts = append(parts, escapeText(o.UserAccountType))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// withOptions follows "reprovision <Cloud PC>" in a sentence: " with
+// Windows 11, standard user", or "" without options.
+func withOptions(o approvals.Options) string {
+	if text := optionsText(o); text != "" {
+		return " with " + text
+	}
+	return ""
+}
+
+// andReprovisionedWith follows "<Cloud PC> will be wiped": " and
+// reprovisioned with Windows 11, standard user", or "".
+func andReprovisionedWith(o approvals.Options) string {
+	if text := optionsText(o); text != "" {
+		return " and reprovisioned with " + text
+	}
+	return ""
 }
 
 // orMentions renders user IDs as mentions: "<@U1>", "<@U1> or <@U2>",

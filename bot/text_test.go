@@ -53,6 +53,17 @@ func txRequest(state approvals.State) *approvals.Request {
 	}
 }
 
+// txTwoApprovals is a request in state that needs n+1 approvals (at least
+// 2) with n given before UA1's (by UA2, then UA3).
+func txTwoApprovals(state approvals.State, n int) *approvals.Request {
+	r := txRequest(state)
+	r.ApprovalsRequired = max(2, n+1)
+	for _, by := range []string{"UA2", "UA3"}[:n] {
+		r.Approvals = append(r.Approvals, approvals.Approval{By: by, SignedInAs: strings.ToLower(by) + "@contoso.com", At: time.Date(2024, 5, 1, 9, 0, 0, 0, time.UTC)})
+	}
+	return r
+}
+
 // txTracked is a succeeded request followed with t (Until is set).
 func txTracked(t approvals.Tracking) *approvals.Request {
 	r := txRequest(approvals.StateSucceeded)
@@ -305,6 +316,8 @@ var txOutcomeCases = []txOutcomeCase{
 	{"sign-in failed", approvals.Outcome{Kind: approvals.OutcomeSignInFailed}, []string{"Sign-in did not complete."}},
 	{"sign-in interrupted", approvals.Outcome{Kind: approvals.OutcomeSignInInterrupted}, []string{"The bot restarted during sign-in."}},
 	{"sign-in stale", approvals.Outcome{Kind: approvals.OutcomeSignInStale}, []string{"The sign-in is no longer valid."}},
+	{"same identity twice", approvals.Outcome{Kind: approvals.OutcomeSameIdentity, SignedInAs: "bob@contoso.com"},
+		[]string{"The sign-in was as bob@contoso.com, who has approved this request already", "each approval must come from a different person"}},
 	{"sign-in unavailable", approvals.Outcome{Kind: approvals.OutcomeSignInUnavailable}, []string{"Microsoft sign-in could not be reached or did not answer in time, so no sign-in code was issued."}},
 	{"no match", approvals.Outcome{Kind: approvals.OutcomeNoMatch, Target: "CPC-anna-01"}, []string{"No Cloud PC matches `CPC-anna-01`."}},
 	{"too many matches", approvals.Outcome{Kind: approvals.OutcomeTooManyMatches, Target: "anna@contoso.com", Matches: 7},
@@ -469,6 +482,10 @@ func TestNoticeText(t *testing.T) {
 		{"status, to an approver", "UA2", approvals.Notice{Kind: approvals.NoticeStatus, Request: denied},
 			[]string{"Request " + txRef + " to reprovision `CPC-anna-01 of anna@contoso.com` from <@UREQ> (reason: disk full): :no_entry_sign: Denied by <@UA1>. Reason: not now"},
 			[]string{"Your request"}},
+		{"approval recorded, to its approver", "UA2", approvals.Notice{Kind: approvals.NoticeApprovalRecorded, Request: txTwoApprovals(approvals.StatePending, 1)},
+			[]string{"Your approval of " + txRef + " is recorded (1 of 2 approvals, signed in as ua2@contoso.com).", "needs another approver's approval"}, []string{"<@UA2> approved"}},
+		{"approval recorded, to the requester", "UREQ", approvals.Notice{Kind: approvals.NoticeApprovalRecorded, Request: txTwoApprovals(approvals.StatePending, 1)},
+			[]string{"<@UA2> approved your request " + txRef + " (1 of 2 approvals). It is waiting for another approver."}, []string{"Your approval"}},
 		{"expired, to the requester", "UREQ", approvals.Notice{Kind: approvals.NoticeExpired, Request: expired},
 			[]string{"Your request " + txRef, ":clock3: EXPIRED: nobody decided in time."}, nil},
 		{"expired, to an approver", "UA3", approvals.Notice{Kind: approvals.NoticeExpired, Request: expired},
@@ -556,6 +573,16 @@ func txStatusCases() []txStatusCase {
 		{"confirming", txWith(txRequest(approvals.StateConfirming), func(r *approvals.Request) { r.SignedInAs = "alice@contoso.com" }),
 			[]string{":eyes: Approved by <@UA1>, signed in as alice@contoso.com. Waiting for their final confirmation."}, nil},
 		{"executing", txRequest(approvals.StateExecuting), []string{":gear: Approved by <@UA1>. Reprovisioning…"}, nil},
+		{"pending, two approvals required, none yet", txWith(txRequest(approvals.StatePending), func(r *approvals.Request) { r.ApprovalsRequired = 2 }),
+			[]string{":hourglass: Awaiting a decision: 0 of 2 approvals."}, []string{"("}},
+		{"pending, one of two approvals", txTwoApprovals(approvals.StatePending, 1),
+			[]string{":hourglass: Awaiting a decision: 1 of 2 approvals (<@UA2>)."}, nil},
+		{"pending, two of three approvals", txTwoApprovals(approvals.StatePending, 2),
+			[]string{":hourglass: Awaiting a decision: 2 of 3 approvals (<@UA2>, <@UA3>)."}, nil},
+		{"confirming, second approval", txWith(txTwoApprovals(approvals.StateConfirming, 1), func(r *approvals.Request) { r.SignedInAs = "alice@contoso.com" }),
+			[]string{":eyes: Approved by <@UA2> and <@UA1>; <@UA1> signed in as alice@contoso.com. Waiting for their final confirmation."}, nil},
+		{"executing, three approvals", txTwoApprovals(approvals.StateExecuting, 2),
+			[]string{":gear: Approved by <@UA2>, <@UA3> and <@UA1>. Reprovisioning…"}, nil},
 		{"succeeded, not tracked", untracked, []string{started}, []string{"Following", "Tracking", "Done"}},
 		{"succeeded, tracking", txTracked(approvals.Tracking{LastStatus: "provisioning"}),
 			[]string{started + " Following it: status provisioning."}, []string{"paused"}},
@@ -705,7 +732,8 @@ func TestEveryKindHasWords(t *testing.T) {
 	// Notices and progress: every kind is known to the tests above.
 	for _, kind := range declared["NoticeKind"] {
 		switch approvals.NoticeKind(kind) {
-		case approvals.NoticeStatus, approvals.NoticeExpired, approvals.NoticeSignInFailed, approvals.NoticeStillPaused, approvals.NoticeNotRecorded:
+		case approvals.NoticeStatus, approvals.NoticeExpired, approvals.NoticeSignInFailed, approvals.NoticeStillPaused, approvals.NoticeNotRecorded,
+			approvals.NoticeApprovalRecorded:
 		default:
 			t.Errorf("NoticeKind %q is not covered by TestNoticeText", kind)
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/reprovision-bot/reprovision-bot/approvals"
 	"github.com/reprovision-bot/reprovision-bot/bot"
 	"github.com/reprovision-bot/reprovision-bot/graph"
 )
@@ -41,6 +42,7 @@ type config struct {
 	Channels          []string          `envconfig:"REPROVISION_CHANNELS" desc:"channel IDs where /reprovision may be used (comma-separated); empty: anywhere"`
 	AllowSelfApproval bool              `envconfig:"REPROVISION_ALLOW_SELF_APPROVAL" default:"false" desc:"may a requester approve their own request"`
 	ApprovalTTL       time.Duration     `envconfig:"REPROVISION_APPROVAL_TTL" default:"24h" desc:"how long a request waits for a decision; 0: forever"`
+	ApprovalsRequired int               `envconfig:"REPROVISION_APPROVALS_REQUIRED" default:"1" desc:"how many distinct approvers must approve (1 to 3), none of them the requester when more than 1; each signs in"`
 	ApproverUPNs      map[string]string `envconfig:"REPROVISION_APPROVER_UPNS" desc:"expected Entra sign-in per approver (U0AAA:alice@contoso.com,…); unset: the approver's Slack profile email"`
 	SignInTTL         time.Duration     `envconfig:"REPROVISION_SIGNIN_TTL" default:"1h" desc:"how long an approver's sign-in is reused; 0: a fresh sign-in for every approval"`
 	SignInStart       time.Duration     `envconfig:"REPROVISION_SIGNIN_START_TIMEOUT" default:"30s" desc:"how long to wait for Entra to issue a device code before the request waits for a decision again"`
@@ -96,11 +98,18 @@ func loadConfig(getenv func(string) string) (config, error) {
 }
 
 // decodeValue parses value into field the way envconfig does for the kinds
-// config uses: comma-separated slices, key:value,… maps, Go durations, bools.
+// config uses: comma-separated slices, key:value,… maps, Go durations, bools,
+// whole numbers.
 func decodeValue(field reflect.Value, value string) error {
 	switch field.Interface().(type) {
 	case string:
 		field.SetString(value)
+	case int:
+		n, err := strconv.Atoi(value)
+		if err != nil {
+			return fmt.Errorf("must be a whole number")
+		}
+		field.SetInt(int64(n))
 	case bool:
 		b, err := strconv.ParseBool(value)
 		if err != nil {
@@ -186,6 +195,12 @@ func (c config) check() []string {
 		if _, port, err := net.SplitHostPort(c.HTTPAddr); err != nil || port == "" {
 			p = append(p, fmt.Sprintf("REPROVISION_HTTP_ADDR must be host:port or :port (or off), not %q", c.HTTPAddr))
 		}
+	}
+	switch {
+	case c.ApprovalsRequired < 1 || c.ApprovalsRequired > approvals.MaxApprovalsRequired:
+		p = append(p, fmt.Sprintf("REPROVISION_APPROVALS_REQUIRED must be 1 to %d, not %d", approvals.MaxApprovalsRequired, c.ApprovalsRequired))
+	case c.ApprovalsRequired > len(c.Approvers) && len(c.Approvers) > 0:
+		p = append(p, fmt.Sprintf("REPROVISION_APPROVALS_REQUIRED is %d but REPROVISION_APPROVER lists %d approver(s)", c.ApprovalsRequired, len(c.Approvers)))
 	}
 	if c.SignInStart <= 0 {
 		p = append(p, "REPROVISION_SIGNIN_START_TIMEOUT must be positive")

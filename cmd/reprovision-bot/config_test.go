@@ -37,7 +37,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		Cloud: "public", AuthorityHost: "https://login.microsoftonline.com/", GraphURL: "https://graph.microsoft.com/beta",
 		cloud:    graph.Cloud{Name: "public", AuthorityHost: "https://login.microsoftonline.com/", GraphHost: "graph.microsoft.com"},
 		HTTPAddr: ":8080", LogLevel: "info",
-		DBPath: "reprovision.db", ApprovalTTL: 24 * time.Hour, SignInTTL: time.Hour, SignInStart: 30 * time.Second, SignInTimeout: 20 * time.Minute,
+		DBPath: "reprovision.db", ApprovalTTL: 24 * time.Hour, ApprovalsRequired: 1, SignInTTL: time.Hour, SignInStart: 30 * time.Second, SignInTimeout: 20 * time.Minute,
 		AllowedStatuses: []string{"provisioned", "failed"}, TrackEvery: time.Minute, TrackFor: 3 * time.Hour,
 	}
 	if !reflect.DeepEqual(c, want) {
@@ -202,6 +202,32 @@ func TestLoadConfigSignInTimeouts(t *testing.T) {
 	e["REPROVISION_SIGNIN_TIMEOUT"] = "30s"
 	if _, err := loadConfig(env(e)); err == nil || !strings.Contains(err.Error(), "REPROVISION_SIGNIN_TIMEOUT must be at least") {
 		t.Errorf("whole sign-in shorter than its start: %v", err)
+	}
+}
+
+func TestLoadConfigApprovalsRequired(t *testing.T) {
+	c, err := loadConfig(env(validEnv()))
+	if err != nil || c.ApprovalsRequired != 1 {
+		t.Fatalf("default: %d, %v; want 1", c.ApprovalsRequired, err)
+	}
+	for value, want := range map[string]string{
+		"0":   "REPROVISION_APPROVALS_REQUIRED must be 1 to 3, not 0",
+		"4":   "REPROVISION_APPROVALS_REQUIRED must be 1 to 3, not 4",
+		"two": "REPROVISION_APPROVALS_REQUIRED",
+		"3":   "REPROVISION_APPROVALS_REQUIRED is 3 but REPROVISION_APPROVER lists 2 approver(s)",
+	} {
+		e := validEnv()
+		e["REPROVISION_APPROVER"] = "U0APPROVER,U0OTHER"
+		e["REPROVISION_APPROVALS_REQUIRED"] = value
+		if _, err := loadConfig(env(e)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("REPROVISION_APPROVALS_REQUIRED=%s: %v, want %q", value, err, want)
+		}
+	}
+	e := validEnv()
+	e["REPROVISION_APPROVER"] = "U0APPROVER,U0OTHER"
+	e["REPROVISION_APPROVALS_REQUIRED"] = "2"
+	if c, err := loadConfig(env(e)); err != nil || c.ApprovalsRequired != 2 {
+		t.Errorf("2 of 2 approvers: %d, %v", c.ApprovalsRequired, err)
 	}
 }
 

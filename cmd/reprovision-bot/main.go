@@ -109,6 +109,7 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 			Channels:          cfg.Channels,
 			AllowSelfApproval: cfg.AllowSelfApproval,
 			ApprovalTTL:       cfg.ApprovalTTL,
+			ApprovalsRequired: cfg.ApprovalsRequired,
 		},
 		ApproverUPNs:       cfg.ApproverUPNs,
 		Store:              store,

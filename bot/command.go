@@ -26,6 +26,9 @@ type Command struct {
 	Kind   TargetKind
 	// Reason is why; empty means the bot must ask for it.
 	Reason string
+	// Options are the reprovision options given (--os, --account), in
+	// Graph's values; zero when none was given.
+	Options approvals.Options
 }
 
 // CloudPCID is the id when the target is one, else "".
@@ -44,10 +47,13 @@ const (
 )
 
 // Usage is the reply to `/reprovision help`.
-const Usage = "*Usage:* `/reprovision <cloud PC id | device name | user@domain> <reason>`\n" +
+const Usage = "*Usage:* `/reprovision <cloud PC id | device name | user@domain> [--os windows10|windows11] [--account standard|administrator] <reason>`\n" +
 	"Asks an approver to reprovision that Windows 365 Cloud PC. Name it by its id (a GUID such as " +
 	"`4e1f0b9a-2c3d-4e5f-8a9b-0c1d2e3f4a5b`), its device name (`CPC-alice-8X2K1`) or its user's sign-in name. " +
 	"Say why after it; without a reason you are asked for one.\n" +
+	"Options, each at most once, go right after the Cloud PC: `--os windows11` reprovisions with Windows 11 (how a Windows 10 Cloud PC " +
+	"moves to Windows 11), `--os windows10` with Windows 10; `--account standard` makes the user a standard user, " +
+	"`--account administrator` a local administrator. Without them it is reprovisioned as provisioned.\n" +
 	"Reprovisioning signs the user out and *deletes all their data and apps*."
 
 // ParseCommand validates the text after `/reprovision`. The returned error is
@@ -75,15 +81,151 @@ func ParseCommand(text string) (Command, error) {
 	if len(fields) == 0 || (len(fields) == 1 && strings.EqualFold(fields[0], "help")) {
 		return Command{Help: true}, nil
 	}
+	if looksLikeOption(fields[0]) {
+		return Command{}, errOptionsFirst
+	}
 	target, err := parseTarget(fields[0])
 	if err != nil {
 		return Command{}, err
 	}
-	target.Reason = strings.Join(fields[1:], " ")
+	opts, n, err := parseOptions(fields[1:])
+	if err != nil {
+		return Command{}, err
+	}
+	target.Options = opts
+	rest := fields[1+n:]
+	for _, f := range rest {
+		// An option among the reason's words would not be sent: the
+		// requester would believe they asked for it.
+		if isKnownOption(f) {
+			return Command{}, errOptionInReason
+		}
+	}
+	target.Reason = strings.Join(rest, " ")
 	if err := CheckReason(target.Reason, false); err != nil {
 		return Command{}, err
 	}
 	return target, nil
+}
+
+// The refusals of options; like every inputError they never repeat what
+// was typed.
+var (
+	errOptionsFirst   = inputError("Name the Cloud PC first, then any options (`--os`, `--account`), then the reason.")
+	errUnknownOption  = inputError("Unknown option: the options are `--os windows10|windows11` and `--account standard|administrator`.")
+	errOptionInReason = inputError("Options go right after the Cloud PC, before the reason.")
+	errOSTwice        = inputError("`--os` is given twice.")
+	errAccountTwice   = inputError("`--account` is given twice.")
+	errOSMissing      = inputError("`--os` needs a value: `windows10` or `windows11`.")
+	errAccountMissing = inputError("`--account` needs a value: `standard` or `administrator`.")
+	errOSValue        = inputError("`--os` takes `windows10` or `windows11`.")
+	errAccountValue   = inputError("`--account` takes `standard` or `administrator`.")
+)
+
+// parseOptions reads the options at the start of fields: `--os VALUE`,
+// `--os=VALUE`, `--account VALUE`, `--account=VALUE` (names and values in
+// any case), each at most once. It returns them in Graph's values and how
+// many fields they took. Every field that looks like an option there
+// (looksLikeOption) must be one of them.
+func parseOptions(fields []string) (approvals.Options, int, error) {
+	var opts approvals.Options
+	seenOS, seenAccount := false, false
+	i := 0
+	for i < len(fields) && looksLikeOption(fields[i]) {
+		rest, _ := cutOptionDashes(fields[i])
+		name, value, inline := strings.Cut(rest, "=")
+		i++
+		var isOS bool
+		switch strings.ToLower(name) {
+		case "os":
+			if seenOS {
+				return approvals.Options{}, 0, errOSTwice
+			}
+			seenOS, isOS = true, true
+		case "account":
+			if seenAccount {
+				return approvals.Options{}, 0, errAccountTwice
+			}
+			seenAccount = true
+		default:
+			return approvals.Options{}, 0, errUnknownOption
+		}
+		if !inline && i < len(fields) && !looksLikeOption(fields[i]) {
+			value = fields[i]
+			i++
+		}
+		var ok bool
+		switch {
+		case value == "" && isOS:
+			return approvals.Options{}, 0, errOSMissing
+		case value == "":
+			return approvals.Options{}, 0, errAccountMissing
+		case isOS:
+			if opts.OSVersion, ok = osVersionOf(value); !ok {
+				return approvals.Options{}, 0, errOSValue
+			}
+		default:
+			if opts.UserAccountType, ok = accountTypeOf(value); !ok {
+				return approvals.Options{}, 0, errAccountValue
+			}
+		}
+	}
+	return opts, i, nil
+}
+
+// osVersionOf maps what `--os` takes (windows10, windows11, in any case)
+// to Graph's value.
+func osVersionOf(s string) (string, bool) {
+	switch strings.ToLower(s) {
+	case "windows10":
+		return approvals.OSWindows10, true
+	case "windows11":
+		return approvals.OSWindows11, true
+	}
+	return "", false
+}
+
+// accountTypeOf maps what `--account` takes to Graph's value: standard (or
+// Graph's own standardUser), administrator (or admin), in any case.
+func accountTypeOf(s string) (string, bool) {
+	switch strings.ToLower(s) {
+	case "standard", "standarduser":
+		return approvals.AccountStandardUser, true
+	case "administrator", "admin":
+		return approvals.AccountAdministrator, true
+	}
+	return "", false
+}
+
+// cutOptionDashes removes the "--" an option starts with, or the en or em
+// dash that "smart punctuation" makes of it.
+func cutOptionDashes(s string) (string, bool) {
+	for _, dashes := range []string{"--", "\u2014", "\u2013"} {
+		if rest, ok := strings.CutPrefix(s, dashes); ok {
+			return rest, true
+		}
+	}
+	return s, false
+}
+
+// looksLikeOption: a field meant as an option, well written or not: it
+// starts with "--" (or a dash cutOptionDashes takes for it), or with one
+// "-" and a letter.
+func looksLikeOption(s string) bool {
+	if _, ok := cutOptionDashes(s); ok {
+		return true
+	}
+	return len(s) > 1 && s[0] == '-' && unicode.IsLetter(rune(s[1]))
+}
+
+// isKnownOption: s is `--os` or `--account`, alone or with `=VALUE`.
+func isKnownOption(s string) bool {
+	rest, ok := cutOptionDashes(s)
+	if !ok {
+		return false
+	}
+	name, _, _ := strings.Cut(rest, "=")
+	return strings.EqualFold(name, "os") || strings.EqualFold(name, "account")
 }
 
 func parseTarget(s string) (Command, error) {

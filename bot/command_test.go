@@ -1,10 +1,13 @@
 package bot
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
 	"github.com/slack-go/slack"
+
+	"github.com/reprovision-bot/reprovision-bot/approvals"
 )
 
 const id = "4e1f0b9a-2c3d-4e5f-8a9b-0c1d2e3f4a5b"
@@ -163,6 +166,87 @@ func TestOtherInvisibleFormatCharactersAreStrippedToo(t *testing.T) {
 		got, err := ParseCommand("CPC-alice-8X2K1" + string(r) + " disk" + string(r) + " full")
 		if err != nil || got.Target != "CPC-alice-8X2K1" || got.Reason != "disk full" {
 			t.Errorf("U+%04X: got %+v, %v", r, got, err)
+		}
+	}
+}
+
+func TestParseCommandOptions(t *testing.T) {
+	w10, w11 := approvals.OSWindows10, approvals.OSWindows11
+	std, admin := approvals.AccountStandardUser, approvals.AccountAdministrator
+	cases := []struct {
+		text   string
+		opts   approvals.Options
+		reason string
+	}{
+		{id + " --os windows11 --account standard disk full", approvals.Options{OSVersion: w11, UserAccountType: std}, "disk full"},
+		{id + " --account administrator --os windows10 why", approvals.Options{OSVersion: w10, UserAccountType: admin}, "why"},
+		{id + " --os=windows11 --account=standard why", approvals.Options{OSVersion: w11, UserAccountType: std}, "why"},
+		{id + " --OS=Windows11 --Account=StandardUser why", approvals.Options{OSVersion: w11, UserAccountType: std}, "why"},
+		{id + " --account admin why", approvals.Options{UserAccountType: admin}, "why"},
+		{id + " --os windows10", approvals.Options{OSVersion: w10}, ""}, // the form asks why
+		{id + " \u2014os windows11 \u2013account standard why", approvals.Options{OSVersion: w11, UserAccountType: std}, "why"},
+		{id + " why -- os windows11 later", approvals.Options{}, "why -- os windows11 later"},
+		{id + " upgrade to windows11 please", approvals.Options{}, "upgrade to windows11 please"},
+	}
+	for _, c := range cases {
+		got, err := ParseCommand(c.text)
+		if err != nil {
+			t.Errorf("ParseCommand(%q): %v", c.text, err)
+			continue
+		}
+		if got.Target != id || got.Options != c.opts || got.Reason != c.reason {
+			t.Errorf("ParseCommand(%q) = %+v, want options %+v reason %q", c.text, got, c.opts, c.reason)
+		}
+	}
+}
+
+func TestParseCommandRefusesBadOptions(t *testing.T) {
+	cases := map[string]struct{ text, wantMsg string }{
+		"unknown option":        {id + " --color red why", "Unknown option"},
+		"unknown option alone":  {id + " --force", "Unknown option"},
+		"single dash":           {id + " -os windows11 why", "Unknown option"},
+		"bare dashes":           {id + " -- why", "Unknown option"},
+		"unknown os":            {id + " --os windows95 why", "`--os` takes `windows10` or `windows11`"},
+		"os value is a reason":  {id + " --os disk full", "`--os` takes"},
+		"unknown account":       {id + " --account=root why", "`--account` takes `standard` or `administrator`"},
+		"os twice":              {id + " --os windows11 --os windows10 why", "`--os` is given twice"},
+		"os twice, same value":  {id + " --os=windows11 --os windows11 why", "`--os` is given twice"},
+		"account twice":         {id + " --account standard --os windows11 --account admin why", "`--account` is given twice"},
+		"os without value":      {id + " --os", "`--os` needs a value"},
+		"os before an option":   {id + " --os --account standard why", "`--os` needs a value"},
+		"empty inline value":    {id + " --account= why", "`--account` needs a value"},
+		"option in the reason":  {id + " disk full --os windows11", "before the reason"},
+		"inline in the reason":  {id + " disk full --account=admin", "before the reason"},
+		"options before target": {"--os windows11 " + id + " why", "Name the Cloud PC first"},
+		"markup as a value":     {id + " --os <!channel> why", "`--os` takes"},
+		"markup as an option":   {id + " --<@U123> why", "Unknown option"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			got, err := ParseCommand(c.text)
+			if err == nil {
+				t.Fatalf("ParseCommand(%q) = %+v, want an error", c.text, got)
+			}
+			var input inputError
+			if !errors.As(err, &input) {
+				t.Errorf("error %v is not an inputError (shown with usage)", err)
+			}
+			if !strings.Contains(err.Error(), c.wantMsg) {
+				t.Errorf("error %q does not mention %q", err, c.wantMsg)
+			}
+			for _, typed := range []string{"red", "windows95", "root", "color", "force", "<!channel>", "<@U123>", "disk"} {
+				if strings.Contains(c.text, typed) && strings.Contains(err.Error(), typed) {
+					t.Errorf("error %q echoes %q back", err, typed)
+				}
+			}
+		})
+	}
+}
+
+func TestUsageShowsTheOptions(t *testing.T) {
+	for _, want := range []string{"[--os windows10|windows11]", "[--account standard|administrator]", "local administrator"} {
+		if !strings.Contains(Usage, want) {
+			t.Errorf("Usage lacks %q", want)
 		}
 	}
 }

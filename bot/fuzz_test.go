@@ -50,6 +50,15 @@ var inputErrorTexts = func() map[string]bool {
 		"CPC-1 !why",                          // reason not in words
 		"CPC-1 " + fuzzGUID,                   // two Cloud PCs
 		"CPC-1 " + strings.Repeat("a", MaxReason+1),
+		"--os windows11 CPC-1 why",            // options before the Cloud PC
+		"CPC-1 --color red why",               // unknown option
+		"CPC-1 why --os windows11",            // option among the reason's words
+		"CPC-1 --os windows10 --os=windows11", // --os twice
+		"CPC-1 --account admin --account=admin why",
+		"CPC-1 --os", // no value
+		"CPC-1 --account= why",
+		"CPC-1 --os windows95 why", // unknown value
+		"CPC-1 --account root why",
 	} {
 		_, err := ParseCommand(text)
 		add(err)
@@ -156,6 +165,15 @@ func FuzzParseCommand(f *testing.F) {
 		"CPC-1 " + strings.Repeat("é", MaxReason),
 		"4e1f0b9a-2c3d-4e5f-8a9b-0c1d2e3f4a5bb long guid",
 		"\xff\xfe",
+		fuzzGUID + " --os windows11 --account standard disk full",
+		"CPC-1 --OS=Windows10 --Account=StandardUser why",
+		"CPC-1 \u2014os windows11 \u2013account admin why",
+		"CPC-1 --os --account standard why",
+		"CPC-1 --os= why",
+		"CPC-1 -os windows11 why",
+		"CPC-1 --os windows11 --os windows11 why",
+		"CPC-1 -- why",
+		"CPC-1 --account administrator",
 	} {
 		f.Add(s)
 	}
@@ -181,8 +199,11 @@ func FuzzParseCommand(f *testing.F) {
 			if c.Reason != "" && CheckReason(c.Reason, true) != nil {
 				t.Fatalf("%q: reason %q fails CheckReason", text, c.Reason)
 			}
+			if err := c.Options.Validate(); err != nil {
+				t.Fatalf("%q: options %+v: %v", text, c.Options, err)
+			}
 			// What is stored reads back the same.
-			again, err := ParseCommand(strings.TrimSpace(c.Target + " " + c.Reason))
+			again, err := ParseCommand(strings.Join(strings.Fields(c.Target+" "+optionArgs(c.Options)+" "+c.Reason), " "))
 			if err != nil || again != c {
 				t.Fatalf("%q: parsed %+v, reparsed %+v, %v", text, c, again, err)
 			}
@@ -200,6 +221,21 @@ func FuzzParseCommand(f *testing.F) {
 			t.Fatalf("%q: parseTarget gave %+v", text, tc)
 		}
 	})
+}
+
+// optionArgs writes opts as the command takes them.
+func optionArgs(opts approvals.Options) string {
+	var args []string
+	if opts.OSVersion != "" {
+		args = append(args, "--os "+opts.OSVersion)
+	}
+	switch opts.UserAccountType {
+	case approvals.AccountStandardUser:
+		args = append(args, "--account standard")
+	case approvals.AccountAdministrator:
+		args = append(args, "--account administrator")
+	}
+	return strings.Join(args, " ")
 }
 
 func FuzzCheckReason(f *testing.F) {

@@ -151,7 +151,7 @@ func (b *Bot) publishHome(ctx context.Context, user string) {
 func yourRequestsBlocks(mine []*approvals.Request) []slack.Block {
 	blocks := []slack.Block{section("*Your requests*")}
 	for _, r := range mine {
-		blocks = append(blocks, section(fmt.Sprintf("*%s* `%s`, %s\n%s", r.ID, escapeText(requesterTargetLabel(r)), slackDate(r.CreatedAt), statusLine(r))))
+		blocks = append(blocks, section(fmt.Sprintf("*%s* `%s`%s, %s\n%s", r.ID, escapeText(requesterTargetLabel(r)), withOptions(r.Options), slackDate(r.CreatedAt), statusLine(r))))
 	}
 	if len(mine) == 0 {
 		blocks = append(blocks, section("_None yet. Use `/reprovision <cloud PC> <reason>` to ask._"))
@@ -164,6 +164,9 @@ func awaitingBlocks(pending []*approvals.Request) []slack.Block {
 	blocks := []slack.Block{section("*Awaiting you*")}
 	for _, r := range pending {
 		text := fmt.Sprintf("*%s* `%s` from <@%s>, %s", r.ID, escapeText(targetLabel(r)), r.RequesterID, slackDate(r.CreatedAt))
+		if opts := optionsText(r.Options); opts != "" {
+			text += "\nReprovision with " + opts
+		}
 		if r.Reason != "" {
 			text += "\n" + reasonText(r.Reason)
 		}

@@ -48,7 +48,7 @@ func (b *Bot) handleSlashCommand(sm *socketmode.Client, req *socketmode.Request,
 		b.forms.push(job{run: func(ctx context.Context) { b.askForReason(withTrigger(ctx, arrived), sc, parsed) }})
 		return
 	}
-	r, err := b.wf.NewRequest(sc.UserID, sc.ChannelID, parsed.Target, parsed.Reason)
+	r, err := b.wf.NewRequestWith(sc.UserID, sc.ChannelID, parsed.Target, parsed.Reason, parsed.Options)
 	if err != nil {
 		b.refuseCommand(sm, req, sc, err, false)
 		return
@@ -112,7 +112,7 @@ type reasonForm struct {
 func (b *Bot) askForReason(ctx context.Context, sc slack.SlashCommand, parsed Command) {
 	meta, _ := json.Marshal(reasonForm{Target: parsed.Target, Channel: sc.ChannelID, ResponseURL: sc.ResponseURL})
 	err := b.slackCall(ctx, "views.open", func(ctx context.Context) error {
-		_, err := b.api.OpenViewContext(ctx, sc.TriggerID, reasonModal(string(meta), parsed.Target))
+		_, err := b.api.OpenViewContext(ctx, sc.TriggerID, reasonModal(string(meta), parsed.Target, parsed.Options))
 		return err
 	})
 	var paced *pacedError
@@ -142,11 +142,21 @@ func (b *Bot) reasonSubmitted(sm *socketmode.Client, req *socketmode.Request, cb
 		return
 	}
 	reason := formReason(cb)
+	opts, problems := formOptions(cb)
+	if len(problems) > 0 {
+		b.log.Warn("reason form with options it does not offer", "user", cb.User.ID)
+	}
 	if err := CheckReason(reason, true); err != nil {
-		b.ack(sm, req, slack.NewErrorsViewSubmissionResponse(map[string]string{blockReason: err.Error()}))
+		if problems == nil {
+			problems = map[string]string{}
+		}
+		problems[blockReason] = err.Error()
+	}
+	if len(problems) > 0 {
+		b.ack(sm, req, slack.NewErrorsViewSubmissionResponse(problems))
 		return
 	}
-	r, err := b.wf.NewRequest(cb.User.ID, form.Channel, parsed.Target, reason)
+	r, err := b.wf.NewRequestWith(cb.User.ID, form.Channel, parsed.Target, reason, opts)
 	if err != nil {
 		b.ack(sm, req, slack.NewErrorsViewSubmissionResponse(map[string]string{blockReason: replyText(err)}))
 		return
@@ -169,6 +179,41 @@ func formReason(cb slack.InteractionCallback) string {
 		return ""
 	}
 	return strings.TrimSpace(stripInvisible(cb.View.State.Values[blockReason][inputReason].Value))
+}
+
+// formOptions reads the reprovision options chosen in the reason form.
+// What a submission says comes from outside (any client can send it): only
+// the choices the form offers are taken; any other value is a problem for
+// its select, keyed by block for the form to show.
+func formOptions(cb slack.InteractionCallback) (approvals.Options, map[string]string) {
+	if cb.View.State == nil {
+		return approvals.Options{}, nil
+	}
+	var problems map[string]string
+	pick := func(blockID, actionID string, choices []formChoice, problem string) string {
+		v := cb.View.State.Values[blockID][actionID].SelectedOption.Value
+		if v == "" || v == asProvisioned {
+			return ""
+		}
+		for _, c := range choices {
+			if c.value == v {
+				return v
+			}
+		}
+		if problems == nil {
+			problems = map[string]string{}
+		}
+		problems[blockID] = problem
+		return ""
+	}
+	opts := approvals.Options{
+		OSVersion:       pick(blockOS, inputOS, osChoices, "Please choose one of the Windows versions offered."),
+		UserAccountType: pick(blockAccount, inputAccount, accountChoices, "Please choose one of the user account types offered."),
+	}
+	if problems != nil {
+		return approvals.Options{}, problems
+	}
+	return opts, nil
 }
 
 // openRequest stores the request and prompts its approvers (the workflow

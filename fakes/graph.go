@@ -1,12 +1,16 @@
 package fakes
 
 import (
+	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -80,8 +84,10 @@ type GraphRequest struct {
 	Method, Path, RawQuery, Authorization string
 	// ClientRequestID is the client-request-id the client sent ("" if none).
 	ClientRequestID, RequestID string
-	Body                       string
-	At                         time.Time
+	// Body is the request body as sent ("" if none), ContentType its
+	// Content-Type header ("" if none).
+	Body, ContentType string
+	At                time.Time
 	// Status is the status answered (0 while in flight or if canceled).
 	Status   int
 	Canceled bool
@@ -299,8 +305,8 @@ func (g *Graph) Dump() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "--- Graph fake: %d requests\n", len(g.reqs))
 	for _, r := range g.reqs {
-		fmt.Fprintf(&b, "  %s %s %s?%s status=%d canceled=%v client-request-id=%s body=%s\n",
-			r.At.Format("15:04:05.000"), r.Method, r.Path, r.RawQuery, r.Status, r.Canceled, r.ClientRequestID, clip(r.Body, 200))
+		fmt.Fprintf(&b, "  %s %s %s?%s status=%d canceled=%v client-request-id=%s content-type=%s body=%s\n",
+			r.At.Format("15:04:05.000"), r.Method, r.Path, r.RawQuery, r.Status, r.Canceled, r.ClientRequestID, r.ContentType, clip(r.Body, 200))
 	}
 	return b.String()
 }
@@ -381,7 +387,7 @@ func (g *Graph) serve(w http.ResponseWriter, r *http.Request) {
 	c.idx = len(g.reqs)
 	g.reqs = append(g.reqs, GraphRequest{
 		Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Authorization: r.Header.Get("Authorization"),
-		ClientRequestID: c.clientRequestID, RequestID: c.requestID, Body: string(body), At: time.Now(),
+		ClientRequestID: c.clientRequestID, RequestID: c.requestID, Body: string(body), ContentType: r.Header.Get("Content-Type"), At: time.Now(),
 	})
 	entra := g.entra
 	g.changed.broadcast()
@@ -434,6 +440,16 @@ func (g *Graph) serve(w http.ResponseWriter, r *http.Request) {
 	c.version = segs[0]
 	rel := "/" + strings.Join(segs[1:], "/")
 
+	// Like Graph, a reprovision whose body cannot be read as the action's
+	// parameters is refused before it reaches the Cloud PC; answers queued
+	// for it stay queued.
+	if isReprovision(r.Method, segs[1:]) {
+		if status, code, msg := checkReprovisionBody(r.Header.Get("Content-Type"), body); status != 0 {
+			c.fail(status, code, msg)
+			return
+		}
+	}
+
 	g.mu.Lock()
 	k := queueKey(r.Method, rel)
 	var queued *Response
@@ -447,6 +463,56 @@ func (g *Graph) serve(w http.ResponseWriter, r *http.Request) {
 }
 
 func segEq(a, b string) bool { return strings.EqualFold(a, b) }
+
+// isReprovision: POST .../deviceManagement/virtualEndpoint/cloudPCs/{id}/reprovision
+// (segs after the version).
+func isReprovision(method string, segs []string) bool {
+	return method == http.MethodPost && len(segs) == 5 && segEq(segs[0], "deviceManagement") &&
+		segEq(segs[1], "virtualEndpoint") && segEq(segs[2], "cloudPCs") && segEq(segs[4], "reprovision")
+}
+
+// reprovisionParameters are the reprovision action's optional parameters
+// and the values each takes (cloudPcOperatingSystem, cloudPcUserAccountType;
+// the fake does not take their unknownFutureValue sentinel).
+var reprovisionParameters = map[string][]string{
+	"osVersion":       {"windows10", "windows11"},
+	"userAccountType": {"standardUser", "administrator"},
+}
+
+// checkReprovisionBody checks a reprovision body as Graph reads an OData
+// action's parameters: no body (or an empty one) is fine; a body must come
+// as application/json (else 415 RequestBodyRead, as Graph answers a body of
+// another media type), be one JSON object (else 400), and hold only the
+// action's parameters (an unknown one is a 400) with values of their enums
+// (else 400). It returns 0 when the body is fine.
+func checkReprovisionBody(contentType string, body []byte) (status int, code, message string) {
+	if len(body) == 0 {
+		return 0, "", ""
+	}
+	if mt, _, err := mime.ParseMediaType(contentType); err != nil || mt != "application/json" {
+		return http.StatusUnsupportedMediaType, "RequestBodyRead",
+			fmt.Sprintf("A supported MIME type could not be found that matches the content type of the request. The supported type is 'application/json'; the content type was '%s'.", contentType)
+	}
+	var params map[string]json.RawMessage
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&params); err != nil || params == nil || dec.More() {
+		return http.StatusBadRequest, "BadRequest", "Unable to read JSON request payload. Please ensure Content-Type header is set and payload is of valid JSON format."
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return http.StatusBadRequest, "BadRequest", "Unable to read JSON request payload. Please ensure Content-Type header is set and payload is of valid JSON format."
+	}
+	for name, raw := range params {
+		allowed, ok := reprovisionParameters[name]
+		if !ok {
+			return http.StatusBadRequest, "BadRequest", fmt.Sprintf("The parameter '%s' in the request payload is not a valid parameter for the operation 'reprovision'.", name)
+		}
+		var v string
+		if err := json.Unmarshal(raw, &v); err != nil || !slices.Contains(allowed, v) {
+			return http.StatusBadRequest, "BadRequest", fmt.Sprintf("Invalid value for the parameter '%s' of the operation 'reprovision'.", name)
+		}
+	}
+	return 0, "", ""
+}
 
 func (g *Graph) route(c *graphCall, segs []string, queued *Response) {
 	r := c.r

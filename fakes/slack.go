@@ -1167,8 +1167,65 @@ func validateElement(el map[string]any, ptr string, actionIDs map[string]bool) [
 		if iv, ok := el["initial_value"].(string); ok && hasMax && utf8.RuneCountInString(iv) > maxLen {
 			errs = append(errs, "must be no longer than max_length [json-pointer:"+ptr+"/initial_value]")
 		}
+	case "static_select":
+		errs = append(errs, checkText(el["placeholder"], ptr+"/placeholder", 150, false)...)
+		errs = append(errs, validateSelectOptions(el, ptr)...)
 	}
 	return errs
+}
+
+// validateSelectOptions checks a static_select's options (1 to 100, each
+// with a plain_text text of at most 75 characters and a value of 1 to 150)
+// and that its initial_option, if any, is one of them.
+func validateSelectOptions(el map[string]any, ptr string) []string {
+	var errs []string
+	options, _ := el["options"].([]any)
+	if len(options) == 0 || len(options) > 100 {
+		return append(errs, "must provide between 1 and 100 items [json-pointer:"+ptr+"/options]")
+	}
+	for i, o := range options {
+		op, _ := o.(map[string]any)
+		optr := fmt.Sprintf("%s/options/%d", ptr, i)
+		if op == nil {
+			errs = append(errs, "must be an object [json-pointer:"+optr+"]")
+			continue
+		}
+		if t, _ := op["text"].(map[string]any); t != nil && t["type"] != "plain_text" {
+			errs = append(errs, "must be a plain_text text object [json-pointer:"+optr+"/text]")
+		}
+		errs = append(errs, checkText(op["text"], optr+"/text", 75, true)...)
+		if v, _ := op["value"].(string); v == "" || utf8.RuneCountInString(v) > 150 {
+			errs = append(errs, "must be between 1 and 150 characters [json-pointer:"+optr+"/value]")
+		}
+	}
+	if initial, ok := el["initial_option"]; ok && selectOption(el, initial) == nil {
+		errs = append(errs, "must match one of the options [json-pointer:"+ptr+"/initial_option]")
+	}
+	return errs
+}
+
+// selectOption finds option among a static_select's options: the same
+// value and text (as Slack matches an initial_option), or, when option is
+// a string, the same value. It returns nil if there is none.
+func selectOption(el map[string]any, option any) map[string]any {
+	options, _ := el["options"].([]any)
+	for _, o := range options {
+		op, _ := o.(map[string]any)
+		if op == nil {
+			continue
+		}
+		switch want := option.(type) {
+		case string:
+			if op["value"] == want {
+				return op
+			}
+		case map[string]any:
+			if op["value"] == want["value"] && textOf(op["text"]) == textOf(want["text"]) {
+				return op
+			}
+		}
+	}
+	return nil
 }
 
 // intOf reads a JSON number (json.Number or float64).

@@ -161,6 +161,10 @@ type ViewSubmission struct {
 	// plain_text_input elements of input blocks. An input left out keeps
 	// its initial_value (null if none), as in Slack.
 	Values map[string]map[string]string
+	// Selected holds what the user chose: block_id → action_id → the value
+	// of one of the options of a static_select of an input block. A select
+	// left out keeps its initial_option (none if none), as in Slack.
+	Selected map[string]map[string]string
 }
 
 // SendViewSubmission delivers the interactive view_submission envelope Slack
@@ -169,7 +173,8 @@ type ViewSubmission struct {
 // block and a fresh trigger_id. What the user could not do in Slack fails the
 // test: an unknown, closed or foreign view, a value for something that is
 // not a plain_text_input of an input block, an empty required input, a value
-// outside min_length/max_length.
+// outside min_length/max_length, a choice that is not an option of a
+// static_select of an input block, a required select left without one.
 //
 // The first ack decides what happens, if it comes within 3 seconds as Slack
 // requires: no payload closes the modal (Closed); response_action "errors"
@@ -263,11 +268,49 @@ func (s *Slack) viewSubmissionPayload(v ViewSubmission) (json.RawMessage, string
 			}
 		}
 	}
+	selBlockIDs := make([]string, 0, len(v.Selected))
+	for bid := range v.Selected {
+		selBlockIDs = append(selBlockIDs, bid)
+	}
+	sort.Strings(selBlockIDs)
+	for _, bid := range selBlockIDs {
+		in, ok := byID[bid]
+		if !ok {
+			return nil, fmt.Sprintf("modal %s has no input block %q", vr.id, bid)
+		}
+		aid, _ := in.element["action_id"].(string)
+		for a, value := range v.Selected[bid] {
+			if a != aid {
+				return nil, fmt.Sprintf("input block %q of modal %s has no element with action_id %q (it has %q)", bid, vr.id, a, aid)
+			}
+			if typ, _ := in.element["type"].(string); typ != "static_select" {
+				return nil, fmt.Sprintf("input %s/%s of modal %s is a %s; only a static_select's options can be chosen", bid, a, vr.id, typ)
+			}
+			if selectOption(in.element, value) == nil {
+				return nil, fmt.Sprintf("select %s/%s of modal %s has no option %q: Slack does not let the user choose it", bid, a, vr.id, value)
+			}
+		}
+	}
 	values := map[string]any{}
 	for _, in := range inputs {
 		typ, _ := in.element["type"].(string)
 		aid, _ := in.element["action_id"].(string)
 		state := map[string]any{"type": typ}
+		if typ == "static_select" {
+			// Slack sends the whole option chosen, or null.
+			var chosen map[string]any // nil: JSON null
+			if value, ok := v.Selected[in.blockID][aid]; ok {
+				chosen = selectOption(in.element, value)
+			} else if initial, ok := in.element["initial_option"]; ok {
+				chosen = selectOption(in.element, initial)
+			}
+			if chosen == nil && !in.optional {
+				return nil, fmt.Sprintf("required select %s/%s of modal %s has no choice: Slack does not let the user submit", in.blockID, aid, vr.id)
+			}
+			state["selected_option"] = chosen
+			values[in.blockID] = map[string]any{aid: state}
+			continue
+		}
 		if typ != "plain_text_input" {
 			if !in.optional {
 				return nil, fmt.Sprintf("required input block %q of modal %s is a %s, which SendViewSubmission cannot fill", in.blockID, vr.id, typ)

@@ -56,7 +56,7 @@ func (w *Workflow) Confirm(ctx context.Context, user, ref, pick string) (*Reques
 	}
 	w.audit(ctx, r.ID, EventConfirmed, user, nil)
 	work := *r // the worker's own copy: the caller reads r
-	w.spawn(func() { w.execute(&work, s) })
+	w.spawn(func() { w.confirmed(&work, s) })
 	return r, nil
 }
 
@@ -89,14 +89,17 @@ func (w *Workflow) pick(ctx context.Context, user string, r *Request, id string)
 	return updated, nil, nil
 }
 
-// Abort is Cancel at the final confirmation: nothing is sent. Only the
-// approver who signed in may.
+// abortedAt names where an Abort stopped a request, for the audit trail.
+var abortedAt = map[State]string{StateConfirming: "confirmation", StateScheduled: "scheduled"}
+
+// Abort is Cancel at the final confirmation, or while a scheduled call
+// waits: nothing is sent. Only the approver who signed in may.
 func (w *Workflow) Abort(ctx context.Context, user, ref string) (*Request, error) {
 	r, err := w.load(ctx, ref, ActionAbort)
 	if err != nil {
 		return nil, err
 	}
-	if r.State != StateConfirming {
+	if r.State != StateConfirming && r.State != StateScheduled {
 		return nil, &Refusal{Kind: RefusedHandled, Action: ActionAbort, Ref: r.ID, Request: r}
 	}
 	if user != r.DecidedBy {
@@ -107,8 +110,8 @@ func (w *Workflow) Abort(ctx context.Context, user, ref string) (*Request, error
 	}
 	defer w.inFlight.remove(r.ID)
 	r, err = w.settle(ctx, ref, step{
-		from: []State{StateConfirming}, to: StateCanceled,
-		event: EventCanceled, actor: user, details: map[string]string{"at": "confirmation"},
+		from: []State{StateConfirming, StateScheduled}, to: StateCanceled,
+		event: EventCanceled, actor: user, details: map[string]string{"at": abortedAt[r.State]},
 		tellRequester: true,
 	})
 	return r, late(err, ActionAbort)

@@ -150,7 +150,7 @@ func (w *Workflow) Approve(ctx context.Context, user, ref string, final bool) (*
 	work := *r // the worker's own copy: the caller reads r
 	if s != nil && final && r.CloudPCID != "" && r.Device != nil && w.inFlight.claim(r.ID) {
 		w.sessions.pin(r.ID, s)
-		w.spawn(func() { w.execute(&work, s) })
+		w.spawn(func() { w.confirmed(&work, s) })
 		return r, nil
 	}
 	w.spawn(func() { w.signInThenConfirm(&work, s) })
@@ -220,7 +220,7 @@ func (w *Workflow) Cancel(ctx context.Context, user, ref string) (*Request, erro
 	}
 	var approver string // who approved, if anyone: they are told
 	r, err = w.settle(ctx, ref, step{
-		from: []State{StatePending, StateApproved, StateConfirming}, to: StateCanceled,
+		from: []State{StatePending, StateApproved, StateConfirming, StateScheduled}, to: StateCanceled,
 		update: func(r *Request) {
 			if r.State != StatePending {
 				approver = r.DecidedBy

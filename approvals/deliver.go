@@ -377,6 +377,10 @@ func outdated(o Outgoing, r *Request) bool {
 		return r.State != StateExpired
 	case NoticeApprovalRecorded: // "waiting for another approver"
 		return r.State != StatePending && r.State != StateApproved
+	case NoticeHeadsUp: // "will be reprovisioned"
+		return r.State != StateScheduled && r.State != StateExecuting && r.State != StateSucceeded
+	case NoticeMoreTimeAsked, NoticeSignInToSend: // they offer buttons for the wait
+		return r.State != StateScheduled
 	}
 	return false
 }
@@ -461,7 +465,7 @@ func retryWait(n int, err error) time.Duration {
 // changed recently: whatever a previous process could not deliver, the
 // prompts show the truth.
 func (w *Workflow) redrawAtStart(ctx context.Context) {
-	open, err := w.store.ListByState(ctx, StatePending, StateApproved, StateConfirming, StateExecuting)
+	open, err := w.store.ListByState(ctx, StatePending, StateApproved, StateConfirming, StateScheduled, StateExecuting)
 	if err != nil {
 		w.log.Error("could not list open requests", "err", err)
 		return

@@ -29,11 +29,30 @@ func (w *Workflow) execute(r *Request, s *Session) {
 		w.expire(ctx, r)
 		return
 	}
+	// The heads-up goes with the move (unless it went when the call was
+	// scheduled): the user hears of it as it happens.
+	headsUp, tellUser := r.HeadsUp, r.State != StateScheduled
+	if tellUser && headsUp.Result == "" && w.cfg.NotifyUser {
+		seen := *r
+		seen.Device = &device
+		headsUp = w.lookUpUser(ctx, &seen)
+	}
 	// Marked executing *before* the call: if the process dies mid-call, the
 	// restart sees it and never resends.
 	executing, err := w.settle(ctx, r.ID, step{
 		from: beforeCall, to: StateExecuting,
-		update: func(r *Request) { r.Device, r.SignedInAs = &device, s.Username },
+		update: func(r *Request) {
+			r.Device, r.SignedInAs = &device, s.Username
+			if tellUser {
+				r.HeadsUp = headsUp
+			}
+		},
+		also: func(r *Request) []Outgoing {
+			if !tellUser {
+				return nil
+			}
+			return headsUpNews(r)
+		},
 		byLoop: true,
 	})
 	var te *TransitionError
@@ -46,6 +65,9 @@ func (w *Workflow) execute(r *Request, s *Session) {
 		w.log.Error("could not mark the request executing; not calling Graph", "ref", r.ID, "err", err)
 		w.reopen(context.WithoutCancel(ctx), r, &Outcome{Kind: OutcomeNotRecorded}, "")
 		return
+	}
+	if tellUser && headsUp.Result != "" {
+		w.audit(ctx, executing.ID, EventUserNotified, executing.DecidedBy, headsUpDetails(executing))
 	}
 	call, err = s.CloudPCs.Reprovision(w.execCtx, executing.CloudPCID, executing.Options)
 	w.auditGraphCalls(executing.ID, executing.DecidedBy, call)

@@ -397,10 +397,12 @@ type recorder struct {
 	codeErr   error                      // SignInCode fails
 	emails    map[string]string          // profile emails
 	emailErr  error
-	tellErr   error // Tell fails (after recording what was to be told)
-	tellHangs bool  // Tell waits for its context to end (after recording)
-	postErr   error // PostPrompts fails with this (after recording)
-	updateErr error // UpdatePrompts fails (after recording)
+	chatUsers map[string]string // chat user ID by email (the Cloud PC's user)
+	chatErr   error             // ChatUserByEmail fails
+	tellErr   error             // Tell fails (after recording what was to be told)
+	tellHangs bool              // Tell waits for its context to end (after recording)
+	postErr   error             // PostPrompts fails with this (after recording)
+	updateErr error             // UpdatePrompts fails (after recording)
 }
 
 func newRecorder() *recorder {
@@ -478,6 +480,17 @@ func (n *recorder) port() *mock.Notices {
 			n.mu.Lock()
 			defer n.mu.Unlock()
 			return n.emails[user], n.emailErr
+		},
+		ChatUserByEmailFn: func(ctx context.Context, email string) (string, error) {
+			n.mu.Lock()
+			defer n.mu.Unlock()
+			if n.chatErr != nil {
+				return "", n.chatErr
+			}
+			if id, ok := n.chatUsers[email]; ok {
+				return id, nil
+			}
+			return "", approvals.ErrNoChatAccount
 		},
 	}
 }

@@ -1,6 +1,7 @@
 package approvals
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -129,7 +130,8 @@ type Outbox interface {
 
 // Change is one atomic change of a request, for Store.Apply.
 type Change struct {
-	// From: the states the request must be in (nil: any the move allows).
+	// From: the states the request must be in, for a move or an update
+	// (nil: any the move allows; any for an update).
 	From []State
 	// To is the state to move to ("": the state does not change, as
 	// Store.Update).
@@ -153,11 +155,12 @@ func (c Change) Op(id string) string {
 // Edit makes the change on next, a copy of current (the request as
 // stored), with the rules every store applies: a move must be one the state
 // machine allows from current's state, and from one of c.From if given
-// (else a *TransitionError, before Update runs); Update may not change
-// what KeepsIdentity guards; the state is c.To, or current's.
+// (else a *TransitionError, before Update runs), and an update too must
+// find the request in one of c.From if given; Update may not change what
+// KeepsIdentity guards; the state is c.To, or current's.
 func (c Change) Edit(current, next *Request) error {
-	if c.To != "" && (!current.State.CanMoveTo(c.To) || (c.From != nil && !slices.Contains(c.From, current.State))) {
-		return &TransitionError{Current: current, To: c.To}
+	if c.To != "" && !current.State.CanMoveTo(c.To) || c.From != nil && !slices.Contains(c.From, current.State) {
+		return &TransitionError{Current: current, To: cmp.Or(c.To, current.State)}
 	}
 	if c.Update != nil {
 		c.Update(next)

@@ -128,7 +128,14 @@ type Notices interface {
 	// ProfileEmail is the email address of a chat user, for the identity
 	// check when no Entra username is configured for an approver.
 	ProfileEmail(ctx context.Context, user string) (string, error)
+	// ChatUserByEmail finds the chat user whose email address is email
+	// (the Cloud PC's user principal name), for the heads-up: their ID, or
+	// ErrNoChatAccount.
+	ChatUserByEmail(ctx context.Context, email string) (string, error)
 }
+
+// ErrNoChatAccount: no chat user has that email address.
+var ErrNoChatAccount = errors.New("no chat account with that email address")
 
 // NoticeKind says what a notice is about.
 type NoticeKind string
@@ -147,6 +154,28 @@ const (
 	// NoticeApprovalRecorded: an approval was recorded and another
 	// approver's is needed (Request.Approvals; the last one is the new one).
 	NoticeApprovalRecorded NoticeKind = "approval_recorded"
+	// NoticeHeadsUp: to the Cloud PC's user (Request.HeadsUp.UserID): their
+	// Cloud PC will be reprovisioned, by whom and why, and that they will be
+	// signed out and lose their data; at HeadsUp.SendAt when it is set,
+	// when they may ask for more time (unless asked or postponed already).
+	NoticeHeadsUp NoticeKind = "heads_up"
+	// NoticeUserUpdate: to the Cloud PC's user, after a heads-up: the time
+	// moved (still scheduled), or it will not happen now (the state says).
+	NoticeUserUpdate NoticeKind = "user_update"
+	// NoticeUserReady: to the Cloud PC's user: following the reprovision
+	// ended (Request.Tracking.Result: provisioned, or failed and IT knows).
+	NoticeUserReady NoticeKind = "user_ready"
+	// NoticeUserNotNotified: to the approver and requester: the Cloud PC's
+	// user could not be told (Request.HeadsUp.Result says why); the
+	// reprovision goes on.
+	NoticeUserNotNotified NoticeKind = "user_not_notified"
+	// NoticeMoreTimeAsked: to the approver: the Cloud PC's user asks for
+	// more time before the scheduled call (they may postpone it once).
+	NoticeMoreTimeAsked NoticeKind = "more_time_asked"
+	// NoticeSignInToSend: to the approver of a scheduled request whose
+	// sign-in was lost in a restart (Why nil), or whose new sign-in did
+	// not complete (Why): sign in again so that it can be sent.
+	NoticeSignInToSend NoticeKind = "sign_in_to_send"
 	// NoticeNotRecorded: Graph answered (Why; Accepted when it took the
 	// reprovision) but the answer could not be stored.
 	NoticeNotRecorded NoticeKind = "not_recorded"
@@ -203,4 +232,6 @@ type SignInPurpose string
 const (
 	SignInToApprove        SignInPurpose = "approve"
 	SignInToResumeTracking SignInPurpose = "resume_tracking"
+	// SignInToSend: again, after a restart, for a scheduled call.
+	SignInToSend SignInPurpose = "send"
 )

@@ -33,6 +33,10 @@ const (
 	RefusedNotConfirmer  RefusalKind = "not_the_confirmer"   // Users: the approver who signed in (confirm, abort)
 	RefusedNotAnApprover RefusalKind = "not_an_approver"     // Users: the approvers (resume tracking)
 	RefusedNotPaused     RefusalKind = "not_paused"          // tracking is not paused
+	RefusedNotTheUser    RefusalKind = "not_the_user"        // only the Cloud PC's user may ask for more time
+	RefusedAskedAlready  RefusalKind = "asked_already"       // more time was asked (or given) already
+	RefusedPostponed     RefusalKind = "postponed_already"   // it was postponed once already
+	RefusedNotScheduled  RefusalKind = "not_scheduled"       // Request: it is not waiting to be sent (now)
 	RefusedHandled       RefusalKind = "already_handled"     // Request: as it is now
 	RefusedBusy          RefusalKind = "busy"                // another click on it is being handled
 	RefusedExpired       RefusalKind = "expired"             // too late: it expired (and now is)
@@ -59,6 +63,10 @@ const (
 	ActionAbort        Action = "abort"
 	ActionResume       Action = "resume_tracking"
 	ActionRequestAgain Action = "request_again"
+	ActionSendNow      Action = "send_now"
+	ActionPostpone     Action = "postpone"
+	ActionMoreTime     Action = "more_time"
+	ActionSignInToSend Action = "sign_in_to_send"
 )
 
 // Refusal is a "no" for the person who clicked or typed, as a kind and plain

@@ -47,6 +47,10 @@ const (
 	// StateConfirming: the approver signed in; they have been shown what
 	// will be wiped (or a list to pick from) and must confirm once more.
 	StateConfirming State = "awaiting_confirmation"
+	// StateScheduled: confirmed; the Cloud PC's user has had a heads-up and
+	// the call goes at HeadsUp.SendAt (Config.UserNotice), unless the
+	// approver sends it now or cancels, or anyone withdraws it.
+	StateScheduled State = "scheduled"
 )
 
 // transitions lists, for each state, the states it may move to.
@@ -56,11 +60,14 @@ const (
 // confirming → expired: a confirmation nobody gives must not hold the Cloud
 // PC forever. executing → pending only when Graph refused the call for
 // want of a fresh sign-in (401/403): it did nothing, so the request may be
-// approved again.
+// approved again. A scheduled request has not been sent either: it moves as
+// one awaiting confirmation does (expired: its approver never signed in
+// again after a restart).
 var transitions = map[State][]State{
 	StatePending:    {StateApproved, StateDenied, StateExpired, StateCanceled},
 	StateApproved:   {StateConfirming, StateExecuting, StatePending, StateFailed, StateCanceled},
-	StateConfirming: {StateExecuting, StatePending, StateCanceled, StateFailed, StateExpired},
+	StateConfirming: {StateExecuting, StateScheduled, StatePending, StateCanceled, StateFailed, StateExpired},
+	StateScheduled:  {StateExecuting, StatePending, StateCanceled, StateFailed, StateExpired},
 	StateExecuting:  {StateSucceeded, StateFailed, StateOutcomeUnknown, StatePending},
 }
 
@@ -81,7 +88,7 @@ func (s State) Final() bool { return len(transitions[s]) == 0 }
 // request per Cloud PC at a time. (A succeeded request also holds it while
 // its reprovision is being followed: see Request.Open.)
 func (s State) Open() bool {
-	return s == StatePending || s == StateApproved || s == StateConfirming || s == StateExecuting
+	return s == StatePending || s == StateApproved || s == StateConfirming || s == StateScheduled || s == StateExecuting
 }
 
 // Open reports whether r blocks another request for the same Cloud PC: it is
@@ -147,6 +154,9 @@ type Request struct {
 	Outcome *Outcome
 	// GraphRequestID is Graph's request-id for the reprovision call.
 	GraphRequestID string
+
+	// HeadsUp is what the Cloud PC's user was told before the call.
+	HeadsUp HeadsUp
 
 	// Tracking follows the reprovision after Graph accepted it.
 	Tracking Tracking
@@ -214,6 +224,37 @@ type CloudPC struct {
 	StatusDetails          string
 	LastModified           time.Time
 }
+
+// HeadsUp is the notice to the person whose Cloud PC it is: they are signed
+// out and lose their data, so they hear of it before the call (when
+// Config.NotifyUser is set), and hear when their Cloud PC is ready.
+type HeadsUp struct {
+	// UserID is the chat user found for the Cloud PC's user principal
+	// name ("" when none was).
+	UserID string
+	// Result is how finding and telling them went: "" (not tried),
+	// HeadsUpSent, HeadsUpNoAccount, HeadsUpNoUser or HeadsUpLookupFailed.
+	Result string
+	// SendAt is when a scheduled call goes (zero: at once).
+	SendAt time.Time
+	// MoreTimeAsked: the user asked for more time; Postponed: the approver
+	// gave it (once).
+	MoreTimeAsked, Postponed bool
+	// SignInLost: the process restarted during the wait, and with it the
+	// approver's sign-in; they must sign in again before the call can go.
+	SignInLost bool
+}
+
+// HeadsUp results.
+const (
+	HeadsUpSent         = "sent"
+	HeadsUpNoAccount    = "no_chat_account" // no chat user has that address
+	HeadsUpNoUser       = "no_user"         // the Cloud PC has no user principal name
+	HeadsUpLookupFailed = "lookup_failed"   // chat could not be asked
+)
+
+// Told reports whether the user was sent the heads-up.
+func (h HeadsUp) Told() bool { return h.Result == HeadsUpSent && h.UserID != "" }
 
 // Tracking is the follow-through of an accepted reprovision.
 type Tracking struct {
@@ -302,7 +343,7 @@ func (r *Request) Validate() error {
 
 var stateNames = map[State]struct{}{
 	StatePending: {}, StateApproved: {}, StateExecuting: {}, StateSucceeded: {}, StateFailed: {},
-	StateOutcomeUnknown: {}, StateDenied: {}, StateExpired: {}, StateCanceled: {}, StateConfirming: {},
+	StateOutcomeUnknown: {}, StateDenied: {}, StateExpired: {}, StateCanceled: {}, StateConfirming: {}, StateScheduled: {},
 }
 
 // referenceAlphabet leaves out 0/O and 1/I so references read aloud cleanly.

@@ -37,6 +37,7 @@ func (w *Workflow) recover(ctx context.Context) {
 		w.settleInterruptedCall(ctx, r)
 	}
 	w.promptMissing(ctx)
+	w.loseScheduledSignIns(ctx)
 	tracked, err := w.store.ListTracking(ctx)
 	if err != nil {
 		w.log.Error("could not list tracked requests", "err", err)

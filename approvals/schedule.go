@@ -44,6 +44,7 @@ func (w *Workflow) runDue() time.Time {
 			next = r.ExpiresAt
 		}
 	}
+	next = w.runScheduled(ctx, now, next)
 	tracked, err := w.store.ListTracking(ctx)
 	if err != nil {
 		w.log.Error("could not list tracked requests", "err", err)
@@ -73,8 +74,22 @@ func (w *Workflow) runDue() time.Time {
 }
 
 // expire ends a request nobody decided in time and offers the requester a
-// one-click retry.
+// one-click retry. A scheduled call whose approver did not sign in again
+// after a restart ends so too, with that as its outcome, and both sides are
+// told.
 func (w *Workflow) expire(ctx context.Context, r *Request) {
+	if r.State == StateScheduled {
+		_, err := w.settle(ctx, r.ID, step{
+			from: []State{StateScheduled}, to: StateExpired,
+			update: func(r *Request) { r.Outcome = &Outcome{Kind: OutcomeSignInStale} },
+			event:  EventExpired, details: map[string]string{"expires_at": r.ExpiresAt.Format(time.RFC3339), "at": "scheduled"},
+			tellRequester: true, tellApprover: true,
+		})
+		if err != nil {
+			w.log.Info("not expired", "ref", r.ID, "err", err)
+		}
+		return
+	}
 	_, err := w.settle(ctx, r.ID, step{
 		to:    StateExpired,
 		event: EventExpired, details: map[string]string{"expires_at": r.ExpiresAt.Format(time.RFC3339)},

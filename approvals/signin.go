@@ -21,7 +21,7 @@ const MaxCandidates = 15
 
 // beforeCall are the states of an approved request before its reprovision
 // call: the only ones a failure before the call may move it from.
-var beforeCall = []State{StateApproved, StateConfirming}
+var beforeCall = []State{StateApproved, StateConfirming, StateScheduled}
 
 // signInThenConfirm runs after Approve when the details were not on the
 // prompt: the approver signs in (unless s is a valid sign-in already), the

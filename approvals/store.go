@@ -101,6 +101,12 @@ const (
 	EventTracked          EventKind = "tracked"
 	EventReprompted       EventKind = "reprompted"
 	EventNoticeDropped    EventKind = "notice_dropped"
+	// EventUserNotified: the heads-up to the Cloud PC's user (details:
+	// upn, user, result, send_at).
+	EventUserNotified  EventKind = "user_notified"
+	EventMoreTimeAsked EventKind = "more_time_asked"
+	EventPostponed     EventKind = "postponed"
+	EventSentEarly     EventKind = "sent_early"
 )
 
 // Event is one audit record.

@@ -87,8 +87,15 @@ func (w *Workflow) stopTracking(ctx context.Context, r *Request, t Tracking, new
 	updated, err := w.apply(ctx, r.ID, Change{
 		Update: func(u *Request) { u.Tracking, u.Device = t, r.Device },
 		Notify: func(u *Request) []Outgoing {
-			return append(news, redraw(u), progress(u, Progress{Kind: ProgressEnded}),
-				notice(u.RequesterID, Notice{Kind: NoticeStatus, Request: u}))
+			out := append(news, redraw(u), progress(u, Progress{Kind: ProgressEnded}))
+			ready := u.HeadsUp.Told() && (t.Result == TrackProvisioned || t.Result == TrackFailed)
+			if ready {
+				out = append(out, notice(u.HeadsUp.UserID, Notice{Kind: NoticeUserReady, Request: u}))
+			}
+			if !ready || u.HeadsUp.UserID != u.RequesterID { // one message each
+				out = append(out, notice(u.RequesterID, Notice{Kind: NoticeStatus, Request: u}))
+			}
+			return out
 		},
 	})
 	if err != nil {

@@ -91,6 +91,14 @@ type Config struct {
 	// TrackEvery is the first wait before looking at a reprovisioning Cloud
 	// PC (then it backs off); TrackFor is how long to follow it (0: not).
 	TrackEvery, TrackFor time.Duration
+	// NotifyUser: the Cloud PC's user gets a heads-up when the approver
+	// confirms, and word when their Cloud PC is ready.
+	NotifyUser bool
+	// UserNotice is the wait between the heads-up and the call (0: none; at
+	// most MaxUserNotice), during which the approver may send it now or
+	// cancel, and the user may ask for more time (postponed once by as
+	// much).
+	UserNotice time.Duration
 	// ShutdownGrace is how long a Graph call in flight may run on after
 	// Stop; the process must exit within 10 s.
 	ShutdownGrace time.Duration
@@ -123,6 +131,9 @@ func New(cfg Config) (*Workflow, error) {
 	}
 	if err := cfg.Policy.Validate(); err != nil {
 		return nil, fmt.Errorf("approvals: %w", err)
+	}
+	if cfg.UserNotice < 0 || cfg.UserNotice > MaxUserNotice {
+		return nil, fmt.Errorf("approvals: the user notice %v is not between 0 and %v", cfg.UserNotice, MaxUserNotice)
 	}
 	if len(cfg.AllowedStatuses) == 0 {
 		return nil, errors.New("approvals: at least one allowed Cloud PC status is required")
@@ -360,9 +371,26 @@ func (w *Workflow) settle(ctx context.Context, id string, s step) (*Request, err
 }
 
 // move is the store half of settle: the compare-and-swap, and the outbox
-// entries that announce it, in one transaction.
+// entries that announce it, in one transaction. A Cloud PC's user who had a
+// heads-up hears when it will not happen after all (userNews); a request
+// waiting for a decision again tells its user afresh when next confirmed.
 func (w *Workflow) move(ctx context.Context, id string, s step) (*Request, error) {
-	return w.store.Apply(ctx, id, Change{From: s.from, To: s.to, Update: s.update, Notify: s.notify})
+	var before *Request
+	update := func(r *Request) {
+		b := *r
+		before = &b
+		if s.update != nil {
+			s.update(r)
+		}
+		if s.to == StatePending {
+			r.HeadsUp = HeadsUp{}
+		}
+	}
+	notify := func(r *Request) []Outgoing {
+		out := s.notify(r)
+		return append(out, userNews(before, r, out)...)
+	}
+	return w.store.Apply(ctx, id, Change{From: s.from, To: s.to, Update: update, Notify: notify})
 }
 
 // announce is the rest of settle, once r has moved: release a sign-in it no
@@ -388,7 +416,7 @@ func (w *Workflow) announce(ctx context.Context, r *Request, s step) {
 // needsSignIn: a request approved and not yet settled, or whose reprovision
 // is being followed, runs with its approver's sign-in.
 func needsSignIn(r *Request) bool {
-	return r.State == StateApproved || r.State == StateConfirming || r.State == StateExecuting || r.Tracking.Active()
+	return r.State == StateApproved || r.State == StateConfirming || r.State == StateScheduled || r.State == StateExecuting || r.Tracking.Active()
 }
 
 // tell sends a notice through the outbox.

@@ -158,3 +158,25 @@ func (b *Bot) ProfileEmail(ctx context.Context, user string) (string, error) {
 	}
 	return profile.Profile.Email, nil
 }
+
+// ChatUserByEmail finds the Slack user with that email address
+// (users.lookupByEmail, scope users:read.email): the Cloud PC's user, for
+// the heads-up. Slack's users_not_found is approvals.ErrNoChatAccount; so is
+// a deactivated account or a bot, which cannot be told anything.
+func (b *Bot) ChatUserByEmail(ctx context.Context, email string) (string, error) {
+	var user *slack.User
+	err := b.slackCall(ctx, "users.lookupByEmail", func(ctx context.Context) (err error) {
+		user, err = b.api.GetUserByEmailContext(ctx, email)
+		return err
+	})
+	var se slack.SlackErrorResponse
+	switch {
+	case err != nil && (errors.As(err, &se) && se.Err == "users_not_found" || err.Error() == "users_not_found"):
+		return "", approvals.ErrNoChatAccount
+	case err != nil:
+		return "", err
+	case user == nil || user.Deleted || user.IsBot || !ValidUserID(user.ID):
+		return "", approvals.ErrNoChatAccount
+	}
+	return user.ID, nil
+}

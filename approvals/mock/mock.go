@@ -57,6 +57,15 @@ type Notices struct {
 	SignInCodeFn    func(ctx context.Context, approver string, why approvals.SignInPurpose, r *approvals.Request, code approvals.DeviceCode) error
 	AskToConfirmFn  func(ctx context.Context, r *approvals.Request) error
 	ProfileEmailFn  func(ctx context.Context, user string) (string, error)
+	// ChatUserByEmailFn nil: nobody has a chat account (ErrNoChatAccount).
+	ChatUserByEmailFn func(ctx context.Context, email string) (string, error)
+}
+
+func (n *Notices) ChatUserByEmail(ctx context.Context, email string) (string, error) {
+	if n.ChatUserByEmailFn == nil {
+		return "", approvals.ErrNoChatAccount
+	}
+	return n.ChatUserByEmailFn(ctx, email)
 }
 
 func (n *Notices) PostPrompts(ctx context.Context, r *approvals.Request, to []string) ([]approvals.MessageRef, error) {

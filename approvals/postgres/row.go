@@ -22,6 +22,7 @@ var requestColumns = []string{
 	"tracking_paused", "tracking_result",
 	"created_at", "updated_at", "expires_at", "decide_by",
 	"os_version", "user_account_type", "approvals_required", "approvals",
+	"heads_up_user_id", "heads_up_result", "send_at", "more_time_asked", "postponed", "sign_in_lost",
 	"holds_cloud_pc",
 }
 
@@ -75,6 +76,8 @@ func encodeRequest(r *approvals.Request) ([]any, error) {
 		e.optTime("decide by", r.DecideBy),
 		r.Options.OSVersion, r.Options.UserAccountType, r.ApprovalsRequired,
 		e.json("approvals", mapSlice(r.Approvals, e.approval)),
+		r.HeadsUp.UserID, r.HeadsUp.Result, e.optTime("send at", r.HeadsUp.SendAt),
+		r.HeadsUp.MoreTimeAsked, r.HeadsUp.Postponed, r.HeadsUp.SignInLost,
 		r.Open(),
 	}
 	return values, e.err
@@ -87,13 +90,15 @@ func scanRequest(row interface{ Scan(...any) error }) (*approvals.Request, error
 		state, approvers, prompts, device, cds string
 		outcome, approved                      string
 		since, until, next, expires, decideBy  *time.Time
+		sendAt                                 *time.Time
 	)
 	err := row.Scan(&r.ID, &r.Target, &r.CloudPCID, &r.Reason, &r.RequesterID, &r.RequestChannelID, &approvers,
 		&state, &r.DecidedBy, &r.DecisionReason, &r.SignedInAs,
 		&prompts, &device, &cds, &outcome, &r.GraphRequestID,
 		&since, &until, &next, &r.Tracking.Checks, &r.Tracking.LastStatus, &r.Tracking.Paused, &r.Tracking.Result,
 		&r.CreatedAt, &r.UpdatedAt, &expires, &decideBy,
-		&r.Options.OSVersion, &r.Options.UserAccountType, &r.ApprovalsRequired, &approved)
+		&r.Options.OSVersion, &r.Options.UserAccountType, &r.ApprovalsRequired, &approved,
+		&r.HeadsUp.UserID, &r.HeadsUp.Result, &sendAt, &r.HeadsUp.MoreTimeAsked, &r.HeadsUp.Postponed, &r.HeadsUp.SignInLost)
 	if err != nil {
 		return nil, err
 	}
@@ -102,6 +107,7 @@ func scanRequest(row interface{ Scan(...any) error }) (*approvals.Request, error
 	r.CreatedAt, r.UpdatedAt = r.CreatedAt.UTC(), r.UpdatedAt.UTC()
 	r.Tracking.Since, r.Tracking.Until, r.Tracking.NextCheck = optTime(since), optTime(until), optTime(next)
 	r.ExpiresAt, r.DecideBy = optTime(expires), optTime(decideBy)
+	r.HeadsUp.SendAt = optTime(sendAt)
 
 	d := decoder{id: r.ID}
 	d.json("approvers", approvers, &r.Approvers)
@@ -365,7 +371,7 @@ func normalized(r *approvals.Request) *approvals.Request {
 	c := clone(r)
 	for _, s := range []*string{&c.ID, &c.Target, &c.CloudPCID, &c.Reason, &c.RequesterID, &c.RequestChannelID,
 		&c.DecidedBy, &c.DecisionReason, &c.SignedInAs, &c.GraphRequestID, &c.Tracking.LastStatus, &c.Tracking.Result,
-		&c.Options.OSVersion, &c.Options.UserAccountType} {
+		&c.Options.OSVersion, &c.Options.UserAccountType, &c.HeadsUp.UserID, &c.HeadsUp.Result} {
 		*s = Text(*s)
 	}
 	c.State = approvals.State(Text(string(c.State)))
@@ -375,7 +381,7 @@ func normalized(r *approvals.Request) *approvals.Request {
 		c.Outcome.Text = Text(c.Outcome.Text)
 	}
 	for _, t := range []*time.Time{&c.CreatedAt, &c.UpdatedAt, &c.ExpiresAt, &c.DecideBy,
-		&c.Tracking.Since, &c.Tracking.Until, &c.Tracking.NextCheck} {
+		&c.Tracking.Since, &c.Tracking.Until, &c.Tracking.NextCheck, &c.HeadsUp.SendAt} {
 		*t = Time(*t)
 	}
 	if c.Device != nil {

@@ -125,13 +125,20 @@ CREATE UNIQUE INDEX outbox_coalesced ON outbox (request_id, coalesce_key) WHERE 
 CREATE INDEX outbox_due ON outbox (next_at, id);
 CREATE INDEX outbox_by_request ON outbox (request_id, id);
 `,
-	// 1 → 2: the reprovision options, and two-person approval (how many
-	// approvals a request needs, and those given). Older requests needed one.
+	// 1 → 2: the reprovision options, two-person approval (how many
+	// approvals a request needs, and those given; older requests needed
+	// one), and the heads-up to the Cloud PC's user.
 	`
 ALTER TABLE requests
 	ADD COLUMN os_version text NOT NULL DEFAULT '',
 	ADD COLUMN user_account_type text NOT NULL DEFAULT '',
 	ADD COLUMN approvals_required integer NOT NULL DEFAULT 1,
-	ADD COLUMN approvals json NOT NULL DEFAULT '[]' CHECK (json_typeof(approvals) IN ('array', 'null'));
+	ADD COLUMN approvals json NOT NULL DEFAULT '[]' CHECK (json_typeof(approvals) IN ('array', 'null')),
+	ADD COLUMN heads_up_user_id text NOT NULL DEFAULT '',
+	ADD COLUMN heads_up_result text NOT NULL DEFAULT '',
+	ADD COLUMN send_at timestamptz,
+	ADD COLUMN more_time_asked boolean NOT NULL DEFAULT false,
+	ADD COLUMN postponed boolean NOT NULL DEFAULT false,
+	ADD COLUMN sign_in_lost boolean NOT NULL DEFAULT false;
 `,
 }

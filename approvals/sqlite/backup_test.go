@@ -354,7 +354,7 @@ func TestBackupOfAnOlderSchema(t *testing.T) {
 	r := mustCreate(t, s, newRequest())
 	s.Close()
 	raw := rawDB(t, path)
-	for _, stmt := range []string{"ALTER TABLE requests DROP COLUMN approvals", "ALTER TABLE requests DROP COLUMN approvals_required", "ALTER TABLE requests DROP COLUMN user_account_type", "ALTER TABLE requests DROP COLUMN os_version", "DROP TABLE outbox", "DROP INDEX requests_by_update", "PRAGMA user_version = 2"} {
+	for _, stmt := range []string{"ALTER TABLE requests DROP COLUMN heads_up_user_id", "ALTER TABLE requests DROP COLUMN heads_up_result", "ALTER TABLE requests DROP COLUMN send_at", "ALTER TABLE requests DROP COLUMN more_time_asked", "ALTER TABLE requests DROP COLUMN postponed", "ALTER TABLE requests DROP COLUMN sign_in_lost", "ALTER TABLE requests DROP COLUMN approvals", "ALTER TABLE requests DROP COLUMN approvals_required", "ALTER TABLE requests DROP COLUMN user_account_type", "ALTER TABLE requests DROP COLUMN os_version", "DROP TABLE outbox", "DROP INDEX requests_by_update", "PRAGMA user_version = 2"} {
 		if _, err := raw.Exec(stmt); err != nil {
 			t.Fatalf("making a version 2 store: %s: %v", stmt, err)
 		}

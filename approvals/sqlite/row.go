@@ -21,6 +21,7 @@ var requestColumns = []string{
 	"tracking_paused", "tracking_result",
 	"created_at", "updated_at", "expires_at", "decide_by",
 	"os_version", "user_account_type", "approvals_required", "approvals",
+	"heads_up_user_id", "heads_up_result", "send_at", "more_time_asked", "postponed", "sign_in_lost",
 	"holds_cloud_pc",
 }
 
@@ -47,6 +48,8 @@ func encodeRequest(r *approvals.Request) ([]any, error) {
 		e.optTime("decide by", r.DecideBy),
 		r.Options.OSVersion, r.Options.UserAccountType, r.ApprovalsRequired,
 		e.json("approvals", mapSlice(r.Approvals, e.approval)),
+		r.HeadsUp.UserID, r.HeadsUp.Result, e.optTime("send at", r.HeadsUp.SendAt),
+		r.HeadsUp.MoreTimeAsked, r.HeadsUp.Postponed, r.HeadsUp.SignInLost,
 		r.Open(),
 	}
 	return values, e.err
@@ -59,13 +62,15 @@ func scanRequest(row interface{ Scan(...any) error }) (*approvals.Request, error
 		state, approvers, prompts, device, cds string
 		since, until, next, created, updated   string
 		expires, decideBy, outcome, approved   string
+		sendAt                                 string
 	)
 	err := row.Scan(&r.ID, &r.Target, &r.CloudPCID, &r.Reason, &r.RequesterID, &r.RequestChannelID, &approvers,
 		&state, &r.DecidedBy, &r.DecisionReason, &r.SignedInAs,
 		&prompts, &device, &cds, &outcome, &r.GraphRequestID,
 		&since, &until, &next, &r.Tracking.Checks, &r.Tracking.LastStatus, &r.Tracking.Paused, &r.Tracking.Result,
 		&created, &updated, &expires, &decideBy,
-		&r.Options.OSVersion, &r.Options.UserAccountType, &r.ApprovalsRequired, &approved)
+		&r.Options.OSVersion, &r.Options.UserAccountType, &r.ApprovalsRequired, &approved,
+		&r.HeadsUp.UserID, &r.HeadsUp.Result, &sendAt, &r.HeadsUp.MoreTimeAsked, &r.HeadsUp.Postponed, &r.HeadsUp.SignInLost)
 	if err != nil {
 		return nil, err
 	}
@@ -96,6 +101,7 @@ func scanRequest(row interface{ Scan(...any) error }) (*approvals.Request, error
 	r.UpdatedAt = d.time("updated_at", updated)
 	r.ExpiresAt = d.optTime("expires_at", expires)
 	r.DecideBy = d.optTime("decide_by", decideBy)
+	r.HeadsUp.SendAt = d.optTime("send_at", sendAt)
 	if d.err != nil {
 		return nil, d.err
 	}
@@ -277,6 +283,7 @@ func normalized(r *approvals.Request) *approvals.Request {
 	c.CloudPCID = strings.ToLower(c.CloudPCID)
 	c.CreatedAt, c.UpdatedAt, c.ExpiresAt, c.DecideBy = c.CreatedAt.UTC(), c.UpdatedAt.UTC(), c.ExpiresAt.UTC(), c.DecideBy.UTC()
 	c.Tracking.Since, c.Tracking.Until, c.Tracking.NextCheck = c.Tracking.Since.UTC(), c.Tracking.Until.UTC(), c.Tracking.NextCheck.UTC()
+	c.HeadsUp.SendAt = c.HeadsUp.SendAt.UTC()
 	if c.Device != nil {
 		c.Device.LastModified = c.Device.LastModified.UTC()
 	}

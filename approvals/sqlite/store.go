@@ -155,13 +155,20 @@ CREATE UNIQUE INDEX outbox_coalesced ON outbox (request_id, coalesce_key) WHERE 
 CREATE INDEX outbox_due ON outbox (next_at, id);
 CREATE INDEX requests_by_update ON requests (updated_at);
 `,
-	// 3 → 4: the reprovision options, and two-person approval (how many
-	// approvals a request needs, and those given). Older requests needed one.
+	// 3 → 4: the reprovision options, two-person approval (how many
+	// approvals a request needs, and those given; older requests needed
+	// one), and the heads-up to the Cloud PC's user.
 	`
 ALTER TABLE requests ADD COLUMN os_version TEXT NOT NULL DEFAULT '';
 ALTER TABLE requests ADD COLUMN user_account_type TEXT NOT NULL DEFAULT '';
 ALTER TABLE requests ADD COLUMN approvals_required INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE requests ADD COLUMN approvals TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(approvals));
+ALTER TABLE requests ADD COLUMN heads_up_user_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE requests ADD COLUMN heads_up_result TEXT NOT NULL DEFAULT '';
+ALTER TABLE requests ADD COLUMN send_at TEXT NOT NULL DEFAULT '';
+ALTER TABLE requests ADD COLUMN more_time_asked INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE requests ADD COLUMN postponed INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE requests ADD COLUMN sign_in_lost INTEGER NOT NULL DEFAULT 0;
 `,
 }
 

@@ -111,6 +111,8 @@ func fullRequest() *approvals.Request {
 			Matches: 3, Status: "inGracePeriod", CloudPCID: "4e1f0b9a-2c3d-4e5f-8a9b-0c1d2e3f4a5b", Other: "R-ABCDEF",
 			OtherRequester: "U3", SignedInAs: "bob@example.com", Expected: "alice@example.com", Text: tricky},
 		GraphRequestID: "g-1",
+		HeadsUp: approvals.HeadsUp{UserID: "U5", Result: approvals.HeadsUpSent, SendAt: time.Date(2024, 3, 1, 0, 10, 0, 123456789, east),
+			MoreTimeAsked: true, Postponed: true, SignInLost: true},
 		Tracking: approvals.Tracking{
 			Since:      time.Date(2025, 3, 9, 21, 0, 0, 3, west),
 			Until:      time.Date(2025, 3, 10, 0, 0, 0, 1, east),

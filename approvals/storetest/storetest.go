@@ -292,6 +292,7 @@ var pathTo = map[approvals.State][]approvals.State{
 	approvals.StatePending:        nil,
 	approvals.StateApproved:       {approvals.StateApproved},
 	approvals.StateConfirming:     {approvals.StateApproved, approvals.StateConfirming},
+	approvals.StateScheduled:      {approvals.StateApproved, approvals.StateConfirming, approvals.StateScheduled},
 	approvals.StateExecuting:      {approvals.StateApproved, approvals.StateExecuting},
 	approvals.StateSucceeded:      {approvals.StateApproved, approvals.StateExecuting, approvals.StateSucceeded},
 	approvals.StateFailed:         {approvals.StateApproved, approvals.StateFailed},

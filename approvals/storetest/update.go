@@ -21,6 +21,35 @@ var updateTests = []test{
 	{"UpdateNotFound", testUpdateNotFound},
 	{"TrackingHoldsCloudPC", testTrackingHoldsCloudPC},
 	{"ApprovalsOnlyGrow", testApprovalsOnlyGrow},
+	{"ApplyUpdateFromStates", testApplyUpdateFromStates},
+}
+
+// testApplyUpdateFromStates: an update (no move) with From applies only in
+// those states; elsewhere it is a *TransitionError carrying the request as
+// it is, and nothing is enqueued.
+func testApplyUpdateFromStates(t *testing.T, h *Harness) {
+	s := h.open(t)
+	r := createIn(t, s, newRequest(), approvals.StateConfirming)
+	notify := func(r *approvals.Request) []approvals.Outgoing {
+		return []approvals.Outgoing{{RequestID: r.ID, Kind: approvals.OutgoingPrompts}}
+	}
+	_, err := s.Apply(context.Background(), r.ID, approvals.Change{
+		From: []approvals.State{approvals.StateScheduled}, Update: func(c *approvals.Request) { c.HeadsUp.Postponed = true }, Notify: notify})
+	var te *approvals.TransitionError
+	if !errors.As(err, &te) || te.Current.State != approvals.StateConfirming {
+		t.Fatalf("update from scheduled on a confirming request: %v, want a *TransitionError", err)
+	}
+	if got := mustGet(t, s, r.ID); got.HeadsUp.Postponed {
+		t.Error("refused update stored")
+	}
+	if due, err := s.Due(context.Background(), time.Now().Add(time.Hour), r.ID, 10); err != nil || len(due) != 0 {
+		t.Errorf("refused update enqueued %d entries (%v)", len(due), err)
+	}
+	got, err := s.Apply(context.Background(), r.ID, approvals.Change{
+		From: []approvals.State{approvals.StateConfirming}, Update: func(c *approvals.Request) { c.HeadsUp.Postponed = true }, Notify: notify})
+	if err != nil || !got.HeadsUp.Postponed || got.State != approvals.StateConfirming {
+		t.Errorf("update from confirming: %+v, %v", got, err)
+	}
 }
 
 // testApprovalsOnlyGrow: approvals are added one by one, with who, as whom

@@ -22,6 +22,8 @@ type click struct {
 	ref    string
 	// pick is the Cloud PC id of an actionPick.
 	pick string
+	// block is the block_id of the button's block.
+	block string
 }
 
 // decodeClick reads a button press; false when there is nothing to act on
@@ -37,7 +39,7 @@ func (b *Bot) decodeClick(cb slack.InteractionCallback) (click, bool) {
 	// Buttons repeated in one message (Home tab, candidates) carry a
 	// ":suffix" to keep action_ids unique; the value says what they act on.
 	base, _, _ := strings.Cut(action.ActionID, ":")
-	c := click{cb: cb, action: base, user: cb.User.ID, ref: action.Value}
+	c := click{cb: cb, action: base, user: cb.User.ID, ref: action.Value, block: action.BlockID}
 	if c.action == actionPick {
 		c.ref, c.pick, _ = strings.Cut(action.Value, "|")
 		if !approvals.ValidCloudPCID(c.pick) {
@@ -82,6 +84,14 @@ func (b *Bot) handleBlockAction(ctx context.Context, cb slack.InteractionCallbac
 		r, err = b.wf.Abort(ctx, c.user, c.ref)
 	case actionResumeTrack:
 		r, err = b.wf.ResumeTracking(ctx, c.user, c.ref)
+	case actionSendNow:
+		r, err = b.wf.SendNow(ctx, c.user, c.ref)
+	case actionPostpone:
+		r, err = b.wf.Postpone(ctx, c.user, c.ref)
+	case actionMoreTime:
+		r, err = b.wf.AskMoreTime(ctx, c.user, c.ref)
+	case actionSignInSend:
+		r, err = b.wf.SignInToSend(ctx, c.user, c.ref)
 	case actionRequestOver:
 		r, err = b.wf.RequestAgain(ctx, c.user, c.ref)
 		if err == nil {
@@ -108,6 +118,12 @@ func (b *Bot) reply(ctx context.Context, c click, r *approvals.Request, err erro
 	text := doneText(c.action, r)
 	if text == "" {
 		return // the prompt itself shows the news
+	}
+	if c.action == actionMoreTime || strings.HasPrefix(c.block, blockScheduled) {
+		// The heads-up and the prompt stay as they are (the workflow
+		// redraws the prompt); the clicker hears privately.
+		b.tell(ctx, c, text)
+		return
 	}
 	if !b.replaceOriginal(ctx, c.cb.ResponseURL, text) && c.action == actionCancel {
 		b.tell(ctx, c, text)

@@ -22,6 +22,10 @@ const (
 	actionResumeTrack = "resume_tracking" // approver signs in again to follow a reprovision
 	actionRequestOver = "request_again"   // requester re-asks after expiry
 	actionSignInLink  = "signin_link"     // URL button; Slack still sends a click
+	actionSendNow     = "send_now"        // approver: send a scheduled call at once
+	actionPostpone    = "postpone"        // approver: move a scheduled call later, once
+	actionMoreTime    = "more_time"       // the Cloud PC's user: I need more time
+	actionSignInSend  = "sign_in_to_send" // approver: sign in again for a scheduled call
 )
 
 // Modal callback IDs.
@@ -77,7 +81,7 @@ func detailsShownToRequester(r *approvals.Request) bool {
 		return false
 	}
 	switch r.State {
-	case approvals.StateConfirming, approvals.StateExecuting, approvals.StateSucceeded, approvals.StateFailed, approvals.StateOutcomeUnknown:
+	case approvals.StateConfirming, approvals.StateScheduled, approvals.StateExecuting, approvals.StateSucceeded, approvals.StateFailed, approvals.StateOutcomeUnknown:
 		return true
 	case approvals.StateCanceled:
 		return r.DecidedBy != "" && r.DecidedBy != r.RequesterID
@@ -122,6 +126,8 @@ func promptBlocks(r *approvals.Request) []slack.Block {
 				plain("Approve"), plain("Go back")))
 		deny := slack.NewButtonBlockElement(actionDeny, r.ID, plain("Deny"))
 		blocks = append(blocks, slack.NewActionBlock("decision:"+r.ID, approve, deny))
+	case r.State == approvals.StateScheduled:
+		blocks = append(blocks, scheduledActions(r))
 	case r.State == approvals.StateSucceeded && r.Tracking.Active() && r.Tracking.Paused:
 		resume := slack.NewButtonBlockElement(actionResumeTrack, r.ID, plain("Resume tracking"))
 		blocks = append(blocks, slack.NewActionBlock("tracking:"+r.ID, resume))
@@ -199,6 +205,8 @@ func statusLine(r *approvals.Request) string {
 			return fmt.Sprintf(":eyes: Approved by <@%s>, signed in as %s. Waiting for their final confirmation.", r.DecidedBy, escapeText(r.SignedInAs))
 		}
 		return fmt.Sprintf(":eyes: Approved by %s; <@%s> signed in as %s. Waiting for their final confirmation.", approvedBy(r), r.DecidedBy, escapeText(r.SignedInAs))
+	case approvals.StateScheduled:
+		return scheduledLine(r)
 	case approvals.StateExecuting:
 		return fmt.Sprintf(":gear: Approved by %s. Reprovisioning…", approvedBy(r))
 	case approvals.StateSucceeded:
@@ -219,8 +227,16 @@ func statusLine(r *approvals.Request) string {
 		}
 		return s
 	case approvals.StateExpired:
+		if r.Outcome != nil && r.Outcome.Kind == approvals.OutcomeSignInStale {
+			// Only a scheduled call expires so: its approver did not
+			// sign in again after a restart.
+			return fmt.Sprintf(":clock3: EXPIRED: it was scheduled, but <@%s> did not sign in again after the bot restarted, so nothing was sent.", r.DecidedBy)
+		}
 		return ":clock3: EXPIRED: nobody decided in time."
 	case approvals.StateCanceled:
+		if r.DecidedBy != "" && r.DecidedBy != r.RequesterID && !r.HeadsUp.SendAt.IsZero() {
+			return fmt.Sprintf(":leftwards_arrow_with_hook: Canceled by <@%s> before it was sent (it was scheduled for %s); nothing was reprovisioned.", r.DecidedBy, slackTime(r.HeadsUp.SendAt))
+		}
 		if r.DecidedBy != "" && r.DecidedBy != r.RequesterID {
 			return fmt.Sprintf(":leftwards_arrow_with_hook: Canceled by <@%s> at the final confirmation.", r.DecidedBy)
 		}

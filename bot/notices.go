@@ -95,9 +95,20 @@ func (b *Bot) asShown(r *approvals.Request) *approvals.Request {
 
 // Tell sends user a direct message about a request.
 func (b *Bot) Tell(ctx context.Context, user string, n approvals.Notice) error {
-	if n.Kind == approvals.NoticeExpired {
+	var blocks []slack.Block
+	switch n.Kind {
+	case approvals.NoticeExpired:
 		text, blocks := expiredNotice(n.Request)
 		return deliveryError(b.dm(ctx, user, msgText(text), msgBlocks(blocks)))
+	case approvals.NoticeHeadsUp:
+		blocks = headsUpBlocks(user, n.Request)
+	case approvals.NoticeMoreTimeAsked:
+		blocks = moreTimeAskedBlocks(n.Request)
+	case approvals.NoticeSignInToSend:
+		blocks = signInToSendBlocks(n)
+	}
+	if blocks != nil {
+		return deliveryError(b.dm(ctx, user, msgText(noticeText(user, n)), msgBlocks(blocks)))
 	}
 	return deliveryError(b.dm(ctx, user, msgText(noticeText(user, n))))
 }

@@ -32,7 +32,7 @@ func doneText(action string, r *approvals.Request) string {
 	case actionAbort:
 		return fmt.Sprintf("Canceled %s: nothing was reprovisioned.", r.ID)
 	}
-	return ""
+	return scheduledDoneText(action, r)
 }
 
 // replyText is what the person who clicked, typed or submitted is told when
@@ -56,6 +56,9 @@ func refusalText(f *approvals.Refusal) string {
 	if text, ok := policyRefusalText(f); ok {
 		return text
 	}
+	if text, ok := headsUpRefusalText(f); ok {
+		return text
+	}
 	ref := f.Ref
 	switch f.Kind {
 	case approvals.RefusedNotRequester:
@@ -64,15 +67,15 @@ func refusalText(f *approvals.Refusal) string {
 		}
 		return fmt.Sprintf("Only %s can cancel %s.", orMentions(f.Users), ref)
 	case approvals.RefusedNotConfirmer:
-		if f.Action == approvals.ActionAbort {
-			return fmt.Sprintf("Only %s can cancel %s at the confirmation.", orMentions(f.Users), ref)
-		}
-		return fmt.Sprintf("Only %s, who approved and signed in, can confirm %s.", orMentions(f.Users), ref)
+		return notConfirmerText(f)
 	case approvals.RefusedNotAnApprover:
 		return fmt.Sprintf("Only an approver of %s (%s) can resume tracking.", ref, orMentions(f.Users))
 	case approvals.RefusedNotPaused:
 		return fmt.Sprintf("%s is not paused: %s", ref, statusLine(f.Request))
 	case approvals.RefusedHandled:
+		if f.Action == approvals.ActionSignInToSend {
+			return fmt.Sprintf("You are signed in for %s already; it goes at its time. %s", ref, statusLine(f.Request))
+		}
 		return fmt.Sprintf("%s was already handled: %s", ref, statusLine(f.Request))
 	case approvals.RefusedBusy:
 		if f.Action == approvals.ActionResume {
@@ -258,6 +261,18 @@ func noticeText(user string, n approvals.Notice) string {
 		return fmt.Sprintf("%s Tracking of %s stays paused.", outcomeText(n.Why), r.ID)
 	case approvals.NoticeApprovalRecorded:
 		return approvalRecordedText(user, r)
+	case approvals.NoticeHeadsUp:
+		return headsUpText(user, r)
+	case approvals.NoticeUserUpdate:
+		return userUpdateText(r)
+	case approvals.NoticeUserReady:
+		return userReadyText(r)
+	case approvals.NoticeUserNotNotified:
+		return userNotNotifiedText(r)
+	case approvals.NoticeMoreTimeAsked:
+		return moreTimeAskedText(r)
+	case approvals.NoticeSignInToSend:
+		return signInToSendText(n)
 	case approvals.NoticeNotRecorded:
 		if n.Accepted {
 			return fmt.Sprintf("Request %s: Microsoft Graph accepted the reprovision%s, but the bot was stopped before it could record it; it settles the request when it starts again.",
@@ -291,8 +306,11 @@ func progressText(r *approvals.Request, p approvals.Progress) string {
 
 // signInPurposeText completes "Sign in to …".
 func signInPurposeText(why approvals.SignInPurpose, r *approvals.Request) string {
-	if why == approvals.SignInToResumeTracking {
+	switch why {
+	case approvals.SignInToResumeTracking:
 		return "resume tracking " + r.ID
+	case approvals.SignInToSend:
+		return "send " + r.ID + " (again, after the bot restarted)"
 	}
 	return "approve " + r.ID
 }

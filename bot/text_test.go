@@ -98,6 +98,22 @@ func txCheck(t *testing.T, name, got string, want, bad []string) {
 	}
 }
 
+// txSendAt is when txScheduled's call goes.
+var txSendAt = time.Date(2024, 5, 1, 14, 32, 0, 0, time.UTC)
+
+// txScheduled is a request confirmed by UA1 whose call waits until
+// txSendAt; its Cloud PC's user, UANNA, was told.
+func txScheduled() *approvals.Request {
+	r := txRequest(approvals.StateScheduled)
+	r.SignedInAs = "alice@contoso.com"
+	r.HeadsUp = approvals.HeadsUp{UserID: "UANNA", Result: approvals.HeadsUpSent, SendAt: txSendAt}
+	r.ExpiresAt = txSendAt.Add(15 * time.Minute)
+	return r
+}
+
+// txAt is txSendAt as Slack shows it.
+var txAt = fmt.Sprintf("<!date^%d^{time}|14:32 UTC>", txSendAt.Unix())
+
 // txRaw are the pieces of txHostile that must never reach Slack as they are.
 var txRaw = []string{"<!channel>", "<@U0BOSS", "<https://", "& <"}
 
@@ -170,6 +186,38 @@ var txRefusalCases = []txRefusalCase{
 	{"not the confirmer, abort",
 		approvals.Refusal{Kind: approvals.RefusedNotConfirmer, Action: approvals.ActionAbort, Ref: txRef, Users: []string{"UA1"}},
 		[]string{"Only <@UA1> can cancel " + txRef + " at the confirmation."}, []string{"can confirm"}},
+	{"not the confirmer, send now",
+		approvals.Refusal{Kind: approvals.RefusedNotConfirmer, Action: approvals.ActionSendNow, Ref: txRef, Users: []string{"UA1"}},
+		[]string{"Only <@UA1>, who approved and confirmed, can send, postpone or sign in for " + txRef + ".", "Nothing was changed."}, []string{"can confirm"}},
+	{"not the confirmer, postpone",
+		approvals.Refusal{Kind: approvals.RefusedNotConfirmer, Action: approvals.ActionPostpone, Ref: txRef, Users: []string{"UA1"}},
+		[]string{"Only <@UA1>, who approved and confirmed, can send, postpone or sign in for " + txRef + "."}, nil},
+	{"not the confirmer, cancel a scheduled call",
+		approvals.Refusal{Kind: approvals.RefusedNotConfirmer, Action: approvals.ActionAbort, Ref: txRef, Users: []string{"UA1"}, Request: txScheduled()},
+		[]string{"Only <@UA1> can cancel " + txRef + " while it waits to be sent."}, []string{"confirmation"}},
+	{"not the user",
+		approvals.Refusal{Kind: approvals.RefusedNotTheUser, Action: approvals.ActionMoreTime, Ref: txRef},
+		[]string{"Only the person whose Cloud PC " + txRef + " reprovisions can ask for more time.", "Nothing was changed."}, nil},
+	{"asked already",
+		approvals.Refusal{Kind: approvals.RefusedAskedAlready, Action: approvals.ActionMoreTime, Ref: txRef,
+			Request: txWith(txScheduled(), func(r *approvals.Request) { r.HeadsUp.MoreTimeAsked = true })},
+		[]string{"You asked for more time for " + txRef + " already; the approver decides."}, []string{"postponed"}},
+	{"asked already, postponed",
+		approvals.Refusal{Kind: approvals.RefusedAskedAlready, Action: approvals.ActionMoreTime, Ref: txRef,
+			Request: txWith(txScheduled(), func(r *approvals.Request) { r.HeadsUp.Postponed = true })},
+		[]string{txRef + " was postponed once already"}, []string{"You asked"}},
+	{"postponed already",
+		approvals.Refusal{Kind: approvals.RefusedPostponed, Action: approvals.ActionPostpone, Ref: txRef},
+		[]string{txRef + " was postponed once already and cannot be postponed again.", "Send now or Cancel"}, nil},
+	{"not scheduled",
+		approvals.Refusal{Kind: approvals.RefusedNotScheduled, Action: approvals.ActionSendNow, Ref: txRef, Request: txRequest(approvals.StateExecuting)},
+		[]string{txRef + " is not waiting to be sent: :gear: Approved by <@UA1>. Reprovisioning…"}, nil},
+	{"not scheduled, request unknown",
+		approvals.Refusal{Kind: approvals.RefusedNotScheduled, Action: approvals.ActionMoreTime, Ref: txRef},
+		[]string{txRef + " is not waiting to be sent. Nothing was changed."}, nil},
+	{"already signed in to send",
+		approvals.Refusal{Kind: approvals.RefusedHandled, Action: approvals.ActionSignInToSend, Ref: txRef, Request: txScheduled()},
+		[]string{"You are signed in for " + txRef + " already; it goes at its time.", "Sending at " + txAt}, nil},
 	{"not an approver",
 		approvals.Refusal{Kind: approvals.RefusedNotAnApprover, Action: approvals.ActionResume, Ref: txRef, Users: []string{"UA1", "UA2", "UA3"}},
 		[]string{"Only an approver of " + txRef + " (<@UA1>, <@UA2> or <@UA3>) can resume tracking."}, nil},
@@ -620,6 +668,30 @@ func txStatusCases() []txStatusCase {
 			[]string{":leftwards_arrow_with_hook: Canceled by the requester."}, []string{"<@"}},
 		{"canceled at the confirmation", txRequest(approvals.StateCanceled),
 			[]string{":leftwards_arrow_with_hook: Canceled by <@UA1> at the final confirmation."}, []string{"requester"}},
+		{"scheduled", txScheduled(),
+			[]string{":alarm_clock: Approved by <@UA1>. Sending at " + txAt + " (<@UANNA> was told).", "<@UA1> may send it now or cancel it."},
+			[]string{"restarted", "more time", "Postponed"}},
+		{"scheduled, more time asked", txWith(txScheduled(), func(r *approvals.Request) { r.HeadsUp.MoreTimeAsked = true }),
+			[]string{"Sending at " + txAt, "<@UANNA> asked for more time; <@UA1> may postpone it once."}, []string{"Postponed"}},
+		{"scheduled, postponed", txWith(txScheduled(), func(r *approvals.Request) { r.HeadsUp.MoreTimeAsked, r.HeadsUp.Postponed = true, true }),
+			[]string{"Sending at " + txAt, "Postponed once"}, []string{"asked for more time"}},
+		{"scheduled, sign-in lost", txWith(txScheduled(), func(r *approvals.Request) { r.HeadsUp.SignInLost = true }),
+			[]string{"Sending at " + txAt, "The bot restarted; <@UA1> must sign in again"}, []string{"may send it now"}},
+		{"scheduled, two approvals", txWith(txTwoApprovals(approvals.StateScheduled, 1), func(r *approvals.Request) { r.HeadsUp = txScheduled().HeadsUp }),
+			[]string{"Approved by <@UA2> and <@UA1>. Sending at " + txAt}, nil},
+		{"expired while scheduled", txWith(txRequest(approvals.StateExpired), func(r *approvals.Request) {
+			r.Outcome = &approvals.Outcome{Kind: approvals.OutcomeSignInStale}
+			r.HeadsUp = txScheduled().HeadsUp
+		}),
+			[]string{":clock3: EXPIRED: it was scheduled, but <@UA1> did not sign in again after the bot restarted, so nothing was sent."},
+			[]string{"nobody decided"}},
+		{"canceled while scheduled", txWith(txRequest(approvals.StateCanceled), func(r *approvals.Request) { r.HeadsUp = txScheduled().HeadsUp }),
+			[]string{":leftwards_arrow_with_hook: Canceled by <@UA1> before it was sent (it was scheduled for " + txAt + "); nothing was reprovisioned."},
+			[]string{"final confirmation"}},
+		{"canceled by the requester while scheduled", txWith(txRequest(approvals.StateCanceled), func(r *approvals.Request) {
+			r.HeadsUp, r.DecidedBy = txScheduled().HeadsUp, "UREQ"
+		}),
+			[]string{":leftwards_arrow_with_hook: Canceled by the requester."}, nil},
 	}
 }
 
@@ -669,7 +741,8 @@ func TestEveryKindHasWords(t *testing.T) {
 		covered[string(tc.refusal.Kind)] = true
 	}
 	actions := []approvals.Action{"", approvals.ActionRequest, approvals.ActionApprove, approvals.ActionDeny, approvals.ActionCancel,
-		approvals.ActionConfirm, approvals.ActionPick, approvals.ActionAbort, approvals.ActionResume, approvals.ActionRequestAgain}
+		approvals.ActionConfirm, approvals.ActionPick, approvals.ActionAbort, approvals.ActionResume, approvals.ActionRequestAgain,
+		approvals.ActionSendNow, approvals.ActionPostpone, approvals.ActionMoreTime, approvals.ActionSignInToSend}
 	for _, kind := range declared["RefusalKind"] {
 		if !covered[kind] {
 			t.Errorf("RefusalKind %q has no case in txRefusalCases", kind)
@@ -733,7 +806,8 @@ func TestEveryKindHasWords(t *testing.T) {
 	for _, kind := range declared["NoticeKind"] {
 		switch approvals.NoticeKind(kind) {
 		case approvals.NoticeStatus, approvals.NoticeExpired, approvals.NoticeSignInFailed, approvals.NoticeStillPaused, approvals.NoticeNotRecorded,
-			approvals.NoticeApprovalRecorded:
+			approvals.NoticeApprovalRecorded, approvals.NoticeHeadsUp, approvals.NoticeUserUpdate, approvals.NoticeUserReady,
+			approvals.NoticeUserNotNotified, approvals.NoticeMoreTimeAsked, approvals.NoticeSignInToSend:
 		default:
 			t.Errorf("NoticeKind %q is not covered by TestNoticeText", kind)
 		}

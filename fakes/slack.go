@@ -97,6 +97,8 @@ type msgRec struct {
 
 type userRec struct {
 	name, email string
+	// deleted: the account is deactivated (users.* still find it).
+	deleted bool
 }
 
 type triggerRec struct {
@@ -214,6 +216,14 @@ func (s *Slack) SetUserEmail(userID, email string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.user(userID).email = email
+}
+
+// SetUserDeleted marks userID's account deactivated: users.info and
+// users.lookupByEmail still answer, with "deleted": true, as Slack does.
+func (s *Slack) SetUserDeleted(userID string, deleted bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.user(userID).deleted = deleted
 }
 
 // SetUserName sets the user name (users.info name, payload user_name).
@@ -910,7 +920,7 @@ func (s *Slack) userWire(id string) map[string]any {
 		"id":                  id,
 		"team_id":             TeamID,
 		"name":                u.name,
-		"deleted":             false,
+		"deleted":             u.deleted,
 		"real_name":           u.name,
 		"tz":                  "Europe/Amsterdam",
 		"tz_label":            "Central European Time",

@@ -50,6 +50,8 @@ type config struct {
 	AllowedStatuses   []string          `envconfig:"REPROVISION_ALLOWED_STATUSES" default:"provisioned,failed" desc:"Cloud PC statuses in which reprovisioning is allowed"`
 	TrackEvery        time.Duration     `envconfig:"REPROVISION_TRACK_EVERY" default:"1m" desc:"first look at a reprovisioning Cloud PC after this, then with backoff"`
 	TrackFor          time.Duration     `envconfig:"REPROVISION_TRACK_FOR" default:"3h" desc:"how long to follow a reprovision before giving up; 0: do not follow"`
+	NotifyUser        bool              `envconfig:"REPROVISION_NOTIFY_USER" default:"true" desc:"DM the Cloud PC's user (found by its UPN with users.lookupByEmail) before the reprovision and when it is ready"`
+	UserNotice        time.Duration     `envconfig:"REPROVISION_USER_NOTICE" default:"0" desc:"wait between the user's heads-up and the reprovision call (at most 30m); the approver may send now or cancel, the user may ask for more time; 0: no wait"`
 
 	// cloud is AZURE_CLOUD's entry, resolved by loadConfig.
 	cloud graph.Cloud
@@ -207,6 +209,9 @@ func (c config) check() []string {
 	}
 	if c.SignInTimeout < c.SignInStart {
 		p = append(p, "REPROVISION_SIGNIN_TIMEOUT must be at least REPROVISION_SIGNIN_START_TIMEOUT")
+	}
+	if c.UserNotice > approvals.MaxUserNotice {
+		p = append(p, fmt.Sprintf("REPROVISION_USER_NOTICE must be at most %s, not %s (the approver's sign-in must still be fresh when the call goes)", approvals.MaxUserNotice, c.UserNotice))
 	}
 	if c.TrackEvery <= 0 && c.GraphURL != "" {
 		p = append(p, "REPROVISION_TRACK_EVERY must be positive")

@@ -39,6 +39,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		HTTPAddr: ":8080", LogLevel: "info",
 		DBPath: "reprovision.db", ApprovalTTL: 24 * time.Hour, ApprovalsRequired: 1, SignInTTL: time.Hour, SignInStart: 30 * time.Second, SignInTimeout: 20 * time.Minute,
 		AllowedStatuses: []string{"provisioned", "failed"}, TrackEvery: time.Minute, TrackFor: 3 * time.Hour,
+		NotifyUser: true,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got %+v\nwant %+v", c, want)
@@ -248,6 +249,47 @@ func TestLoadConfigChecksSlackIDFormats(t *testing.T) {
 		`REPROVISION_CHANNELS must list Slack channel IDs like C0123ABCD, not "U0ALICE"`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not say %s: %v", want, err)
+		}
+	}
+}
+
+// The Cloud PC's user is told by default, with no wait; the wait is at
+// most approvals.MaxUserNotice, and more is refused by name.
+func TestLoadConfigUserNotice(t *testing.T) {
+	for _, tc := range []struct {
+		notify, notice string
+		wantNotify     bool
+		wantNotice     time.Duration
+	}{
+		{"", "", true, 0},
+		{"false", "", false, 0},
+		{"true", "5m", true, 5 * time.Minute},
+		{"", "30m", true, 30 * time.Minute},
+		{"0", "0", false, 0},
+	} {
+		e := validEnv()
+		e["REPROVISION_NOTIFY_USER"], e["REPROVISION_USER_NOTICE"] = tc.notify, tc.notice
+		c, err := loadConfig(env(e))
+		if err != nil {
+			t.Errorf("notify %q, notice %q: %v", tc.notify, tc.notice, err)
+			continue
+		}
+		if c.NotifyUser != tc.wantNotify || c.UserNotice != tc.wantNotice {
+			t.Errorf("notify %q, notice %q: NotifyUser %v, UserNotice %v; want %v, %v", tc.notify, tc.notice, c.NotifyUser, c.UserNotice, tc.wantNotify, tc.wantNotice)
+		}
+	}
+	for _, tc := range []struct{ name, value, want string }{
+		{"REPROVISION_USER_NOTICE", "31m", "REPROVISION_USER_NOTICE must be at most 30m0s, not 31m0s"},
+		{"REPROVISION_USER_NOTICE", "2h", "REPROVISION_USER_NOTICE must be at most"},
+		{"REPROVISION_USER_NOTICE", "-1m", "REPROVISION_USER_NOTICE: must be a duration"},
+		{"REPROVISION_USER_NOTICE", "soon", "REPROVISION_USER_NOTICE: must be a duration"},
+		{"REPROVISION_NOTIFY_USER", "maybe", "REPROVISION_NOTIFY_USER: must be true or false"},
+	} {
+		e := validEnv()
+		e[tc.name] = tc.value
+		_, err := loadConfig(env(e))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s=%s: err = %v, want one saying %q", tc.name, tc.value, err, tc.want)
 		}
 	}
 }

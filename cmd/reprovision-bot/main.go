@@ -121,6 +121,8 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 		AllowedStatuses:    cfg.AllowedStatuses,
 		TrackEvery:         cfg.TrackEvery,
 		TrackFor:           cfg.TrackFor,
+		NotifyUser:         cfg.NotifyUser,
+		UserNotice:         cfg.UserNotice,
 		Logger:             log,
 		Observer:           m,
 	})

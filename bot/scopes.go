@@ -15,7 +15,9 @@ import (
 //     chat.update (prompt state), chat.postEphemeral (private replies);
 //   - users:read: users.info, the approver's profile;
 //   - users:read.email: the profile email in users.info, the Entra username
-//     an approver must sign in as unless REPROVISION_APPROVER_UPNS names it.
+//     an approver must sign in as unless REPROVISION_APPROVER_UPNS names it;
+//     and users.lookupByEmail, which finds the Cloud PC's user by its user
+//     principal name for the heads-up (ChatUserByEmail).
 //
 // views.open, views.publish and auth.test need no scope; the app_home_opened
 // event needs none either.

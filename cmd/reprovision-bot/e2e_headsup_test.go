@@ -332,3 +332,77 @@ func TestUserNoticeRestartDuringTheWait(t *testing.T) {
 		}
 	})
 }
+
+// After a restart, a sign-in before the time keeps the time: the call goes
+// then, not at the sign-in; Send now (not signed in) signs in first and
+// sends at once.
+func TestUserNoticeSignInAgainBeforeTheTime(t *testing.T) {
+	t.Parallel()
+	h := headsUpHarness(t, newHarness(t), "4s")
+	h.start()
+	prompt, r := h.scheduled()
+	at := sendAt(t, blocks(prompt))
+	if _, err := h.stop(); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	signInDM := h.waitDMMessage(approverID, "The bot restarted while the reprovision")
+	h.clickOn(approverID, "sign_in_to_send", "sign_in_to_send:", r, signInDM)
+	h.signIn(approverUPN)
+	h.slack.WaitFor(t, wait, "the prompt drops the restart note", func() bool {
+		return !strings.Contains(blocks(h.promptNow(prompt.TS)), "must sign in again")
+	})
+	if time.Now().Before(at) {
+		if n := len(h.reprovisionPOSTs()); n != 0 {
+			t.Fatalf("%d calls right after the sign-in, before the time", n)
+		}
+	}
+	posts := h.waitPOSTs(1)
+	if posts[0].At.Before(at) {
+		t.Errorf("the call went at %s, before its time %s", posts[0].At, at)
+	}
+}
+
+func TestUserNoticeSendNowAfterARestart(t *testing.T) {
+	t.Parallel()
+	h := headsUpHarness(t, newHarness(t), "30m")
+	h.start()
+	prompt, r := h.scheduled()
+	if _, err := h.stop(); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	h.waitPrompt(prompt.TS, "must sign in again")
+	h.clickOn(approverID, "send_now", "scheduled:", r, h.promptNow(prompt.TS))
+	h.waitEphemeral(approverID, "sign in first")
+	if n := len(h.reprovisionPOSTs()); n != 0 {
+		t.Fatalf("%d calls before the sign-in", n)
+	}
+	h.signIn(approverUPN)
+	h.waitPOSTs(1)
+	h.waitDM(requesterID, "Reprovision started")
+	// The user's button no longer applies.
+	headsUp := h.waitDMMessage(cloudPCUserID, `"action_id":"more_time"`)
+	h.clickOn(cloudPCUserID, "more_time", "heads_up:", r, headsUp)
+	h.waitEphemeral(cloudPCUserID, r+" is not waiting to be sent")
+	if n := len(h.reprovisionPOSTs()); n != 1 {
+		t.Errorf("%d reprovision calls, want 1", n)
+	}
+}
+
+// The requester may withdraw a scheduled call; the user hears it is off.
+func TestUserNoticeRequesterCancels(t *testing.T) {
+	t.Parallel()
+	h := headsUpHarness(t, newHarness(t), "30m")
+	h.start()
+	prompt, r := h.scheduled()
+	h.waitDM(cloudPCUserID, "Heads-up")
+	env := h.slack.SendBlockAction(t, fakes.BlockAction{UserID: requesterID, ActionID: "cancel", BlockID: "request:" + r, Value: r, ChannelID: channelID})
+	h.slack.WaitAck(t, env, wait)
+	h.waitPrompt(prompt.TS, "Canceled by the requester")
+	h.waitDM(cloudPCUserID, "will not happen now")
+	h.waitDM(approverID, "Canceled by the requester")
+	if n := len(h.reprovisionPOSTs()); n != 0 {
+		t.Errorf("%d reprovision calls, want 0", n)
+	}
+}

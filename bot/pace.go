@@ -53,6 +53,9 @@ func PaceLimits() []PaceLimit {
 		{Method: "views.open", Every: tier4, Burst: 20},
 		{Method: "views.publish", Every: tier4, Burst: 20},
 		{Method: "users.info", Every: tier4, Burst: 20},
+		// users.lookupByEmail: Tier 3; one per confirmed request (the
+		// Cloud PC user's heads-up).
+		{Method: "users.lookupByEmail", Every: tier3, Burst: 10},
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -182,10 +183,21 @@ func (w *Workflow) MayDeny(ctx context.Context, user, ref string) (*Request, err
 	if err := w.mayDecide(ctx, user, r, ActionDeny); err != nil {
 		return nil, err
 	}
-	if r.State != StatePending {
+	if !slices.Contains(deniableIn(r), r.State) {
 		return nil, &Refusal{Kind: RefusedHandled, Action: ActionDeny, Ref: r.ID, Request: r}
 	}
 	return r, nil
+}
+
+// deniableIn are the states r may be denied in: waiting for a decision; and,
+// when it needs more than one approval, also while an approver signs in or
+// confirms (any single Deny ends it until it is confirmed). With one
+// approval the first decision wins.
+func deniableIn(r *Request) []State {
+	if r.Required() > 1 {
+		return []State{StatePending, StateApproved, StateConfirming}
+	}
+	return []State{StatePending}
 }
 
 // Deny records user's denial of ref with their reason, and tells the
@@ -198,17 +210,30 @@ func (w *Workflow) Deny(ctx context.Context, user, ref, reason string) (*Request
 	if err := w.mayDecide(ctx, user, r, ActionDeny); err != nil {
 		return nil, err
 	}
+	var approving string // an approver signing in or confirming: they are told
 	r, err = w.settle(ctx, ref, step{
-		to:     StateDenied,
-		update: func(r *Request) { r.DecidedBy, r.DecisionReason = user, reason },
-		event:  EventDenied, actor: user, details: map[string]string{"reason": reason},
+		from: deniableIn(r), to: StateDenied,
+		update: func(r *Request) {
+			if r.State != StatePending && r.DecidedBy != user {
+				approving = r.DecidedBy
+			}
+			r.DecidedBy, r.DecisionReason = user, reason
+		},
+		event: EventDenied, actor: user, details: map[string]string{"reason": reason},
 		tellRequester: true,
+		also: func(r *Request) []Outgoing {
+			return tellEach(Notice{Kind: NoticeStatus, Request: r}, approving)
+		},
 	})
-	return r, late(err, ActionDeny)
+	if err != nil {
+		return nil, late(err, ActionDeny)
+	}
+	w.signingIn.cancel(r.ID) // an approver's sign-in for it ends
+	return r, nil
 }
 
-// Cancel withdraws a request until its call is sent (pending, approved or
-// awaiting confirmation); only its requester may. A sign-in under way for it
+// Cancel withdraws a request until its call is sent (pending, approved,
+// awaiting confirmation or scheduled); only its requester may. A sign-in under way for it
 // ends, and the approver who decided is told.
 func (w *Workflow) Cancel(ctx context.Context, user, ref string) (*Request, error) {
 	r, err := w.load(ctx, ref, ActionCancel)

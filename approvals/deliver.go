@@ -364,6 +364,8 @@ func (w *Workflow) attempt(ctx context.Context, o Outgoing) error {
 // outdated: a notice whose words assume a state the request has left (a
 // sign-in failure says "approve again", a paused tracking "resume"), late
 // after an outage, would mislead; status notices show the state as it is.
+// A heads-up is never outdated: whatever happened since, the user hears
+// about it next, and that news needs the heads-up before it.
 func outdated(o Outgoing, r *Request) bool {
 	if o.Kind != OutgoingNotice {
 		return false
@@ -377,8 +379,6 @@ func outdated(o Outgoing, r *Request) bool {
 		return r.State != StateExpired
 	case NoticeApprovalRecorded: // "waiting for another approver"
 		return r.State != StatePending && r.State != StateApproved
-	case NoticeHeadsUp: // "will be reprovisioned"
-		return r.State != StateScheduled && r.State != StateExecuting && r.State != StateSucceeded
 	case NoticeMoreTimeAsked, NoticeSignInToSend: // they offer buttons for the wait
 		return r.State != StateScheduled
 	}

@@ -139,7 +139,11 @@ func (w *Workflow) confirmed(r *Request, session *Session) {
 		var te *TransitionError
 		if errors.As(err, &te) {
 			w.tell(r.DecidedBy, Notice{Kind: NoticeStatus, Request: te.Current})
+			return
 		}
+		rctx, rcancel := detached(ctx)
+		defer rcancel()
+		w.reopen(rctx, r, &Outcome{Kind: OutcomeNotRecorded}, NoticeStatus)
 		return
 	}
 	w.announce(ctx, scheduled, s)
@@ -169,7 +173,7 @@ func (w *Workflow) runScheduled(ctx context.Context, now, next time.Time) time.T
 		if !r.ExpiresAt.IsZero() {
 			next = minTime(next, r.ExpiresAt)
 		}
-		s := w.sessions.forRequest(r.ID, r.DecidedBy)
+		s := w.sendingSession(r)
 		if s == nil || !w.inFlight.claim(r.ID) {
 			continue
 		}
@@ -177,6 +181,17 @@ func (w *Workflow) runScheduled(ctx context.Context, now, next time.Time) time.T
 		w.spawn(func() { w.execute(&work, s) })
 	}
 	return next
+}
+
+// sendingSession is the sign-in a scheduled call goes with: its approver's,
+// pinned to it. Once lost in a restart only a sign-in for this request
+// (SignInToSend) will do, not one the approver made for another: they were
+// told to sign in to send this one.
+func (w *Workflow) sendingSession(r *Request) *Session {
+	if r.HeadsUp.SignInLost {
+		return w.sessions.pinned(r.ID)
+	}
+	return w.sessions.forRequest(r.ID, r.DecidedBy)
 }
 
 func minTime(a, b time.Time) time.Time {
@@ -214,7 +229,7 @@ func (w *Workflow) SendNow(ctx context.Context, user, ref string) (*Request, err
 	}
 	w.audit(ctx, r.ID, EventSentEarly, user, map[string]string{"send_at": r.HeadsUp.SendAt.Format(time.RFC3339)})
 	work := *r
-	if s := w.sessions.forRequest(r.ID, r.DecidedBy); s != nil {
+	if s := w.sendingSession(r); s != nil {
 		w.spawn(func() { w.execute(&work, s) })
 		return r, nil
 	}
@@ -230,7 +245,7 @@ func (w *Workflow) SignInToSend(ctx context.Context, user, ref string) (*Request
 	if err != nil {
 		return nil, err
 	}
-	if w.sessions.forRequest(r.ID, r.DecidedBy) != nil && !r.HeadsUp.SignInLost {
+	if w.sendingSession(r) != nil {
 		return nil, &Refusal{Kind: RefusedHandled, Action: ActionSignInToSend, Ref: r.ID, Request: r}
 	}
 	if !w.inFlight.claim(r.ID) {
@@ -284,6 +299,11 @@ func (w *Workflow) Postpone(ctx context.Context, user, ref string) (*Request, er
 	if r.HeadsUp.Postponed {
 		return nil, &Refusal{Kind: RefusedPostponed, Action: ActionPostpone, Ref: r.ID, Request: r}
 	}
+	// Not while a worker may be sending it: the new time would be a lie.
+	if !w.inFlight.claim(r.ID) {
+		return nil, &Refusal{Kind: RefusedBusy, Action: ActionPostpone, Ref: r.ID, Request: r}
+	}
+	defer w.inFlight.remove(r.ID)
 	r, err = w.apply(ctx, ref, Change{
 		From: []State{StateScheduled},
 		Update: func(r *Request) {

@@ -189,9 +189,9 @@ func (p Policy) NewRequest(now time.Time, requester, channel, target, reason str
 	return r
 }
 
-// ExpiredAt reports whether r is waiting for a person (StatePending or
-// StateConfirming, the states that may move to StateExpired) and ExpiresAt
-// is set and not after now. It is a Request method rather than a Policy one
+// ExpiredAt reports whether r is waiting for a person (StatePending,
+// StateConfirming or StateScheduled, the states that may move to
+// StateExpired) and ExpiresAt is set and not after now. It is a Request method rather than a Policy one
 // because ExpiresAt was fixed when r was made: a later change of ApprovalTTL
 // does not expire or revive requests already waiting. An adapter that wants
 // a fresh deadline for the final confirmation sets ExpiresAt when it moves r

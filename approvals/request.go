@@ -42,7 +42,7 @@ const (
 	// StateExpired: nobody decided in time.
 	StateExpired State = "expired"
 	// StateCanceled: the requester withdrew it, or the approver stopped at
-	// the final confirmation.
+	// the final confirmation or during the wait before the call.
 	StateCanceled State = "canceled"
 	// StateConfirming: the approver signed in; they have been shown what
 	// will be wiped (or a list to pick from) and must confirm once more.
@@ -60,13 +60,15 @@ const (
 // confirming → expired: a confirmation nobody gives must not hold the Cloud
 // PC forever. executing → pending only when Graph refused the call for
 // want of a fresh sign-in (401/403): it did nothing, so the request may be
-// approved again. A scheduled request has not been sent either: it moves as
+// approved again. approved, confirming → denied: with more than one approval
+// required, any approver's Deny ends the request until it is confirmed
+// (Workflow.Deny). A scheduled request has not been sent either: it moves as
 // one awaiting confirmation does (expired: its approver never signed in
 // again after a restart).
 var transitions = map[State][]State{
 	StatePending:    {StateApproved, StateDenied, StateExpired, StateCanceled},
-	StateApproved:   {StateConfirming, StateExecuting, StatePending, StateFailed, StateCanceled},
-	StateConfirming: {StateExecuting, StateScheduled, StatePending, StateCanceled, StateFailed, StateExpired},
+	StateApproved:   {StateConfirming, StateScheduled, StateExecuting, StatePending, StateFailed, StateCanceled, StateDenied},
+	StateConfirming: {StateExecuting, StateScheduled, StatePending, StateCanceled, StateFailed, StateExpired, StateDenied},
 	StateScheduled:  {StateExecuting, StatePending, StateCanceled, StateFailed, StateExpired},
 	StateExecuting:  {StateSucceeded, StateFailed, StateOutcomeUnknown, StatePending},
 }
@@ -165,7 +167,9 @@ type Request struct {
 	UpdatedAt time.Time
 	// ExpiresAt is when the current wait ends (zero: never): the approval
 	// deadline while pending, the confirmation window while awaiting
-	// confirmation.
+	// confirmation, and HeadsUp.SendAt plus that window while scheduled
+	// (the approver's sign-in, if lost in a restart, must be renewed by
+	// then).
 	ExpiresAt time.Time
 	// DecideBy is the approval deadline, fixed when the request was made
 	// (zero: never). A request sent back to pending gets it back as its
@@ -392,6 +396,9 @@ type TransitionError struct {
 }
 
 func (e *TransitionError) Error() string {
+	if e.To == e.Current.State { // an update that needs another state
+		return fmt.Sprintf("request %s is %s; it cannot be changed so now", e.Current.ID, e.Current.State)
+	}
 	return fmt.Sprintf("request %s is %s; cannot become %s", e.Current.ID, e.Current.State, e.To)
 }
 

@@ -13,6 +13,7 @@ var allStates = []approvals.State{
 	approvals.StatePending, approvals.StateApproved, approvals.StateExecuting,
 	approvals.StateSucceeded, approvals.StateFailed, approvals.StateOutcomeUnknown,
 	approvals.StateDenied, approvals.StateExpired, approvals.StateCanceled, approvals.StateConfirming,
+	approvals.StateScheduled,
 }
 
 func TestStateMachine(t *testing.T) {
@@ -35,6 +36,17 @@ func TestStateMachine(t *testing.T) {
 		{approvals.StateExecuting, approvals.StateFailed}:         true,
 		{approvals.StateExecuting, approvals.StateOutcomeUnknown}: true,
 		{approvals.StateExecuting, approvals.StatePending}:        true, // Graph refused for want of a fresh sign-in
+		// Any Deny ends a request needing more approvals until it is confirmed.
+		{approvals.StateApproved, approvals.StateDenied}:   true,
+		{approvals.StateConfirming, approvals.StateDenied}: true,
+		// The wait between the heads-up and the call.
+		{approvals.StateConfirming, approvals.StateScheduled}: true,
+		{approvals.StateApproved, approvals.StateScheduled}:   true, // Approve on a prompt with the details, signed in
+		{approvals.StateScheduled, approvals.StateExecuting}:  true,
+		{approvals.StateScheduled, approvals.StatePending}:    true,
+		{approvals.StateScheduled, approvals.StateCanceled}:   true,
+		{approvals.StateScheduled, approvals.StateFailed}:     true,
+		{approvals.StateScheduled, approvals.StateExpired}:    true,
 	}
 	for _, from := range allStates {
 		for _, to := range allStates {
@@ -46,7 +58,7 @@ func TestStateMachine(t *testing.T) {
 	// Only an approved (and possibly confirmed) request may start executing:
 	// that is what keeps a Graph call from being sent twice.
 	for _, from := range allStates {
-		if from != approvals.StateApproved && from != approvals.StateConfirming && from.CanMoveTo(approvals.StateExecuting) {
+		if from != approvals.StateApproved && from != approvals.StateConfirming && from != approvals.StateScheduled && from.CanMoveTo(approvals.StateExecuting) {
 			t.Errorf("%s may move to executing", from)
 		}
 	}
@@ -58,7 +70,7 @@ func TestStateMachine(t *testing.T) {
 func TestFinalAndOpen(t *testing.T) {
 	open := map[approvals.State]bool{
 		approvals.StatePending: true, approvals.StateApproved: true, approvals.StateExecuting: true,
-		approvals.StateConfirming: true,
+		approvals.StateConfirming: true, approvals.StateScheduled: true,
 	}
 	for _, s := range allStates {
 		if got := s.Open(); got != open[s] {

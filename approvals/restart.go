@@ -15,6 +15,8 @@ import (
 //     (sign-ins live in memory only): back to pending;
 //   - a request none of whose approvers is configured any more is prompted
 //     to the configured ones;
+//   - a scheduled call lost its approver's sign-in: it waits for them to
+//     sign in again (they are told), and expires if they do not;
 //   - a reprovision being followed has nobody signed in to look with:
 //     tracking pauses until an approver resumes it.
 //

@@ -91,7 +91,7 @@ func (w *Workflow) expire(ctx context.Context, r *Request) {
 		return
 	}
 	_, err := w.settle(ctx, r.ID, step{
-		to:    StateExpired,
+		from: []State{r.State}, to: StateExpired,
 		event: EventExpired, details: map[string]string{"expires_at": r.ExpiresAt.Format(time.RFC3339)},
 		also: func(r *Request) []Outgoing {
 			return []Outgoing{notice(r.RequesterID, Notice{Kind: NoticeExpired, Request: r})}

@@ -90,6 +90,13 @@ func (s *sessions) forRequest(ref, approver string) *Session {
 	return s.valid(approver)
 }
 
+// pinned is the sign-in pinned to ref only (nil if none).
+func (s *sessions) pinned(ref string) *Session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.byRequest[ref]
+}
+
 // release unpins ref's sign-in once the request needs it no more.
 func (s *sessions) release(ref string) {
 	s.mu.Lock()

@@ -91,10 +91,18 @@ func (w *Workflow) recordApproval(r *Request, s *Session) {
 			return tellEach(Notice{Kind: NoticeApprovalRecorded, Request: r}, approval.By, r.RequesterID)
 		},
 	})
-	if err != nil {
-		// Withdrawn (or expired) meanwhile: whoever did that told those
+	var te *TransitionError
+	switch {
+	case errors.As(err, &te):
+		// Withdrawn or denied meanwhile: whoever did that told those
 		// concerned; the approval is moot.
-		w.log.Info("approval not recorded", "ref", r.ID, "approver", approval.By, "err", err)
+		w.log.Info("approval not recorded: the request moved on", "ref", r.ID, "approver", approval.By, "state", string(te.Current.State))
+		return
+	case err != nil:
+		// The store refused: the approval is not recorded, and the request
+		// must not stay approved with nobody behind it.
+		w.log.Error("approval not recorded", "ref", r.ID, "approver", approval.By, "err", err)
+		w.reopen(ctx, r, &Outcome{Kind: OutcomeNotRecorded}, NoticeStatus)
 		return
 	}
 	w.nudge() // waiting for a decision again: its deadline counts

@@ -88,7 +88,7 @@ func (w *Workflow) stopTracking(ctx context.Context, r *Request, t Tracking, new
 		Update: func(u *Request) { u.Tracking, u.Device = t, r.Device },
 		Notify: func(u *Request) []Outgoing {
 			out := append(news, redraw(u), progress(u, Progress{Kind: ProgressEnded}))
-			ready := u.HeadsUp.Told() && (t.Result == TrackProvisioned || t.Result == TrackFailed)
+			ready := u.HeadsUp.Told() // provisioned, failed or timed out: the bot words each
 			if ready {
 				out = append(out, notice(u.HeadsUp.UserID, Notice{Kind: NoticeUserReady, Request: u}))
 			}

@@ -21,8 +21,9 @@ import (
 //
 // The files of this package follow the flow: decide.go (asking, approving,
 // denying, canceling), signin.go (sign-in and look-up), confirm.go (the
-// final word), execute.go (the one Graph call), track.go (following it),
-// schedule.go (expiry and the timer loop) and restart.go.
+// final word), headsup.go (telling the Cloud PC's user, and the wait
+// before the call), execute.go (the one Graph call), track.go (following
+// it), schedule.go (expiry and the timer loop) and restart.go.
 type Workflow struct {
 	cfg     Config
 	store   Store
@@ -467,14 +468,16 @@ func late(err error, action Action) error {
 	return err
 }
 
-// AwaitingDecision lists the pending requests user may decide, oldest
-// first, at most limit.
+// AwaitingDecision lists the pending requests user may decide (not those
+// they approved already), oldest first, at most limit.
 func (w *Workflow) AwaitingDecision(ctx context.Context, user string, limit int) ([]*Request, error) {
 	pending, err := w.store.ListByState(ctx, StatePending)
 	if err != nil {
 		return nil, err
 	}
-	pending = slices.DeleteFunc(pending, func(r *Request) bool { return !slices.Contains(w.cfg.Policy.ApproversOf(r), user) })
+	pending = slices.DeleteFunc(pending, func(r *Request) bool {
+		return !slices.Contains(w.cfg.Policy.ApproversOf(r), user) || r.HasApproved(user)
+	})
 	return pending[:min(len(pending), limit)], nil
 }
 

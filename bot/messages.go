@@ -126,6 +126,11 @@ func promptBlocks(r *approvals.Request) []slack.Block {
 				plain("Approve"), plain("Go back")))
 		deny := slack.NewButtonBlockElement(actionDeny, r.ID, plain("Deny"))
 		blocks = append(blocks, slack.NewActionBlock("decision:"+r.ID, approve, deny))
+	case (r.State == approvals.StateApproved || r.State == approvals.StateConfirming) && r.Required() > 1:
+		// Any one approver's Deny ends a request that needs several
+		// approvals, until it is confirmed.
+		deny := slack.NewButtonBlockElement(actionDeny, r.ID, plain("Deny"))
+		blocks = append(blocks, slack.NewActionBlock("decision:"+r.ID, deny))
 	case r.State == approvals.StateScheduled:
 		blocks = append(blocks, scheduledActions(r))
 	case r.State == approvals.StateSucceeded && r.Tracking.Active() && r.Tracking.Paused:

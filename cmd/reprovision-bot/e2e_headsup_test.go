@@ -411,16 +411,11 @@ func TestUserNoticeRequesterCancels(t *testing.T) {
 // When Graph answers at once, the user still gets the heads-up before any
 // news of how it went: an outcome unknown "may have started" to someone
 // never told they would be signed out and lose their data misleads, and
-// "will not happen now" about a heads-up never received puzzles.
-//
-// Fails today (workflow, reported): the heads-up goes into the outbox with
-// the move to executing and is delivered by the loop (byLoop), usually
-// after the call has returned; the outbox then finds the request failed or
-// outcome unknown and drops the heads-up as outdated (approvals/deliver.go
-// outdated: NoticeHeadsUp only while scheduled, executing or succeeded),
-// while userNews still sends the update.
+// "will not happen now" about a heads-up never received puzzles. (The
+// heads-up goes with the move to executing and is delivered by the outbox
+// loop, usually after the call returned: the outbox once dropped it as
+// outdated then.)
 func TestHeadsUpReachesTheUserWhenGraphAnswersFast(t *testing.T) {
-	t.Skip("workflow bug, reported: the heads-up is dropped as outdated when Graph answers before it is delivered")
 	t.Parallel()
 	for _, tc := range []struct {
 		name string

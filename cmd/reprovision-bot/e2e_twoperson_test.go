@@ -192,3 +192,31 @@ func TestTwoApprovalsRaceForTheSecond(t *testing.T) {
 		t.Errorf("%d sign-ins, want 2 (the first approval's and the winner's)", n)
 	}
 }
+
+// While the first approver signs in, another approver's Deny (the prompt
+// keeps the button) ends the request; the sign-in ends with it.
+func TestTwoApprovalsDenyDuringTheFirstSignIn(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	threeApproversTwoRequired(h)
+	h.start()
+	r := refIn(t, ackText(t, h.request(requesterID, cloudPCID+" "+reason)))
+	h.click(approverID, "approve", h.promptOf(approverID, r))
+	dc := h.entra.WaitDeviceCode(t, wait)
+	h.waitDM(approverID, dc.UserCode)
+	third := h.waitMessage(h.promptOf(thirdApproverID, r), "Waiting for <@"+approverID+"> to sign in")
+	if !strings.Contains(blocks(third), `"action_id":"deny"`) || strings.Contains(blocks(third), `"action_id":"approve"`) {
+		t.Fatalf("during the first sign-in the prompt should offer Deny only: %s", blocks(third))
+	}
+	h.deny(thirdApproverID, third, "wrong machine")
+	h.waitDM(requesterID, "Denied by <@"+thirdApproverID+">")
+	h.waitDM(approverID, "Denied by <@"+thirdApproverID+">")
+	h.entra.SignIn(dc.UserCode, approverUPN) // too late: the sign-in was abandoned
+	h.waitAudit(r, "denied", nil)
+	if p := blocks(h.waitMessage(h.promptOf(approverID, r), "Denied by")); strings.Contains(p, "1 of 2 approvals (") {
+		t.Errorf("the denied prompt counts an approval: %s", p)
+	}
+	if n := len(h.graph.Requests()); n != 0 {
+		t.Errorf("Graph saw %d requests, want none", n)
+	}
+}

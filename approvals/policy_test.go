@@ -224,7 +224,7 @@ func TestNewRequest(t *testing.T) {
 func TestExpiredAt(t *testing.T) {
 	expires := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 	for _, s := range allStates {
-		waiting := s == approvals.StatePending || s == approvals.StateConfirming
+		waiting := s == approvals.StatePending || s == approvals.StateConfirming || s == approvals.StateScheduled
 		for _, tc := range []struct {
 			name    string
 			expires time.Time

@@ -9,18 +9,34 @@ import (
 // another process or a clock jump are noticed.
 const maxSleep = time.Minute
 
+// nudgeGap is the least time from one run to the next that a nudge starts.
+// Every new request nudges, and a run lists every undecided request: in a
+// burst of commands, runs back to back would list them all once per request
+// (most of the process's CPU in a 2000-command burst). A deadline that falls
+// due is not delayed by it; a nudge waits at most this long.
+const nudgeGap = 200 * time.Millisecond
+
 // schedule runs the timed work: expiring undecided requests and following
-// accepted reprovisions. It wakes at the next deadline, or when nudged, and
-// ends at Stop. Deadlines live in the store, so a restart picks up where the
-// last process left off (an expiry missed while down is handled at start).
+// accepted reprovisions. It wakes at the next deadline, or when nudged (at
+// most once per nudgeGap), and ends at Stop. Deadlines live in the store,
+// so a restart picks up where the last process left off (an expiry missed
+// while down is handled at start).
 func (w *Workflow) schedule() {
 	for {
+		ran := time.Now()
 		next := w.runDue()
 		wait := min(max(time.Until(next), 10*time.Millisecond), maxSleep)
 		select {
 		case <-w.signInCtx.Done():
 			return
 		case <-w.wake:
+			if gap := min(time.Until(ran.Add(nudgeGap)), time.Until(next)); gap > 0 {
+				select {
+				case <-w.signInCtx.Done():
+					return
+				case <-time.After(gap):
+				}
+			}
 		case <-time.After(wait):
 		}
 	}

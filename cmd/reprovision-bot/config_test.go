@@ -3,10 +3,14 @@ package main
 import (
 	"bytes"
 	"log/slog"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
+	"text/tabwriter"
 	"time"
+
+	"github.com/kelseyhightower/envconfig"
 
 	"github.com/reprovision-bot/reprovision-bot/graph"
 )
@@ -107,6 +111,67 @@ func TestUsageListsEveryVariable(t *testing.T) {
 		if !strings.Contains(out.String(), name) {
 			t.Errorf("usage lacks %s:\n%s", name, out.String())
 		}
+	}
+}
+
+// --help prints the table envconfig's own usage printer makes of config's
+// tags (the binary does not link envconfig's printer: see printUsage).
+func TestUsageIsEnvconfigs(t *testing.T) {
+	const envconfigFormat = usageHeader + `VARIABLE	REQUIRED	DEFAULT	MEANING
+{{range .}}{{usage_key .}}	{{if usage_required .}}yes{{else}}no{{end}}	{{usage_default .}}	{{usage_description .}}
+{{end}}`
+	var want bytes.Buffer
+	tw := tabwriter.NewWriter(&want, 1, 0, 2, ' ', 0)
+	if err := envconfig.Usagef("", &config{}, tw, envconfigFormat); err != nil {
+		t.Fatal(err)
+	}
+	tw.Flush()
+	var got bytes.Buffer
+	if err := printUsage(&got); err != nil {
+		t.Fatal(err)
+	}
+	if got.String() != want.String() {
+		t.Errorf("--help:\n%s\nenvconfig's:\n%s", got.String(), want.String())
+	}
+}
+
+// loadConfig reads config's envconfig tags through getenv; envconfig.Process
+// reads the process environment by the same tags. Both agree on every
+// variable set (not parallel: it sets the process environment).
+func TestLoadConfigAgreesWithEnvconfig(t *testing.T) {
+	e := validEnv()
+	e["REPROVISION_APPROVER"] = "U0AAA,U0BBB"
+	e["REPROVISION_REQUESTERS"] = "U0REQ"
+	e["REPROVISION_CHANNELS"] = "C0HELP,C0OPS"
+	e["REPROVISION_ALLOW_SELF_APPROVAL"] = "true"
+	e["REPROVISION_APPROVAL_TTL"] = "2h30m"
+	e["REPROVISION_APPROVER_UPNS"] = "U0AAA:alice@contoso.com,U0BBB:bob@contoso.com"
+	e["REPROVISION_SIGNIN_TTL"] = "0s"
+	e["REPROVISION_TRACK_FOR"] = "90m"
+	e["SLACK_API_URL"] = "http://127.0.0.1:9/api/"
+	e["AZURE_AUTHORITY_HOST"] = "https://login.example/"
+	e["GRAPH_URL"] = "https://graph.example/beta"
+	e["REPROVISION_DB"] = "/data/r.db"
+	e["REPROVISION_LOG_LEVEL"] = "debug"
+	for _, f := range reflect.VisibleFields(reflect.TypeFor[config]()) {
+		if name := f.Tag.Get("envconfig"); name != "" {
+			t.Setenv(name, e[name]) // unset ones empty: the defaults apply
+			if e[name] == "" {
+				os.Unsetenv(name)
+			}
+		}
+	}
+	var want config
+	if err := envconfig.Process("", &want); err != nil {
+		t.Fatal(err)
+	}
+	got, err := loadConfig(os.Getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got.cloud = graph.Cloud{}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("loadConfig:\n%+v\nenvconfig.Process:\n%+v", got, want)
 	}
 }
 

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -33,9 +36,23 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	os.Setenv("SSL_CERT_FILE", path)
+	moreParallel()
 	// pgtest stops the PostgreSQL cluster it may start for the tests that
 	// run on both stores, then exits with the tests' code.
 	pgtest.Main(m)
+}
+
+// moreParallel runs 4 parallel tests per CPU unless -parallel says
+// otherwise. The end-to-end tests mostly wait on the fakes, timers and
+// retries, so go test's default (GOMAXPROCS at once) left the CPUs idle:
+// on 2 CPUs the package took 66 s, with 8 at once 33 s.
+func moreParallel() {
+	flag.Parse()
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if !set {
+		_ = flag.Set("test.parallel", strconv.Itoa(4*runtime.GOMAXPROCS(0)))
+	}
 }
 
 const (

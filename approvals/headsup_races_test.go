@@ -27,10 +27,7 @@ func TestPostponeRacingTheDueCallIsRefused(t *testing.T) {
 	h.approve(a1, r.ID) // GET 1: the look-up
 	release := make(chan struct{})
 	waiting := h.holdGet(2, release) // GET 2: the re-check right before the POST
-	if _, err := h.w.Confirm(ctx, a1, r.ID, ""); err != nil {
-		t.Fatal(err)
-	}
-	h.waitState(r.ID, approvals.StateScheduled)
+	h.confirmScheduled(r.ID)
 	h.waitClosed(waiting, "the scheduler's pre-call GET")
 	later, err := h.w.Postpone(ctx, a1, r.ID)
 	if err != nil {
@@ -247,10 +244,7 @@ func TestRestartThenAnotherSignInDoesNotSend(t *testing.T) {
 	r := h.open(pc2)
 	h.approve(a1, r.ID)
 	h.store.pauseScheduler()
-	if _, err := h.w.Confirm(ctx, a1, r.ID, ""); err != nil {
-		t.Fatal(err)
-	}
-	h.waitState(r.ID, approvals.StateScheduled)
+	h.confirmScheduled(r.ID)
 	h.restart()
 	h.signedIn(a1, pc1) // another request
 	time.Sleep(time.Second)

@@ -34,6 +34,16 @@ func (h *harness) withUsers() {
 	h.notes.set(func(n *recorder) { n.chatUsers = map[string]string{carolUPN: carol, "alice@contoso.com": alice} })
 }
 
+// confirmScheduled has a1 confirm ref and waits for its call to be
+// scheduled (after the heads-up).
+func (h *harness) confirmScheduled(ref string) *approvals.Request {
+	h.t.Helper()
+	if _, err := h.w.Confirm(ctx, a1, ref, ""); err != nil {
+		h.t.Fatalf("Confirm(%s): %v", ref, err)
+	}
+	return h.waitState(ref, approvals.StateScheduled)
+}
+
 // toldKinds is who was told what about ref, as "user:kind", in order.
 func (h *harness) toldKinds(ref string) []string {
 	var out []string
@@ -214,10 +224,7 @@ func TestUserNoticeMoreTime(t *testing.T) {
 	h.withUsers()
 	r := h.open(pc2)
 	h.approve(a1, r.ID)
-	if _, err := h.w.Confirm(ctx, a1, r.ID, ""); err != nil {
-		t.Fatal(err)
-	}
-	scheduled := h.waitState(r.ID, approvals.StateScheduled)
+	scheduled := h.confirmScheduled(r.ID)
 
 	_, err := h.w.AskMoreTime(ctx, bob, r.ID)
 	wantRefusal(t, err, approvals.RefusedNotTheUser)
@@ -261,10 +268,7 @@ func TestUserNoticeRestart(t *testing.T) {
 	r := h.open(pc2)
 	h.approve(a1, r.ID)
 	h.store.pauseScheduler() // the call must not go before the restart
-	if _, err := h.w.Confirm(ctx, a1, r.ID, ""); err != nil {
-		t.Fatal(err)
-	}
-	scheduled := h.waitState(r.ID, approvals.StateScheduled)
+	scheduled := h.confirmScheduled(r.ID)
 	h.restart()
 	lost := h.get(r.ID)
 	if lost.State != approvals.StateScheduled || !lost.HeadsUp.SignInLost || !lost.HeadsUp.SendAt.Equal(scheduled.HeadsUp.SendAt) {
@@ -302,10 +306,7 @@ func TestHeadsUpThenStatusRefused(t *testing.T) {
 	h.withUsers()
 	r := h.open(pc2)
 	h.approve(a1, r.ID)
-	if _, err := h.w.Confirm(ctx, a1, r.ID, ""); err != nil {
-		t.Fatal(err)
-	}
-	h.waitState(r.ID, approvals.StateScheduled)
+	h.confirmScheduled(r.ID)
 	h.graph.setStatus(pc2, "inGracePeriod")
 	failed := h.waitState(r.ID, approvals.StateFailed)
 	wantOutcome(t, failed, approvals.OutcomeStatusNotAllowed, "")

@@ -269,13 +269,9 @@ func approvalsSoFar(r *approvals.Request) string {
 func approvedBy(r *approvals.Request) string {
 	var by []string
 	for _, a := range r.Approvals {
-		by = append(by, "<@"+a.By+">")
+		by = append(by, a.By)
 	}
-	by = append(by, "<@"+r.DecidedBy+">")
-	if len(by) == 1 {
-		return by[0]
-	}
-	return strings.Join(by[:len(by)-1], ", ") + " and " + by[len(by)-1]
+	return andMentions(append(by, r.DecidedBy))
 }
 
 // trackingNote is the follow-through part of a succeeded request's status.

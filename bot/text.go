@@ -118,7 +118,7 @@ func policyRefusalText(f *approvals.Refusal) (string, bool) {
 	case approvals.RefusedTooFewApprovers:
 		others := "nobody else can approve"
 		if len(f.Users) > 0 {
-			others = "besides you only " + strings.ReplaceAll(orMentions(f.Users), " or ", " and ") + " can approve"
+			others = "besides you only " + andMentions(f.Users) + " can approve"
 		}
 		text = fmt.Sprintf("Each reprovision needs %d approvals from approvers other than the person asking, and %s. Ask for another approver to be added.",
 			f.Required, others)
@@ -364,7 +364,13 @@ func andReprovisionedWith(o approvals.Options) string {
 func orMentions(users []string) string { return orList(users, "<@%s>") }
 
 // orList is items formatted and joined as "a", "a or b", "a, b or c".
-func orList(ids []string, format string) string {
+func orList(ids []string, format string) string { return joinList(ids, format, "or") }
+
+// andMentions renders user IDs as "<@U1>, <@U2> and <@U3>".
+func andMentions(users []string) string { return joinList(users, "<@%s>", "and") }
+
+// joinList is items formatted and joined as "a", "a conj b", "a, b conj c".
+func joinList(ids []string, format, conj string) string {
 	items := make([]string, len(ids))
 	for i, id := range ids {
 		items[i] = fmt.Sprintf(format, id)
@@ -372,5 +378,5 @@ func orList(ids []string, format string) string {
 	if len(items) <= 1 {
 		return strings.Join(items, "")
 	}
-	return strings.Join(items[:len(items)-1], ", ") + " or " + items[len(items)-1]
+	return strings.Join(items[:len(items)-1], ", ") + " " + conj + " " + items[len(items)-1]
 }

@@ -248,23 +248,37 @@ func (s *Slack) viewSubmissionPayload(v ViewSubmission) (json.RawMessage, string
 	for _, in := range inputs {
 		byID[in.blockID] = in
 	}
+	onlyWhat := map[string]string{
+		"plain_text_input": "only plain_text_input values can be submitted",
+		"static_select":    "only a static_select's options can be chosen",
+	}
+	// submitted finds the input a value is submitted for: block bid, element
+	// a, of type want; or says why Slack would not send it.
+	submitted := func(bid, a, want string) (inputBlock, string) {
+		in, ok := byID[bid]
+		if !ok {
+			return in, fmt.Sprintf("modal %s has no input block %q", vr.id, bid)
+		}
+		if aid, _ := in.element["action_id"].(string); a != aid {
+			return in, fmt.Sprintf("input block %q of modal %s has no element with action_id %q (it has %q)", bid, vr.id, a, aid)
+		}
+		if typ, _ := in.element["type"].(string); typ != want {
+			return in, fmt.Sprintf("input %s/%s of modal %s is a %s; %s", bid, a, vr.id, typ, onlyWhat[want])
+		}
+		return in, ""
+	}
 	blockIDs := make([]string, 0, len(v.Values))
 	for bid := range v.Values {
 		blockIDs = append(blockIDs, bid)
 	}
 	sort.Strings(blockIDs)
 	for _, bid := range blockIDs {
-		in, ok := byID[bid]
-		if !ok {
+		if _, ok := byID[bid]; !ok {
 			return nil, fmt.Sprintf("modal %s has no input block %q", vr.id, bid)
 		}
-		aid, _ := in.element["action_id"].(string)
 		for a := range v.Values[bid] {
-			if a != aid {
-				return nil, fmt.Sprintf("input block %q of modal %s has no element with action_id %q (it has %q)", bid, vr.id, a, aid)
-			}
-			if typ, _ := in.element["type"].(string); typ != "plain_text_input" {
-				return nil, fmt.Sprintf("input %s/%s of modal %s is a %s; only plain_text_input values can be submitted", bid, a, vr.id, typ)
+			if _, problem := submitted(bid, a, "plain_text_input"); problem != "" {
+				return nil, problem
 			}
 		}
 	}
@@ -274,17 +288,13 @@ func (s *Slack) viewSubmissionPayload(v ViewSubmission) (json.RawMessage, string
 	}
 	sort.Strings(selBlockIDs)
 	for _, bid := range selBlockIDs {
-		in, ok := byID[bid]
-		if !ok {
+		if _, ok := byID[bid]; !ok {
 			return nil, fmt.Sprintf("modal %s has no input block %q", vr.id, bid)
 		}
-		aid, _ := in.element["action_id"].(string)
 		for a, value := range v.Selected[bid] {
-			if a != aid {
-				return nil, fmt.Sprintf("input block %q of modal %s has no element with action_id %q (it has %q)", bid, vr.id, a, aid)
-			}
-			if typ, _ := in.element["type"].(string); typ != "static_select" {
-				return nil, fmt.Sprintf("input %s/%s of modal %s is a %s; only a static_select's options can be chosen", bid, a, vr.id, typ)
+			in, problem := submitted(bid, a, "static_select")
+			if problem != "" {
+				return nil, problem
 			}
 			if selectOption(in.element, value) == nil {
 				return nil, fmt.Sprintf("select %s/%s of modal %s has no option %q: Slack does not let the user choose it", bid, a, vr.id, value)

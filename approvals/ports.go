@@ -63,6 +63,13 @@ type CloudPCs interface {
 	Reprovision(ctx context.Context, id string, opts Options) (GraphCall, error)
 	// RemoteActions reads the remote actions run on a Cloud PC.
 	RemoteActions(ctx context.Context, id string) ([]RemoteAction, GraphCall, error)
+	// FindPolicy finds a provisioning policy by its id or its exact
+	// display name (a batch by policy). None: a *GraphError of kind
+	// GraphNotFound; a name several policies have: kind GraphInvalid.
+	FindPolicy(ctx context.Context, policy string) (ProvisioningPolicy, GraphCall, error)
+	// PolicyCloudPCs lists every Cloud PC of the provisioning policy with
+	// that id, following every page (one GraphCall per page).
+	PolicyCloudPCs(ctx context.Context, policyID string) ([]CloudPC, []GraphCall, error)
 }
 
 // GraphCall records one Graph call: its method, URL path and every HTTP
@@ -185,6 +192,9 @@ const (
 type Notice struct {
 	Kind    NoticeKind
 	Request *Request
+	// Member is the batch member a notice to a Cloud PC's user is about
+	// (NoticeHeadsUp, NoticeUserReady of a batch); nil otherwise.
+	Member *Member
 	// Why is what went wrong, for the kinds that say so.
 	Why *Outcome
 	// Accepted: Graph accepted the reprovision (NoticeNotRecorded).
@@ -203,6 +213,8 @@ const (
 	ProgressEnded ProgressKind = "ended"
 	// ProgressPaused: nobody is signed in to look with.
 	ProgressPaused ProgressKind = "paused"
+	// ProgressMember: one Cloud PC of a batch has a new result (Member).
+	ProgressMember ProgressKind = "member"
 )
 
 // Progress is one follow-through update.
@@ -210,6 +222,8 @@ type Progress struct {
 	Kind           ProgressKind
 	Status, Detail string
 	Every          time.Duration
+	// Member is the batch member whose result is news (ProgressMember).
+	Member *Member
 }
 
 // Observer is told what happens, for metrics. Its methods must be quick and

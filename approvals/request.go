@@ -163,6 +163,10 @@ type Request struct {
 	// Tracking follows the reprovision after Graph accepted it.
 	Tracking Tracking
 
+	// Batch makes this a request for many Cloud PCs (nil: one, CloudPCID);
+	// see batch.go.
+	Batch *Batch
+
 	CreatedAt time.Time
 	UpdatedAt time.Time
 	// ExpiresAt is when the current wait ends (zero: never): the approval
@@ -224,9 +228,12 @@ type CloudPC struct {
 	ManagedDeviceName      string
 	ServicePlanName        string
 	ProvisioningPolicyName string
-	Status                 string
-	StatusDetails          string
-	LastModified           time.Time
+	// ProvisioningPolicyID is the provisioning policy's id (Graph's
+	// provisioningPolicyId), for batches by policy.
+	ProvisioningPolicyID string
+	Status               string
+	StatusDetails        string
+	LastModified         time.Time
 }
 
 // HeadsUp is the notice to the person whose Cloud PC it is: they are signed
@@ -336,6 +343,12 @@ func (r *Request) Validate() error {
 			problems = append(problems, "an approval names no approver")
 		}
 	}
+	if r.Batch != nil {
+		problems = append(problems, r.Batch.validate()...)
+		if r.CloudPCID != "" {
+			problems = append(problems, "a batch has no Cloud PC id of its own")
+		}
+	}
 	if _, known := stateNames[r.State]; !known {
 		problems = append(problems, fmt.Sprintf("state %q is unknown", r.State))
 	}
@@ -437,6 +450,9 @@ func KeepsIdentity(before, after *Request) error {
 	}
 	if after.Options != before.Options {
 		changed = append(changed, "Options")
+	}
+	if !sameBatchAsk(before.Batch, after.Batch) {
+		changed = append(changed, "Batch (targets, policy)")
 	}
 	if !after.CreatedAt.Equal(before.CreatedAt) {
 		changed = append(changed, "CreatedAt")

@@ -26,10 +26,12 @@ func (s *SignIns) SignIn(ctx context.Context, claims string, showCode func(conte
 
 // CloudPCs fakes the Cloud PC port.
 type CloudPCs struct {
-	GetFn           func(ctx context.Context, id string) (approvals.CloudPC, approvals.GraphCall, error)
-	ResolveFn       func(ctx context.Context, target string) ([]approvals.CloudPC, []approvals.GraphCall, error)
-	ReprovisionFn   func(ctx context.Context, id string, opts approvals.Options) (approvals.GraphCall, error)
-	RemoteActionsFn func(ctx context.Context, id string) ([]approvals.RemoteAction, approvals.GraphCall, error)
+	GetFn            func(ctx context.Context, id string) (approvals.CloudPC, approvals.GraphCall, error)
+	ResolveFn        func(ctx context.Context, target string) ([]approvals.CloudPC, []approvals.GraphCall, error)
+	ReprovisionFn    func(ctx context.Context, id string, opts approvals.Options) (approvals.GraphCall, error)
+	RemoteActionsFn  func(ctx context.Context, id string) ([]approvals.RemoteAction, approvals.GraphCall, error)
+	FindPolicyFn     func(ctx context.Context, policy string) (approvals.ProvisioningPolicy, approvals.GraphCall, error)
+	PolicyCloudPCsFn func(ctx context.Context, policyID string) ([]approvals.CloudPC, []approvals.GraphCall, error)
 }
 
 func (c *CloudPCs) Get(ctx context.Context, id string) (approvals.CloudPC, approvals.GraphCall, error) {
@@ -46,6 +48,14 @@ func (c *CloudPCs) Reprovision(ctx context.Context, id string, opts approvals.Op
 
 func (c *CloudPCs) RemoteActions(ctx context.Context, id string) ([]approvals.RemoteAction, approvals.GraphCall, error) {
 	return c.RemoteActionsFn(ctx, id)
+}
+
+func (c *CloudPCs) FindPolicy(ctx context.Context, policy string) (approvals.ProvisioningPolicy, approvals.GraphCall, error) {
+	return c.FindPolicyFn(ctx, policy)
+}
+
+func (c *CloudPCs) PolicyCloudPCs(ctx context.Context, policyID string) ([]approvals.CloudPC, []approvals.GraphCall, error) {
+	return c.PolicyCloudPCsFn(ctx, policyID)
 }
 
 // Notices fakes the notices port.

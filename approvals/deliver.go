@@ -136,9 +136,27 @@ func post(r *Request) Outgoing { return Outgoing{RequestID: r.ID, Kind: Outgoing
 // redraw is the outbox entry that redraws r's prompts.
 func redraw(r *Request) Outgoing { return Outgoing{RequestID: r.ID, Kind: OutgoingPrompts} }
 
-// notice is the outbox entry that tells user n (n.Request names the request).
+// notice is the outbox entry that tells user n (n.Request names the request,
+// n.Member the batch member, if any).
 func notice(user string, n Notice) Outgoing {
-	return Outgoing{RequestID: n.Request.ID, Kind: OutgoingNotice, User: user, Notice: n.Kind, Why: n.Why, Accepted: n.Accepted}
+	o := Outgoing{RequestID: n.Request.ID, Kind: OutgoingNotice, User: user, Notice: n.Kind, Why: n.Why, Accepted: n.Accepted}
+	if n.Member != nil {
+		o.CloudPCID = n.Member.CloudPCID
+	}
+	return o
+}
+
+// memberOf is r's batch member with that Cloud PC id, as it is now (nil for
+// none).
+func memberOf(r *Request, cloudPCID string) *Member {
+	if cloudPCID == "" || r.Batch == nil {
+		return nil
+	}
+	if m := r.Batch.Member(cloudPCID); m != nil {
+		c := *m
+		return &c
+	}
+	return nil
 }
 
 // tellEach is the outbox entries that tell each of users n (once each, none
@@ -155,7 +173,12 @@ func tellEach(n Notice, users ...string) []Outgoing {
 
 // progress is the outbox entry that posts p beside r's prompt.
 func progress(r *Request, p Progress) Outgoing {
-	return Outgoing{RequestID: r.ID, Kind: OutgoingProgress, Progress: p}
+	o := Outgoing{RequestID: r.ID, Kind: OutgoingProgress, Progress: p}
+	if p.Member != nil {
+		o.CloudPCID = p.Member.CloudPCID
+		o.Progress.Member = nil // read afresh at delivery
+	}
+	return o
 }
 
 // apply is Store.Apply, then an immediate delivery of what it enqueued.
@@ -381,6 +404,8 @@ func outdated(o Outgoing, r *Request) bool {
 		return r.State != StatePending && r.State != StateApproved
 	case NoticeMoreTimeAsked, NoticeSignInToSend: // they offer buttons for the wait
 		return r.State != StateScheduled
+	case NoticeBatchHalted: // it offers Resume and Stop
+		return r.State != StateExecuting || r.Batch == nil || !r.Batch.Halted
 	}
 	return false
 }
@@ -400,9 +425,11 @@ func (w *Workflow) deliverDirect(ctx context.Context, o Outgoing, r *Request) er
 	case OutgoingPrompts:
 		return w.notices.UpdatePrompts(ctx, r)
 	case OutgoingProgress:
-		return w.notices.Progress(ctx, r, o.Progress)
+		p := o.Progress
+		p.Member = memberOf(r, o.CloudPCID)
+		return w.notices.Progress(ctx, r, p)
 	default:
-		return w.notices.Tell(ctx, o.User, Notice{Kind: o.Notice, Request: r, Why: o.Why, Accepted: o.Accepted})
+		return w.notices.Tell(ctx, o.User, Notice{Kind: o.Notice, Request: r, Why: o.Why, Accepted: o.Accepted, Member: memberOf(r, o.CloudPCID)})
 	}
 }
 

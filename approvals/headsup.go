@@ -100,6 +100,12 @@ func userNews(before, after *Request, out []Outgoing) []Outgoing {
 // and a user to tell, scheduled after the heads-up. The caller has claimed
 // r (inFlight).
 func (w *Workflow) confirmed(r *Request, session *Session) {
+	if r.IsBatch() {
+		// A batch's users each hear as their Cloud PC's call goes; there
+		// is no wait before a batch.
+		w.runBatch(r, session)
+		return
+	}
 	if w.cfg.UserNotice <= 0 || !w.cfg.NotifyUser {
 		w.execute(r, session)
 		return

@@ -55,6 +55,9 @@ type Outgoing struct {
 	Accepted bool
 	// Progress is the update (OutgoingProgress).
 	Progress Progress
+	// CloudPCID names the batch member a notice or progress entry is about
+	// (Notice.Member, Progress.Member at delivery); "" for none.
+	CloudPCID string
 
 	// Set by the store. Generation counts how often the entry was enqueued
 	// again (coalesced) while undelivered: a delivery of an older
@@ -199,6 +202,7 @@ type outgoingPayload struct {
 	Why      string           `json:"why,omitempty"` // EncodeOutcome
 	Accepted bool             `json:"accepted,omitempty"`
 	Progress *progressPayload `json:"progress,omitempty"`
+	CloudPC  string           `json:"cloud_pc_id,omitempty"`
 }
 
 type progressPayload struct {
@@ -211,7 +215,7 @@ type progressPayload struct {
 // Payload encodes what o carries besides its request, kind and
 // bookkeeping, for a store to keep (SetPayload reads it back).
 func (o Outgoing) Payload() (string, error) {
-	p := outgoingPayload{User: o.User, Notice: string(o.Notice), Accepted: o.Accepted}
+	p := outgoingPayload{User: o.User, Notice: string(o.Notice), Accepted: o.Accepted, CloudPC: o.CloudPCID}
 	if o.Why != nil {
 		why, err := EncodeOutcome(o.Why)
 		if err != nil {
@@ -232,7 +236,7 @@ func (o *Outgoing) SetPayload(s string) error {
 	if err := json.Unmarshal([]byte(s), &p); err != nil {
 		return err
 	}
-	o.User, o.Notice, o.Accepted = p.User, NoticeKind(p.Notice), p.Accepted
+	o.User, o.Notice, o.Accepted, o.CloudPCID = p.User, NoticeKind(p.Notice), p.Accepted, p.CloudPC
 	if p.Why != "" {
 		o.Why = DecodeOutcome(p.Why)
 	}

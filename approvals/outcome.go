@@ -136,6 +136,12 @@ const (
 	// OutcomeInFlightAtRestart: the process stopped while the call may have
 	// been in flight; it was not sent again.
 	OutcomeInFlightAtRestart OutcomeKind = "in_flight_at_restart"
+	// OutcomeBatchTooLarge: the look-up found more Cloud PCs (Matches) than
+	// a batch may have (Max).
+	OutcomeBatchTooLarge OutcomeKind = "batch_too_large"
+	// OutcomeNothingToSend: none of a batch's Cloud PCs may be sent
+	// (skipped, excluded or not found: see its members).
+	OutcomeNothingToSend OutcomeKind = "nothing_to_send"
 )
 
 // Outcome is why a request ended or was sent back to waiting, as a kind and
@@ -147,6 +153,7 @@ type Outcome struct {
 
 	Target         string   `json:"target,omitempty"`
 	Matches        int      `json:"matches,omitempty"`
+	Max            int      `json:"max,omitempty"`
 	Status         string   `json:"status,omitempty"`
 	Allowed        []string `json:"allowed,omitempty"`
 	CloudPCID      string   `json:"cloud_pc_id,omitempty"`

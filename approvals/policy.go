@@ -89,19 +89,24 @@ func checkIDs(what string, ids []string) []string {
 // self-approval is off: nobody could ever approve their request, and saying
 // so now beats leaving it to expire.
 func (p Policy) MayRequest(user, channel string) error {
+	return p.mayRequest(user, channel, p.required())
+}
+
+// mayRequest is MayRequest for a request that needs required approvals.
+func (p Policy) mayRequest(user, channel string, required int) error {
 	if len(p.Requesters) > 0 && !slices.Contains(p.Requesters, user) {
 		return &Refusal{Kind: RefusedNotARequester, Users: slices.Clone(p.Approvers)}
 	}
 	if len(p.Channels) > 0 && !slices.Contains(p.Channels, channel) {
 		return &Refusal{Kind: RefusedChannel, Channels: slices.Clone(p.Channels)}
 	}
-	deciders := p.deciders(p.Approvers, user, p.required())
+	deciders := p.deciders(p.Approvers, user, required)
 	if slices.Contains(p.Approvers, user) && len(deciders) == 0 {
 		return &Refusal{Kind: RefusedSoleApprover}
 	}
-	if len(deciders) < p.required() {
+	if len(deciders) < required {
 		// Only when user is an approver: Validate saw to the rest.
-		return &Refusal{Kind: RefusedTooFewApprovers, Users: deciders, Required: p.required()}
+		return &Refusal{Kind: RefusedTooFewApprovers, Users: deciders, Required: required}
 	}
 	return nil
 }

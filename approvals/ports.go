@@ -186,6 +186,11 @@ const (
 	// NoticeNotRecorded: Graph answered (Why; Accepted when it took the
 	// reprovision) but the answer could not be stored.
 	NoticeNotRecorded NoticeKind = "not_recorded"
+	// NoticeBatchHalted: to the approver who confirmed a batch: it stopped
+	// sending (the bot restarted during it, or Graph wants a fresh
+	// sign-in: Why); Resume (with a new sign-in) or Stop. With Why and the
+	// batch still halted: the sign-in to resume did not complete.
+	NoticeBatchHalted NoticeKind = "batch_halted"
 )
 
 // Notice is one thing a person must be told about a request.
@@ -248,4 +253,6 @@ const (
 	SignInToResumeTracking SignInPurpose = "resume_tracking"
 	// SignInToSend: again, after a restart, for a scheduled call.
 	SignInToSend SignInPurpose = "send"
+	// SignInToResumeBatch: to go on with a halted batch.
+	SignInToResumeBatch SignInPurpose = "resume_batch"
 )

@@ -48,6 +48,9 @@ const (
 	// RefusedNoApproverReachable: chat says no approver can ever get the
 	// prompt (accounts gone or closed to the bot); the request is recorded.
 	RefusedNoApproverReachable RefusalKind = "no_approver_reachable"
+	// RefusedBatchTooLarge: a batch names more Cloud PCs (Count) than
+	// Config.BatchMax (Max).
+	RefusedBatchTooLarge RefusalKind = "batch_too_large"
 )
 
 // Action names what a person tried, for refusals and the audit trail.
@@ -67,6 +70,8 @@ const (
 	ActionPostpone     Action = "postpone"
 	ActionMoreTime     Action = "more_time"
 	ActionSignInToSend Action = "sign_in_to_send"
+	ActionStopBatch    Action = "stop_batch"
+	ActionResumeBatch  Action = "resume_batch"
 )
 
 // Refusal is a "no" for the person who clicked or typed, as a kind and plain
@@ -85,6 +90,9 @@ type Refusal struct {
 	Other *Request
 	// Required is how many approvals are required (RefusedTooFewApprovers).
 	Required int
+	// Count and Max: how many Cloud PCs a batch named, and the most it may
+	// (RefusedBatchTooLarge).
+	Count, Max int
 }
 
 // Error is a plain sentence for logs and the audit trail.

@@ -64,13 +64,14 @@ const (
 // required, any approver's Deny ends the request until it is confirmed
 // (Workflow.Deny). A scheduled request has not been sent either: it moves as
 // one awaiting confirmation does (expired: its approver never signed in
-// again after a restart).
+// again after a restart). executing → canceled: a batch stopped before any
+// of its calls was sent.
 var transitions = map[State][]State{
 	StatePending:    {StateApproved, StateDenied, StateExpired, StateCanceled},
 	StateApproved:   {StateConfirming, StateScheduled, StateExecuting, StatePending, StateFailed, StateCanceled, StateDenied},
 	StateConfirming: {StateExecuting, StateScheduled, StatePending, StateCanceled, StateFailed, StateExpired, StateDenied},
 	StateScheduled:  {StateExecuting, StatePending, StateCanceled, StateFailed, StateExpired},
-	StateExecuting:  {StateSucceeded, StateFailed, StateOutcomeUnknown, StatePending},
+	StateExecuting:  {StateSucceeded, StateFailed, StateOutcomeUnknown, StatePending, StateCanceled},
 }
 
 // CanMoveTo reports whether the state machine allows s → next.

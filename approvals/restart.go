@@ -36,6 +36,10 @@ func (w *Workflow) recover(ctx context.Context) {
 			w.reopen(ctx, r, why, NoticeSignInFailed)
 			continue
 		}
+		if r.IsBatch() {
+			w.recoverBatch(ctx, r)
+			continue
+		}
 		w.settleInterruptedCall(ctx, r)
 	}
 	w.promptMissing(ctx)

@@ -50,12 +50,22 @@ func (w *Workflow) signInThenConfirm(r *Request, s *Session) {
 	}
 	ctx, cancel := context.WithTimeout(w.execCtx, graphTimeout)
 	defer cancel()
-	found, err := w.lookUp(ctx, r, s)
-	if err != nil {
-		w.lookUpFailed(ctx, r, err)
-		return
+	var confirming *Request
+	if r.IsBatch() {
+		members, policy, err := w.lookUpBatch(ctx, r, s)
+		if err != nil {
+			w.lookUpFailed(ctx, r, err)
+			return
+		}
+		confirming = w.offerBatch(ctx, r, s, members, policy)
+	} else {
+		found, err := w.lookUp(ctx, r, s)
+		if err != nil {
+			w.lookUpFailed(ctx, r, err)
+			return
+		}
+		confirming = w.offer(ctx, r, s, found)
 	}
-	confirming := w.offer(ctx, r, s, found)
 	if confirming == nil {
 		return
 	}

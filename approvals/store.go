@@ -107,6 +107,15 @@ const (
 	EventMoreTimeAsked EventKind = "more_time_asked"
 	EventPostponed     EventKind = "postponed"
 	EventSentEarly     EventKind = "sent_early"
+	// Batches: the look-up's counts (batch_looked_up), one record per
+	// member as found and at each new result (batch_member: cloud_pc_id,
+	// device, upn, result, graph_code, request_id), and Stop, a halt and
+	// Resume.
+	EventBatchLookedUp EventKind = "batch_looked_up"
+	EventBatchMember   EventKind = "batch_member"
+	EventBatchStopped  EventKind = "batch_stopped"
+	EventBatchHalted   EventKind = "batch_halted"
+	EventBatchResumed  EventKind = "batch_resumed"
 )
 
 // Event is one audit record.

@@ -30,6 +30,9 @@ func (w *Workflow) trackInterval(checks int) time.Duration {
 // action results when the status alone cannot tell) and records what it
 // saw. It returns the updated request (nil if it could not be stored).
 func (w *Workflow) track(ctx context.Context, r *Request) *Request {
+	if r.IsBatch() {
+		return w.trackBatch(ctx, r)
+	}
 	s := w.sessions.forRequest(r.ID, r.DecidedBy)
 	if s == nil {
 		return w.pauseTracking(ctx, r)
@@ -85,7 +88,10 @@ func (w *Workflow) stopTracking(ctx context.Context, r *Request, t Tracking, new
 	}
 	t.Paused = false
 	updated, err := w.apply(ctx, r.ID, Change{
-		Update: func(u *Request) { u.Tracking, u.Device = t, r.Device },
+		Update: func(u *Request) {
+			u.Tracking, u.Device = t, r.Device
+			timeOutMembers(u.Batch) // a batch nobody could look at any more
+		},
 		Notify: func(u *Request) []Outgoing {
 			out := append(news, redraw(u), progress(u, Progress{Kind: ProgressEnded}))
 			ready := u.HeadsUp.Told() // provisioned, failed or timed out: the bot words each

@@ -100,6 +100,13 @@ type Config struct {
 	// cancel, and the user may ask for more time (postponed once by as
 	// much).
 	UserNotice time.Duration
+	// BatchMax is the most Cloud PCs one batch may have (default
+	// DefaultBatchMax); a batch of more than BatchTwoPerson (default
+	// DefaultBatchTwoPerson) needs at least two approvals; BatchParallel
+	// calls of a batch are in flight at most (default
+	// DefaultBatchParallel). The Graph port paces them to the bot's
+	// request rate.
+	BatchMax, BatchTwoPerson, BatchParallel int
 	// ShutdownGrace is how long a Graph call in flight may run on after
 	// Stop; the process must exit within 10 s.
 	ShutdownGrace time.Duration
@@ -141,6 +148,18 @@ func New(cfg Config) (*Workflow, error) {
 	}
 	if cfg.TrackEvery <= 0 {
 		cfg.TrackEvery = time.Minute
+	}
+	if cfg.BatchMax == 0 {
+		cfg.BatchMax = DefaultBatchMax
+	}
+	if cfg.BatchTwoPerson == 0 {
+		cfg.BatchTwoPerson = DefaultBatchTwoPerson
+	}
+	if cfg.BatchParallel == 0 {
+		cfg.BatchParallel = DefaultBatchParallel
+	}
+	if cfg.BatchMax < 2 || cfg.BatchMax > MaxBatchTargets || cfg.BatchTwoPerson < 1 || cfg.BatchParallel < 1 {
+		return nil, fmt.Errorf("approvals: batch limits (max %d, two-person above %d, parallel %d) must be a max of 2 to %d, and at least 1", cfg.BatchMax, cfg.BatchTwoPerson, cfg.BatchParallel, MaxBatchTargets)
 	}
 	if cfg.SignInStartTimeout <= 0 {
 		cfg.SignInStartTimeout = 30 * time.Second

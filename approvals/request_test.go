@@ -47,6 +47,8 @@ func TestStateMachine(t *testing.T) {
 		{approvals.StateScheduled, approvals.StateCanceled}:   true,
 		{approvals.StateScheduled, approvals.StateFailed}:     true,
 		{approvals.StateScheduled, approvals.StateExpired}:    true,
+		// A batch stopped before any of its calls was sent.
+		{approvals.StateExecuting, approvals.StateCanceled}: true,
 	}
 	for _, from := range allStates {
 		for _, to := range allStates {

@@ -59,6 +59,11 @@ func classify(err error, method string) *approvals.GraphError {
 		return with(approvals.GraphInvalid, approvals.CauseInvalidID)
 	case errors.Is(err, ErrInvalidTarget):
 		return with(approvals.GraphInvalid, approvals.CauseInvalidTarget)
+	case errors.Is(err, ErrInvalidPolicy), errors.Is(err, ErrAmbiguousPolicy):
+		// approvals has no cause of its own for a policy; the closest one.
+		return with(approvals.GraphInvalid, approvals.CauseInvalidTarget)
+	case errors.Is(err, ErrPolicyNotFound):
+		return with(approvals.GraphNotFound, approvals.CauseNotFound)
 	case errors.Is(err, ErrUntrustedNextLink):
 		return with(approvals.GraphFailed, approvals.CauseUntrustedLink)
 	case errors.Is(err, ErrTooManyPages):

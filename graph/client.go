@@ -387,8 +387,8 @@ func (c *Client) send(ctx context.Context, method, rawURL string, body []byte, c
 	return nil, last, e
 }
 
-// operationOf names a request for metrics: the reprovision POST, the list of
-// Cloud PCs, the remote action results, or one Cloud PC.
+// operationOf names a request for metrics: the reprovision POST, a list (of Cloud PCs
+// or provisioning policies), the remote action results, or one Cloud PC or policy.
 func operationOf(method, rawURL string) string {
 	path := rawURL
 	if u, err := url.Parse(rawURL); err == nil {
@@ -399,7 +399,7 @@ func operationOf(method, rawURL string) string {
 		return "reprovision"
 	case strings.HasSuffix(path, "/retrieveCloudPcRemoteActionResults"):
 		return "action_results"
-	case strings.HasSuffix(path, "/cloudPCs"):
+	case strings.HasSuffix(path, "/cloudPCs"), strings.HasSuffix(path, "/provisioningPolicies"):
 		return "list"
 	}
 	return "get"

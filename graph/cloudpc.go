@@ -42,7 +42,9 @@ const MaxPages = 20
 // 2024-08-31 in favour of statusDetail (cloudPcStatusDetail, same code/message shape); it
 // is not selected (a $select of a property removed from the schema fails the whole
 // request with 400), but it is still read if Graph sends it.
-const cloudPCSelect = "id,displayName,userPrincipalName,managedDeviceName,servicePlanName,provisioningPolicyName,status,statusDetail,lastModifiedDateTime"
+// provisioningPolicyId (beta only, like status) lets a batch by policy check each Cloud
+// PC's policy.
+const cloudPCSelect = "id,displayName,userPrincipalName,managedDeviceName,servicePlanName,provisioningPolicyName,provisioningPolicyId,status,statusDetail,lastModifiedDateTime"
 
 // Field is a Cloud PC property FindCloudPCs can filter on.
 type Field string
@@ -257,14 +259,23 @@ func (c *Client) RemoteActionResults(ctx context.Context, id string) ([]RemoteAc
 }
 
 // list reads an OData collection from first, following @odata.nextLink within the same
-// collection, and calls each for every item of "value".
+// collection, and calls each for every item of "value". Every page's attempts go to call.
 func (c *Client) list(ctx context.Context, first string, call *Call, each func(json.RawMessage, *attemptResult) error) error {
+	return c.listPages(ctx, first, func() *Call { return call }, func(item json.RawMessage, last *attemptResult, _ *Call) error {
+		return each(item, last)
+	})
+}
+
+// listPages is list with a Call per page: pageCall gives the Call the next page's
+// attempts go to (the same one every time, or a new one per page), and each gets it.
+func (c *Client) listPages(ctx context.Context, first string, pageCall func() *Call, each func(json.RawMessage, *attemptResult, *Call) error) error {
 	want, err := url.Parse(first)
 	if err != nil {
 		return &Error{Method: http.MethodGet, Err: err}
 	}
 	next := first
 	for page := 1; ; page++ {
+		call := pageCall()
 		body, last, err := c.send(ctx, http.MethodGet, next, nil, call)
 		if err != nil {
 			return err
@@ -277,7 +288,7 @@ func (c *Client) list(ctx context.Context, first string, call *Call, each func(j
 			return badAnswer(last, len(call.Attempts), "the list has no value array")
 		}
 		for _, item := range *p.Value {
-			if err := each(item, last); err != nil {
+			if err := each(item, last, call); err != nil {
 				return err
 			}
 		}
@@ -320,6 +331,7 @@ func decodeCloudPC(obj map[string]json.RawMessage) approvals.CloudPC {
 		ManagedDeviceName:      jsonText(obj["managedDeviceName"]),
 		ServicePlanName:        jsonText(obj["servicePlanName"]),
 		ProvisioningPolicyName: jsonText(obj["provisioningPolicyName"]),
+		ProvisioningPolicyID:   strings.ToLower(jsonText(obj["provisioningPolicyId"])),
 		Status:                 jsonText(obj["status"]),
 		StatusDetails:          statusDetail(obj),
 		LastModified:           jsonTime(obj["lastModifiedDateTime"]),

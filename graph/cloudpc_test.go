@@ -18,7 +18,7 @@ import (
 
 const (
 	pcsPath    = "/beta/deviceManagement/virtualEndpoint/cloudPCs"
-	wantSelect = "id,displayName,userPrincipalName,managedDeviceName,servicePlanName,provisioningPolicyName,status,statusDetail,lastModifiedDateTime"
+	wantSelect = "id,displayName,userPrincipalName,managedDeviceName,servicePlanName,provisioningPolicyName,provisioningPolicyId,status,statusDetail,lastModifiedDateTime"
 	otherPC    = "0d3c7a51-6d2b-4b8e-9f1a-2c4e5f607182"
 )
 
@@ -31,6 +31,7 @@ func cloudPCJSON(id string, extra map[string]any) map[string]any {
 		"managedDeviceName":      "CPC-alice-X1",
 		"servicePlanName":        "Cloud PC Enterprise 2vCPU/8GB/128GB",
 		"provisioningPolicyName": "Default policy",
+		"provisioningPolicyId":   strings.ToUpper(testPolicy),
 		"status":                 "provisioned",
 		"statusDetail":           nil,
 		"lastModifiedDateTime":   "2024-05-06T07:08:09Z",
@@ -56,7 +57,7 @@ func TestGetCloudPC(t *testing.T) {
 	}
 	want := approvals.CloudPC{
 		ID: testCloudPC, DisplayName: "CPC-alice-01", UserPrincipalName: "alice@contoso.example", ManagedDeviceName: "CPC-alice-X1",
-		ServicePlanName: "Cloud PC Enterprise 2vCPU/8GB/128GB", ProvisioningPolicyName: "Default policy",
+		ServicePlanName: "Cloud PC Enterprise 2vCPU/8GB/128GB", ProvisioningPolicyName: "Default policy", ProvisioningPolicyID: testPolicy,
 		Status: "inGracePeriod", StatusDetails: "The license was removed.", LastModified: time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC),
 	}
 	if pc != want {

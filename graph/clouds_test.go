@@ -45,6 +45,8 @@ func TestOperationOf(t *testing.T) {
 		base + "?$filter=x&$top=1":                       "list",
 		base + "/abc?$select=id":                         "get",
 		base + "/abc/retrieveCloudPcRemoteActionResults": "action_results",
+		"https://graph.microsoft.com/beta/deviceManagement/virtualEndpoint/provisioningPolicies?$filter=x": "list",
+		"https://graph.microsoft.com/beta/deviceManagement/virtualEndpoint/provisioningPolicies/abc":       "get",
 	} {
 		method := http.MethodGet
 		if want == "reprovision" {

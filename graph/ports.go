@@ -109,6 +109,20 @@ func (p *cloudPCs) RemoteActions(ctx context.Context, id string) ([]approvals.Re
 	return out, graphCall(call), graphError(err, http.MethodGet)
 }
 
+func (p *cloudPCs) FindPolicy(ctx context.Context, policy string) (approvals.ProvisioningPolicy, approvals.GraphCall, error) {
+	pol, call, err := p.c.FindPolicy(ctx, policy)
+	return pol, graphCall(call), graphError(err, http.MethodGet)
+}
+
+func (p *cloudPCs) PolicyCloudPCs(ctx context.Context, policyID string) ([]approvals.CloudPC, []approvals.GraphCall, error) {
+	pcs, calls, err := p.c.PolicyCloudPCs(ctx, policyID)
+	var out []approvals.GraphCall
+	for _, c := range calls {
+		out = append(out, graphCall(c))
+	}
+	return pcs, out, graphError(err, http.MethodGet)
+}
+
 // graphError is classify as an error interface value: nil stays a nil error.
 func graphError(err error, method string) error {
 	if g := classify(err, method); g != nil {

@@ -127,10 +127,16 @@ func NewClient(cred azcore.TokenCredential, opts ClientOptions) (*Client, error)
 	if tryTimeout <= 0 {
 		tryTimeout = defaultTryTimeout
 	}
+	retryDelay := opts.RetryDelay
+	if retryDelay < 0 {
+		// azcore reads a zero (or negative) RetryDelay as an overflow and waits
+		// MaxRetryDelay instead; a nanosecond's backoff is no delay.
+		retryDelay = time.Nanosecond
+	}
 	postRetry := policy.RetryOptions{
 		MaxRetries:    int32(maxRetries),
 		MaxRetryDelay: maxDelay,
-		RetryDelay:    opts.RetryDelay,
+		RetryDelay:    retryDelay,
 		TryTimeout:    tryTimeout,
 		StatusCodes:   []int{http.StatusTooManyRequests, http.StatusServiceUnavailable},
 		// ShouldRetry replaces azcore's own test, which would also retry transport

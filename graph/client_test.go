@@ -631,3 +631,22 @@ func TestReprovisionRefusesUnknownOptions(t *testing.T) {
 		t.Errorf("graph saw %d requests, want none", n)
 	}
 }
+
+// A negative RetryDelay means no backoff. azcore reads a zero RetryDelay as an overflow
+// and would wait MaxRetryDelay (60s) instead; the context's 20s would run out first.
+func TestNegativeRetryDelayMeansNoDelay(t *testing.T) {
+	g := newFakeGraph(t, func(n int, w http.ResponseWriter, _ *http.Request) {
+		if n == 0 {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": map[string]any{"code": "ServiceUnavailable", "message": "busy"}})
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	c := g.client(t, &staticCred{token: testToken}, ClientOptions{RetryDelay: -1})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	call, err := c.Reprovision(ctx, testCloudPC, approvals.Options{})
+	if err != nil || len(call.Attempts) != 2 {
+		t.Fatalf("err %v, attempts %+v", err, call.Attempts)
+	}
+}

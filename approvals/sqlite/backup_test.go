@@ -141,8 +141,8 @@ func TestBackupWhileWriting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.Events != len(events) || info.Requests != len(seeded) || info.SchemaVersion != 4 {
-		t.Errorf("Backup reported %+v; the copy has %d requests, %d records, schema version 4", info, len(seeded), len(events))
+	if info.Events != len(events) || info.Requests != len(seeded) || info.SchemaVersion != 5 {
+		t.Errorf("Backup reported %+v; the copy has %d requests, %d records, schema version 5", info, len(seeded), len(events))
 	}
 	halves := map[string][]string{}
 	seededRecords := 0
@@ -199,8 +199,8 @@ func TestBackupIsAStoreOfItsOwn(t *testing.T) {
 			if fileSum(t, path) != before {
 				t.Error("Backup changed the store")
 			}
-			if info.Path != dst || info.Requests != 3 || info.Events != 6 || info.SchemaVersion != 4 {
-				t.Errorf("Backup reported %+v, want %s, 3 requests, 6 records, schema version 4", info, dst)
+			if info.Path != dst || info.Requests != 3 || info.Events != 6 || info.SchemaVersion != 5 {
+				t.Errorf("Backup reported %+v, want %s, 3 requests, 6 records, schema version 5", info, dst)
 			}
 			fi, err := os.Stat(dst)
 			if err != nil {
@@ -354,7 +354,7 @@ func TestBackupOfAnOlderSchema(t *testing.T) {
 	r := mustCreate(t, s, newRequest())
 	s.Close()
 	raw := rawDB(t, path)
-	for _, stmt := range []string{"ALTER TABLE requests DROP COLUMN heads_up_user_id", "ALTER TABLE requests DROP COLUMN heads_up_result", "ALTER TABLE requests DROP COLUMN send_at", "ALTER TABLE requests DROP COLUMN more_time_asked", "ALTER TABLE requests DROP COLUMN postponed", "ALTER TABLE requests DROP COLUMN sign_in_lost", "ALTER TABLE requests DROP COLUMN approvals", "ALTER TABLE requests DROP COLUMN approvals_required", "ALTER TABLE requests DROP COLUMN user_account_type", "ALTER TABLE requests DROP COLUMN os_version", "DROP TABLE outbox", "DROP INDEX requests_by_update", "PRAGMA user_version = 2"} {
+	for _, stmt := range []string{"DROP TABLE cloud_pc_holds", "ALTER TABLE requests DROP COLUMN batch", "ALTER TABLE requests DROP COLUMN heads_up_user_id", "ALTER TABLE requests DROP COLUMN heads_up_result", "ALTER TABLE requests DROP COLUMN send_at", "ALTER TABLE requests DROP COLUMN more_time_asked", "ALTER TABLE requests DROP COLUMN postponed", "ALTER TABLE requests DROP COLUMN sign_in_lost", "ALTER TABLE requests DROP COLUMN approvals", "ALTER TABLE requests DROP COLUMN approvals_required", "ALTER TABLE requests DROP COLUMN user_account_type", "ALTER TABLE requests DROP COLUMN os_version", "DROP TABLE outbox", "DROP INDEX requests_by_update", "PRAGMA user_version = 2"} {
 		if _, err := raw.Exec(stmt); err != nil {
 			t.Fatalf("making a version 2 store: %s: %v", stmt, err)
 		}
@@ -374,8 +374,8 @@ func TestBackupOfAnOlderSchema(t *testing.T) {
 	served := openStore(t, dst)
 	mustGet(t, served, r.ID)
 	var version int
-	if err := sqlite.DB(served).QueryRow("PRAGMA user_version").Scan(&version); err != nil || version != 4 {
-		t.Errorf("the copy served: schema version %d, %v; want 4", version, err)
+	if err := sqlite.DB(served).QueryRow("PRAGMA user_version").Scan(&version); err != nil || version != 5 {
+		t.Errorf("the copy served: schema version %d, %v; want 5", version, err)
 	}
 }
 

@@ -13,8 +13,8 @@ import (
 func DB(s *Store) *sql.DB { return s.db }
 
 // Seed stores requests as they are (in whatever state, with their own
-// times) and audit records, in one transaction, through the store's own
-// encoding: the conformance suite's large histories (storetest.Harness.Seed).
+// times), with the Cloud PCs they hold, and audit records, in one
+// transaction, through the store's own encoding: the conformance suite's large histories (storetest.Harness.Seed).
 func Seed(s *Store, requests []*approvals.Request, events []approvals.Event) error {
 	ctx := context.Background()
 	tx, err := s.db.BeginTx(ctx, nil)
@@ -28,11 +28,15 @@ func Seed(s *Store, requests []*approvals.Request, events []approvals.Event) err
 	}
 	defer insert.Close()
 	for _, r := range requests {
-		values, err := encodeRequest(normalized(r))
+		r = normalized(r)
+		values, err := encodeRequest(r)
 		if err != nil {
 			return err
 		}
 		if _, err := insert.ExecContext(ctx, values...); err != nil {
+			return err
+		}
+		if err := hold(ctx, tx, r); err != nil {
 			return err
 		}
 	}

@@ -309,7 +309,7 @@ func TestOpenReaderRefuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	if _, err := rawDB(t, newer).Exec("PRAGMA user_version = 5"); err != nil {
+	if _, err := rawDB(t, newer).Exec("PRAGMA user_version = 6"); err != nil {
 		t.Fatal(err)
 	}
 	if s, err := sqlite.OpenReader(newer); err == nil || !strings.Contains(err.Error(), "newer") {

@@ -33,7 +33,7 @@ import (
 
 // schemaVersion is stored in PRAGMA user_version. Bump it and add a step to
 // migrations when the schema changes.
-const schemaVersion = 4
+const schemaVersion = 5
 
 // migrations[i] takes the schema from version i to i+1.
 //
@@ -43,7 +43,8 @@ const schemaVersion = 4
 // ListTracking filters and orders on it. Optional times are empty text when zero.
 // holds_cloud_pc is Request.Open() as of the last save, written by the store
 // on every save rather than restated in SQL, so the unique index follows the
-// domain's one definition of "open".
+// domain's one definition of "open". Likewise cloud_pc_holds (version 5) is
+// Request.HeldCloudPCs() as of each request's last save.
 var migrations = []string{
 	// 0 → 1
 	`
@@ -169,6 +170,26 @@ ALTER TABLE requests ADD COLUMN send_at TEXT NOT NULL DEFAULT '';
 ALTER TABLE requests ADD COLUMN more_time_asked INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE requests ADD COLUMN postponed INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE requests ADD COLUMN sign_in_lost INTEGER NOT NULL DEFAULT 0;
+`,
+	// 4 → 5: batches (approvals.Batch, as JSON; NULL for a single
+	// request), and the Cloud PCs each open request holds, batch members
+	// included (Request.HeldCloudPCs): one row per Cloud PC, so one holder
+	// per Cloud PC, whatever kind of request holds it. The store rewrites a
+	// request's rows in the transaction that saves it. Requests open at the
+	// upgrade are single ones, holding their own Cloud PC. The partial
+	// unique index on requests stays: it says the same of single requests
+	// (cloud_pc_holds holds their rows too), at no cost worth saving.
+	`
+ALTER TABLE requests ADD COLUMN batch TEXT CHECK (batch IS NULL OR (json_valid(batch) AND json_type(batch) = 'object'));
+
+CREATE TABLE cloud_pc_holds (
+	cloud_pc_id TEXT PRIMARY KEY CHECK (cloud_pc_id <> ''),
+	request_id  TEXT NOT NULL REFERENCES requests (id)
+) STRICT;
+CREATE INDEX cloud_pc_holds_by_request ON cloud_pc_holds (request_id);
+
+INSERT INTO cloud_pc_holds (cloud_pc_id, request_id)
+	SELECT cloud_pc_id, id FROM requests WHERE holds_cloud_pc = 1 AND cloud_pc_id <> '';
 `,
 }
 
@@ -524,11 +545,13 @@ func (s *Store) Close() error {
 // UTC and CloudPCID to lower case; on success r is updated to match what Get
 // returns afterwards (its slices and Device are then the store's copies).
 //
-// It returns an error wrapping approvals.ErrOpenRequestExists when the Cloud PC
-// already has an open request (checked by a unique index, so racing Creates
+// It returns an error wrapping approvals.ErrOpenRequestExists when a Cloud PC
+// r would hold (Request.HeldCloudPCs: its own, or its batch members') is
+// held by another request (checked by the database, so racing Creates
 // cannot both pass), one wrapping ErrDuplicateReference when r.ID is taken,
-// and a plain error when r is invalid or not pending. A request whose target
-// is not resolved yet (empty CloudPCID) holds no Cloud PC.
+// and a plain error when r is invalid or not pending; nothing is stored then.
+// A request whose target is not resolved yet (empty CloudPCID) holds no
+// Cloud PC.
 func (s *Store) Create(ctx context.Context, r *approvals.Request) error {
 	c := normalized(r)
 	if c.State == "" {
@@ -552,19 +575,30 @@ func (s *Store) Create(ctx context.Context, r *approvals.Request) error {
 		return fmt.Errorf("create request %s: %w", c.ID, err)
 	}
 
-	_, err = s.db.ExecContext(ctx, insertRequest, values...)
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("create request %s: %w", c.ID, err)
+	}
+	defer tx.Rollback()
+	_, err = tx.ExecContext(ctx, insertRequest, values...)
 	switch code := sqliteCode(err); {
 	case err == nil:
-		*r = *c
-		return nil
 	case code == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
 		return fmt.Errorf("create request %s: %w", c.ID, approvals.ErrDuplicateReference)
 	case code == sqlite3.SQLITE_CONSTRAINT_UNIQUE:
-		// The only UNIQUE constraint besides the primary key.
+		// The only UNIQUE constraint of requests besides the primary key.
 		return fmt.Errorf("create request %s for cloud PC %s: %w", c.ID, c.CloudPCID, approvals.ErrOpenRequestExists)
 	default:
 		return fmt.Errorf("create request %s: %w", c.ID, err)
 	}
+	if err := hold(ctx, tx, c); err != nil {
+		return fmt.Errorf("create request %s: %w", c.ID, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("create request %s: commit: %w", c.ID, err)
+	}
+	*r = *c
+	return nil
 }
 
 // sqliteCode returns the extended SQLite result code carried by err, or 0.
@@ -607,10 +641,12 @@ func getRequest(ctx context.Context, q queryer, id string) (*approvals.Request, 
 // update, if not nil, is applied to a copy of the loaded request before it is
 // saved. State and UpdatedAt are set by Transition afterwards, whatever update
 // did to them. Changing ID, Target, RequesterID, RequestChannelID, Approvers
-// or CreatedAt, or a CloudPCID that is already set, is a programming error and
-// fails the transition with a plain error. Setting CloudPCID while it is empty
-// (resolving the target) is allowed; when that Cloud PC already has another
-// open request the error wraps approvals.ErrOpenRequestExists. Nothing is
+// or CreatedAt, a CloudPCID that is already set, or a batch's targets or
+// policy (approvals.KeepsIdentity), is a programming error and fails the
+// transition with a plain error. Setting CloudPCID while it is empty
+// (resolving the target) is allowed. When the saved request would hold a
+// Cloud PC (Request.HeldCloudPCs: its own, or a batch member's) that another
+// request holds, the error wraps approvals.ErrOpenRequestExists. Nothing is
 // saved on any error.
 //
 // update runs while the write lock is held: it must be quick and must not call
@@ -644,8 +680,9 @@ func (s *Store) Apply(ctx context.Context, id string, c approvals.Change) (*appr
 // prompt locations, device details, tracking and the like. UpdatedAt is set
 // by Update. It refuses, saving nothing, with a plain error when update
 // changed State or anything Transition's update may not change, and with an
-// error wrapping approvals.ErrOpenRequestExists when update resolved the
-// target to a Cloud PC that has another open request. A nil update only
+// error wrapping approvals.ErrOpenRequestExists when the request would then
+// hold a Cloud PC another request holds (a target resolved to it, a batch
+// member added for it). A nil update only
 // bumps UpdatedAt. The same locking caveats as for Transition apply.
 func (s *Store) Update(ctx context.Context, id string, update func(*approvals.Request)) (*approvals.Request, error) {
 	return s.Apply(ctx, id, approvals.Change{Update: update})
@@ -696,6 +733,9 @@ func (s *Store) change(ctx context.Context, op, id string, edit func(current *ap
 	if n, err := res.RowsAffected(); err != nil || n != 1 {
 		return nil, fmt.Errorf("%s: %d rows saved (%v), want 1", op, n, err)
 	}
+	if err := hold(ctx, tx, next); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
 	if notify != nil {
 		if err := enqueue(ctx, tx, next.UpdatedAt, notify(clone(next))...); err != nil {
 			return nil, fmt.Errorf("%s: %w", op, err)
@@ -721,17 +761,18 @@ func (s *Store) ListByState(ctx context.Context, states ...approvals.State) ([]*
 	return s.list(ctx, `WHERE state IN (`+placeholders+`) ORDER BY created_at, id`, args...)
 }
 
-// OpenFor returns the open request (approvals.Request.Open) for the Cloud PC,
-// or an error wrapping approvals.ErrNotFound. The id is matched without
-// regard to case; an empty id (an unresolved target) has no open request.
+// OpenFor returns the open request that holds the Cloud PC
+// (approvals.Request.HeldCloudPCs): a single request for it, or a batch one
+// of whose members holds it; or an error wrapping approvals.ErrNotFound. The
+// id is matched without regard to case; an empty id (an unresolved target)
+// has no open request.
 func (s *Store) OpenFor(ctx context.Context, cloudPCID string) (*approvals.Request, error) {
 	id := strings.ToLower(cloudPCID)
 	if id == "" {
 		return nil, fmt.Errorf("open request for cloud PC %q: %w", cloudPCID, approvals.ErrNotFound)
 	}
-	// The WHERE repeats the unique index's, so SQLite may use it.
 	r, err := scanRequest(s.db.QueryRowContext(ctx, `SELECT `+selectColumns+` FROM requests
-		WHERE cloud_pc_id = ? AND holds_cloud_pc = 1 AND cloud_pc_id <> ''`, id))
+		WHERE id = (SELECT request_id FROM cloud_pc_holds WHERE cloud_pc_id = ?)`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("open request for cloud PC %s: %w", id, approvals.ErrNotFound)
 	}

@@ -110,7 +110,7 @@ func TestOpenConfiguresConnections(t *testing.T) {
 		"synchronous":  "2", // FULL
 		"foreign_keys": "1",
 		"busy_timeout": "5000",
-		"user_version": "4",
+		"user_version": "5",
 	} {
 		var got string
 		if err := db.QueryRow("PRAGMA " + pragma).Scan(&got); err != nil {
@@ -146,13 +146,13 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	if _, err := rawDB(t, path).Exec("PRAGMA user_version = 5"); err != nil {
+	if _, err := rawDB(t, path).Exec("PRAGMA user_version = 6"); err != nil {
 		t.Fatal(err)
 	}
 	s, err = sqlite.Open(path)
 	if err == nil {
 		s.Close()
-		t.Fatal("Open of a version 4 database succeeded, want an error")
+		t.Fatal("Open of a version 6 database succeeded, want an error")
 	}
 	if !strings.Contains(err.Error(), "newer") {
 		t.Errorf("error %q does not say the schema is newer", err)
@@ -194,6 +194,7 @@ func TestSchemaChecksJSON(t *testing.T) {
 		`approvers = 'U1'`, `approvers = '[]'`, `approvers = 'null'`, `approvers = '{"a":1}'`,
 		`prompts = '{'`, `prompts = '"x"'`, `device = '[]'`, `candidates = '{}'`,
 		`tracking_paused = 2`, `holds_cloud_pc = 2`, `tracking_checks = -1`,
+		`batch = '[]'`, `batch = 'null'`, `batch = '{'`, `batch = 'x'`,
 	} {
 		if _, err := raw.Exec(`UPDATE requests SET `+set+` WHERE id = ?`, r.ID); err == nil {
 			t.Errorf("SET %s accepted, want a refusal", set)
@@ -510,8 +511,8 @@ func TestOpenOfNewFileWaitsForAnOutsideWriteLock(t *testing.T) {
 	if err := sqlite.DB(s).QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
 		t.Errorf("journal_mode = %q, %v; want wal", mode, err)
 	}
-	if err := sqlite.DB(s).QueryRow("PRAGMA user_version").Scan(&version); err != nil || version != 4 {
-		t.Errorf("user_version = %d, %v; want 4", version, err)
+	if err := sqlite.DB(s).QueryRow("PRAGMA user_version").Scan(&version); err != nil || version != 5 {
+		t.Errorf("user_version = %d, %v; want 5", version, err)
 	}
 	mustCreate(t, s, newRequest())
 }
@@ -554,7 +555,7 @@ func TestMigrationKeepsTheApprovalDeadline(t *testing.T) {
 	mustMove(t, s, confirming.ID, approvals.StateConfirming)
 	s.Close()
 	raw := rawDB(t, path)
-	for _, stmt := range []string{"ALTER TABLE requests DROP COLUMN heads_up_user_id", "ALTER TABLE requests DROP COLUMN heads_up_result", "ALTER TABLE requests DROP COLUMN send_at", "ALTER TABLE requests DROP COLUMN more_time_asked", "ALTER TABLE requests DROP COLUMN postponed", "ALTER TABLE requests DROP COLUMN sign_in_lost", "ALTER TABLE requests DROP COLUMN approvals", "ALTER TABLE requests DROP COLUMN approvals_required", "ALTER TABLE requests DROP COLUMN user_account_type", "ALTER TABLE requests DROP COLUMN os_version", "DROP TABLE outbox", "DROP INDEX requests_by_update", "ALTER TABLE requests DROP COLUMN decide_by", "PRAGMA user_version = 1"} {
+	for _, stmt := range []string{"DROP TABLE cloud_pc_holds", "ALTER TABLE requests DROP COLUMN batch", "ALTER TABLE requests DROP COLUMN heads_up_user_id", "ALTER TABLE requests DROP COLUMN heads_up_result", "ALTER TABLE requests DROP COLUMN send_at", "ALTER TABLE requests DROP COLUMN more_time_asked", "ALTER TABLE requests DROP COLUMN postponed", "ALTER TABLE requests DROP COLUMN sign_in_lost", "ALTER TABLE requests DROP COLUMN approvals", "ALTER TABLE requests DROP COLUMN approvals_required", "ALTER TABLE requests DROP COLUMN user_account_type", "ALTER TABLE requests DROP COLUMN os_version", "DROP TABLE outbox", "DROP INDEX requests_by_update", "ALTER TABLE requests DROP COLUMN decide_by", "PRAGMA user_version = 1"} {
 		if _, err := raw.Exec(stmt); err != nil {
 			t.Fatalf("making a version 1 store: %s: %v", stmt, err)
 		}
@@ -569,5 +570,67 @@ func TestMigrationKeepsTheApprovalDeadline(t *testing.T) {
 	// approval deadline: it gets none rather than one that ends early.
 	if got := mustGet(t, s, confirming.ID); !got.DecideBy.IsZero() || !got.ExpiresAt.Equal(confirming.ExpiresAt) {
 		t.Errorf("confirming after the migration: decide by %v, expires %v", got.DecideBy, got.ExpiresAt)
+	}
+}
+
+// A version 4 store (before batches and cloud_pc_holds) is migrated at
+// Open: its requests read as single ones (Batch nil), and those open at the
+// upgrade hold their Cloud PC in cloud_pc_holds, so OpenFor finds them and
+// they block another request for it, batch members included; the others
+// hold nothing.
+func TestMigrationFillsCloudPCHolds(t *testing.T) {
+	path := dbPath(t)
+	s := openStore(t, path)
+	open := mustCreate(t, s, newRequest())
+	mustMove(t, s, open.ID, approvals.StateApproved)
+	denied := mustCreate(t, s, newRequest())
+	mustMove(t, s, denied.ID, approvals.StateDenied)
+	unresolved := newRequest()
+	unresolved.CloudPCID = ""
+	mustCreate(t, s, unresolved)
+	s.Close()
+	raw := rawDB(t, path)
+	for _, stmt := range []string{"DROP TABLE cloud_pc_holds", "ALTER TABLE requests DROP COLUMN batch", "PRAGMA user_version = 4"} {
+		if _, err := raw.Exec(stmt); err != nil {
+			t.Fatalf("making a version 4 store: %s: %v", stmt, err)
+		}
+	}
+	raw.Close()
+
+	s = openStore(t, path)
+	ctx := context.Background()
+	var holds int
+	if err := sqlite.DB(s).QueryRow(`SELECT count(*) FROM cloud_pc_holds`).Scan(&holds); err != nil || holds != 1 {
+		t.Errorf("cloud_pc_holds has %d rows (%v) after the migration, want 1", holds, err)
+	}
+	for _, r := range []*approvals.Request{open, denied, unresolved} {
+		if got := mustGet(t, s, r.ID); got.Batch != nil {
+			t.Errorf("%s read as a batch: %+v", r.ID, got.Batch)
+		}
+	}
+	if got, err := s.OpenFor(ctx, open.CloudPCID); err != nil || got.ID != open.ID {
+		t.Errorf("OpenFor(the open request's Cloud PC) = %v, %v; want %s", got, err, open.ID)
+	}
+	if _, err := s.OpenFor(ctx, denied.CloudPCID); !errors.Is(err, approvals.ErrNotFound) {
+		t.Errorf("OpenFor(the denied request's Cloud PC): %v, want ErrNotFound", err)
+	}
+	dup := newRequest()
+	dup.CloudPCID = open.CloudPCID
+	if err := s.Create(ctx, dup); !errors.Is(err, approvals.ErrOpenRequestExists) {
+		t.Errorf("Create for the open request's Cloud PC: %v, want ErrOpenRequestExists", err)
+	}
+	batch := newRequest()
+	batch.CloudPCID, batch.Target = "", "2 Cloud PCs"
+	batch.Batch = &approvals.Batch{Targets: []string{open.CloudPCID, denied.CloudPCID}, Members: []approvals.Member{
+		{Target: open.CloudPCID, CloudPCID: open.CloudPCID, Result: approvals.MemberWaiting},
+		{Target: denied.CloudPCID, CloudPCID: denied.CloudPCID, Result: approvals.MemberWaiting},
+	}}
+	if err := s.Create(ctx, batch); !errors.Is(err, approvals.ErrOpenRequestExists) {
+		t.Errorf("Create of a batch with the open request's Cloud PC: %v, want ErrOpenRequestExists", err)
+	}
+	batch.Batch.Targets, batch.Batch.Members = batch.Batch.Targets[1:], batch.Batch.Members[1:]
+	mustCreate(t, s, batch)
+	if got, err := s.OpenFor(ctx, denied.CloudPCID); err != nil || got.ID != batch.ID {
+		t.Errorf("OpenFor(the batch member's Cloud PC) = %v, %v; want %s", got, err, batch.ID)
 	}
 }

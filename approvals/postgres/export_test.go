@@ -14,7 +14,7 @@ import (
 func Pool(s *Store) *pgxpool.Pool { return s.pool }
 
 // Seed stores requests as they are (in whatever state, with their own
-// times) and audit records, in one transaction (COPY), through the store's
+// times), with the Cloud PCs they hold, and audit records, in one transaction (COPY), through the store's
 // own encoding: the conformance suite's large histories
 // (storetest.Harness.Seed).
 func Seed(s *Store, requests []*approvals.Request, events []approvals.Event) error {
@@ -24,15 +24,22 @@ func Seed(s *Store, requests []*approvals.Request, events []approvals.Event) err
 		return err
 	}
 	defer tx.Rollback(ctx)
-	var rows [][]any
+	var rows, holds [][]any
 	for _, r := range requests {
-		values, err := encodeRequest(normalized(r))
+		r = normalized(r)
+		values, err := encodeRequest(r)
 		if err != nil {
 			return err
 		}
 		rows = append(rows, values)
+		for _, pc := range r.HeldCloudPCs() {
+			holds = append(holds, []any{pc, r.ID})
+		}
 	}
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"requests"}, requestColumns, pgx.CopyFromRows(rows)); err != nil {
+		return err
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"cloud_pc_holds"}, []string{"cloud_pc_id", "request_id"}, pgx.CopyFromRows(holds)); err != nil {
 		return err
 	}
 	rows = rows[:0]

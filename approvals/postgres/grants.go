@@ -41,6 +41,7 @@ func Grants(role string) string {
 	return fmt.Sprintf(`GRANT USAGE ON SCHEMA public TO %[1]s;
 GRANT SELECT ON schema_version TO %[1]s;
 GRANT SELECT, INSERT, UPDATE ON requests TO %[1]s;
+GRANT SELECT, INSERT, DELETE ON cloud_pc_holds TO %[1]s;
 GRANT SELECT, INSERT, UPDATE, DELETE ON outbox TO %[1]s;
 GRANT SELECT, INSERT ON audit_events TO %[1]s;
 `, r)

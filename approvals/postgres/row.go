@@ -23,10 +23,11 @@ var requestColumns = []string{
 	"created_at", "updated_at", "expires_at", "decide_by",
 	"os_version", "user_account_type", "approvals_required", "approvals",
 	"heads_up_user_id", "heads_up_result", "send_at", "more_time_asked", "postponed", "sign_in_lost",
+	"batch",
 	"holds_cloud_pc",
 }
 
-var jsonColumns = map[string]bool{"approvers": true, "prompts": true, "device": true, "candidates": true, "approvals": true}
+var jsonColumns = map[string]bool{"approvers": true, "prompts": true, "device": true, "candidates": true, "approvals": true, "batch": true}
 
 var (
 	// selectColumns reads the json columns as text: what was written, to
@@ -78,6 +79,7 @@ func encodeRequest(r *approvals.Request) ([]any, error) {
 		e.json("approvals", mapSlice(r.Approvals, e.approval)),
 		r.HeadsUp.UserID, r.HeadsUp.Result, e.optTime("send at", r.HeadsUp.SendAt),
 		r.HeadsUp.MoreTimeAsked, r.HeadsUp.Postponed, r.HeadsUp.SignInLost,
+		e.batch(r.Batch),
 		r.Open(),
 	}
 	return values, e.err
@@ -91,6 +93,7 @@ func scanRequest(row interface{ Scan(...any) error }) (*approvals.Request, error
 		outcome, approved                      string
 		since, until, next, expires, decideBy  *time.Time
 		sendAt                                 *time.Time
+		batch                                  *string
 	)
 	err := row.Scan(&r.ID, &r.Target, &r.CloudPCID, &r.Reason, &r.RequesterID, &r.RequestChannelID, &approvers,
 		&state, &r.DecidedBy, &r.DecisionReason, &r.SignedInAs,
@@ -98,7 +101,8 @@ func scanRequest(row interface{ Scan(...any) error }) (*approvals.Request, error
 		&since, &until, &next, &r.Tracking.Checks, &r.Tracking.LastStatus, &r.Tracking.Paused, &r.Tracking.Result,
 		&r.CreatedAt, &r.UpdatedAt, &expires, &decideBy,
 		&r.Options.OSVersion, &r.Options.UserAccountType, &r.ApprovalsRequired, &approved,
-		&r.HeadsUp.UserID, &r.HeadsUp.Result, &sendAt, &r.HeadsUp.MoreTimeAsked, &r.HeadsUp.Postponed, &r.HeadsUp.SignInLost)
+		&r.HeadsUp.UserID, &r.HeadsUp.Result, &sendAt, &r.HeadsUp.MoreTimeAsked, &r.HeadsUp.Postponed, &r.HeadsUp.SignInLost,
+		&batch)
 	if err != nil {
 		return nil, err
 	}
@@ -126,6 +130,11 @@ func scanRequest(row interface{ Scan(...any) error }) (*approvals.Request, error
 	var as []approvalJSON
 	d.json("approvals", approved, &as)
 	r.Approvals = mapSlice(as, d.approval)
+	if batch != nil {
+		var b batchJSON
+		d.json("batch", *batch, &b)
+		r.Batch = d.batch(b)
+	}
 	if d.err != nil {
 		return nil, d.err
 	}
@@ -166,6 +175,7 @@ type cloudPCJSON struct {
 	ManagedDeviceName      string `json:"managed_device_name"`
 	ServicePlanName        string `json:"service_plan_name"`
 	ProvisioningPolicyName string `json:"provisioning_policy_name"`
+	ProvisioningPolicyID   string `json:"provisioning_policy_id"`
 	Status                 string `json:"status"`
 	StatusDetails          string `json:"status_details"`
 	// LastModified is RFC 3339 in UTC with microseconds; "" is the zero
@@ -247,7 +257,8 @@ func (e *encoder) cloudPC(pc approvals.CloudPC) cloudPCJSON {
 	j := cloudPCJSON{
 		ID: pc.ID, DisplayName: pc.DisplayName, UserPrincipalName: pc.UserPrincipalName,
 		ManagedDeviceName: pc.ManagedDeviceName, ServicePlanName: pc.ServicePlanName,
-		ProvisioningPolicyName: pc.ProvisioningPolicyName, Status: pc.Status, StatusDetails: pc.StatusDetails,
+		ProvisioningPolicyName: pc.ProvisioningPolicyName, ProvisioningPolicyID: pc.ProvisioningPolicyID,
+		Status: pc.Status, StatusDetails: pc.StatusDetails,
 	}
 	if !pc.LastModified.IsZero() {
 		j.LastModified = e.time("cloud PC last modified", pc.LastModified).Format(jsonTime)
@@ -294,7 +305,8 @@ func (d *decoder) cloudPC(j cloudPCJSON) approvals.CloudPC {
 	pc := approvals.CloudPC{
 		ID: j.ID, DisplayName: j.DisplayName, UserPrincipalName: j.UserPrincipalName,
 		ManagedDeviceName: j.ManagedDeviceName, ServicePlanName: j.ServicePlanName,
-		ProvisioningPolicyName: j.ProvisioningPolicyName, Status: j.Status, StatusDetails: j.StatusDetails,
+		ProvisioningPolicyName: j.ProvisioningPolicyName, ProvisioningPolicyID: j.ProvisioningPolicyID,
+		Status: j.Status, StatusDetails: j.StatusDetails,
 	}
 	if j.LastModified != "" {
 		t, err := time.Parse(time.RFC3339Nano, j.LastModified)
@@ -321,6 +333,12 @@ func clone(r *approvals.Request) *approvals.Request {
 	if r.Outcome != nil {
 		o := *r.Outcome
 		c.Outcome = &o
+	}
+	if r.Batch != nil {
+		b := *r.Batch
+		b.Targets = slices.Clone(r.Batch.Targets)
+		b.Members = slices.Clone(r.Batch.Members)
+		c.Batch = &b
 	}
 	return &c
 }
@@ -364,9 +382,9 @@ func Text(s string) string {
 
 // normalized returns a copy of r as Get will return it: times in UTC,
 // truncated to Precision, without monotonic readings; text without NUL
-// or invalid UTF-8; and CloudPCID in lower case (Graph ids are
-// case-insensitive; one spelling keeps the one-open-request index
-// effective).
+// or invalid UTF-8; and CloudPCID, its batch members' too, in lower case
+// (Graph ids are case-insensitive; one spelling keeps the
+// one-open-request index and cloud_pc_holds effective).
 func normalized(r *approvals.Request) *approvals.Request {
 	c := clone(r)
 	for _, s := range []*string{&c.ID, &c.Target, &c.CloudPCID, &c.Reason, &c.RequesterID, &c.RequestChannelID,
@@ -393,5 +411,110 @@ func normalized(r *approvals.Request) *approvals.Request {
 	for i := range c.Approvals {
 		c.Approvals[i].At = Time(c.Approvals[i].At)
 	}
+	if c.Batch != nil {
+		for i := range c.Batch.Members {
+			m := &c.Batch.Members[i]
+			m.CloudPCID = strings.ToLower(m.CloudPCID)
+			m.Device.LastModified = Time(m.Device.LastModified)
+			m.HeadsUp.SendAt = Time(m.HeadsUp.SendAt)
+		}
+	}
 	return c
+}
+
+// batchJSON, memberJSON and headsUpJSON are how a Batch is stored, in the
+// batch column (NULL for a single request), with the SQLite store's field
+// names, apart from the domain types like cloudPCJSON. Times are in
+// jsonTime, "" being the zero time; Targets and Members keep nil apart from
+// empty.
+type batchJSON struct {
+	Targets    []string     `json:"targets"`
+	Policy     string       `json:"policy"`
+	PolicyID   string       `json:"policy_id"`
+	PolicyName string       `json:"policy_name"`
+	Members    []memberJSON `json:"members"`
+	Stopped    bool         `json:"stopped"`
+	StoppedBy  string       `json:"stopped_by"`
+	Halted     bool         `json:"halted"`
+}
+
+type memberJSON struct {
+	Target         string      `json:"target"`
+	CloudPCID      string      `json:"cloud_pc_id"`
+	Device         cloudPCJSON `json:"device"`
+	Result         string      `json:"result"`
+	Detail         string      `json:"detail"`
+	Other          string      `json:"other"`
+	GraphCode      string      `json:"graph_code"`
+	GraphStatus    int         `json:"graph_status"`
+	GraphRequestID string      `json:"graph_request_id"`
+	HeadsUp        headsUpJSON `json:"heads_up"`
+	Tracked        string      `json:"tracked"`
+}
+
+type headsUpJSON struct {
+	UserID        string `json:"user_id"`
+	Result        string `json:"result"`
+	SendAt        string `json:"send_at"`
+	MoreTimeAsked bool   `json:"more_time_asked"`
+	Postponed     bool   `json:"postponed"`
+	SignInLost    bool   `json:"sign_in_lost"`
+}
+
+// batch returns the batch column's value: nil (NULL) for a single request.
+func (e *encoder) batch(b *approvals.Batch) any {
+	if b == nil {
+		return nil
+	}
+	return e.json("batch", batchJSON{
+		Targets: b.Targets, Policy: b.Policy, PolicyID: b.PolicyID, PolicyName: b.PolicyName,
+		Members: mapSlice(b.Members, e.member),
+		Stopped: b.Stopped, StoppedBy: b.StoppedBy, Halted: b.Halted,
+	})
+}
+
+func (e *encoder) member(m approvals.Member) memberJSON {
+	j := memberJSON{
+		Target: m.Target, CloudPCID: m.CloudPCID, Device: e.cloudPC(m.Device), Result: string(m.Result),
+		Detail: m.Detail, Other: m.Other,
+		GraphCode: m.GraphCode, GraphStatus: m.GraphStatus, GraphRequestID: m.GraphRequestID,
+		HeadsUp: headsUpJSON{
+			UserID: m.HeadsUp.UserID, Result: m.HeadsUp.Result,
+			MoreTimeAsked: m.HeadsUp.MoreTimeAsked, Postponed: m.HeadsUp.Postponed, SignInLost: m.HeadsUp.SignInLost,
+		},
+		Tracked: m.Tracked,
+	}
+	if !m.HeadsUp.SendAt.IsZero() {
+		j.HeadsUp.SendAt = e.time("member send at", m.HeadsUp.SendAt).Format(jsonTime)
+	}
+	return j
+}
+
+func (d *decoder) batch(j batchJSON) *approvals.Batch {
+	return &approvals.Batch{
+		Targets: j.Targets, Policy: j.Policy, PolicyID: j.PolicyID, PolicyName: j.PolicyName,
+		Members: mapSlice(j.Members, d.member),
+		Stopped: j.Stopped, StoppedBy: j.StoppedBy, Halted: j.Halted,
+	}
+}
+
+func (d *decoder) member(j memberJSON) approvals.Member {
+	m := approvals.Member{
+		Target: j.Target, CloudPCID: j.CloudPCID, Device: d.cloudPC(j.Device), Result: approvals.MemberResult(j.Result),
+		Detail: j.Detail, Other: j.Other,
+		GraphCode: j.GraphCode, GraphStatus: j.GraphStatus, GraphRequestID: j.GraphRequestID,
+		HeadsUp: approvals.HeadsUp{
+			UserID: j.HeadsUp.UserID, Result: j.HeadsUp.Result,
+			MoreTimeAsked: j.HeadsUp.MoreTimeAsked, Postponed: j.HeadsUp.Postponed, SignInLost: j.HeadsUp.SignInLost,
+		},
+		Tracked: j.Tracked,
+	}
+	if j.HeadsUp.SendAt != "" {
+		t, err := time.Parse(time.RFC3339Nano, j.HeadsUp.SendAt)
+		if err != nil {
+			d.fail("member send_at", err)
+		}
+		m.HeadsUp.SendAt = t.UTC()
+	}
+	return m
 }

@@ -3,7 +3,7 @@ package postgres
 // schemaVersion is the version of the schema this code reads and writes,
 // kept in the one-row table schema_version. Bump it and add a step to
 // migrations when the schema changes.
-const schemaVersion = 2
+const schemaVersion = 3
 
 // MigrationLockKey is the transaction-level advisory lock
 // (pg_advisory_xact_lock) under which Open migrates the schema, so that
@@ -25,7 +25,8 @@ const MigrationLockKey int64 = 0x7270_6d69_6772
 // queries inside these columns. holds_cloud_pc is Request.Open() as of the
 // last save, written by the store on every save rather than restated in
 // SQL, so that the unique index follows the domain's one definition of
-// "open".
+// "open". Likewise cloud_pc_holds (version 3) is Request.HeldCloudPCs() as
+// of each request's last save.
 var migrations = []string{
 	// 0 → 1
 	`
@@ -140,5 +141,46 @@ ALTER TABLE requests
 	ADD COLUMN more_time_asked boolean NOT NULL DEFAULT false,
 	ADD COLUMN postponed boolean NOT NULL DEFAULT false,
 	ADD COLUMN sign_in_lost boolean NOT NULL DEFAULT false;
+`,
+	// 2 → 3: batches (approvals.Batch, as json; NULL for a single
+	// request), and the Cloud PCs each open request holds, batch members
+	// included (Request.HeldCloudPCs): one row per Cloud PC, so one holder
+	// per Cloud PC, whatever kind of request holds it; of two transactions
+	// inserting the same Cloud PC, on one replica or two, the second waits
+	// for the first and fails on the primary key if it committed. The
+	// store writes a request's rows in the transaction that saves it.
+	// Requests open at the upgrade are single ones, holding their own Cloud
+	// PC (ALTER TABLE holds requests locked until the migration commits, so
+	// none is missed). The partial unique index on requests stays: it says
+	// the same of single requests (cloud_pc_holds holds their rows too), at
+	// no cost worth saving. The roles that may change requests (the bot's,
+	// given Grants) may keep cloud_pc_holds, so that an upgrade needs no
+	// new GRANT to keep the bot running.
+	`
+ALTER TABLE requests ADD COLUMN batch json CHECK (batch IS NULL OR json_typeof(batch) = 'object');
+
+CREATE TABLE cloud_pc_holds (
+	cloud_pc_id text COLLATE "C" PRIMARY KEY CHECK (cloud_pc_id <> ''),
+	request_id  text COLLATE "C" NOT NULL REFERENCES requests (id)
+);
+CREATE INDEX cloud_pc_holds_by_request ON cloud_pc_holds (request_id);
+
+INSERT INTO cloud_pc_holds (cloud_pc_id, request_id)
+	SELECT cloud_pc_id, id FROM requests WHERE holds_cloud_pc AND cloud_pc_id <> '';
+
+DO $$
+DECLARE
+	grantee regrole;
+BEGIN
+	FOR grantee IN
+		SELECT DISTINCT a.grantee::regrole
+		FROM pg_catalog.pg_class c, aclexplode(c.relacl) a
+		WHERE c.oid = 'requests'::regclass AND a.privilege_type = 'UPDATE'
+			AND a.grantee <> 0 AND a.grantee <> c.relowner
+	LOOP
+		EXECUTE format('GRANT SELECT, INSERT, DELETE ON cloud_pc_holds TO %s', grantee);
+	END LOOP;
+END
+$$;
 `,
 }

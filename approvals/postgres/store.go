@@ -13,10 +13,14 @@
 //     first; the others wait for its commit, then read what it left (a
 //     locking read sees the latest committed version) and are refused with
 //     an *approvals.TransitionError when the move is no longer allowed.
-//   - One open request per Cloud PC: a partial unique index on cloud_pc_id
-//     where holds_cloud_pc, the column the store writes from
-//     Request.Open() on every save. A unique violation is returned wrapping
-//     approvals.ErrOpenRequestExists.
+//   - One holder per Cloud PC, single requests and batch members alike:
+//     the table cloud_pc_holds, one row per Cloud PC (its primary key),
+//     which every save rewrites for its request from
+//     Request.HeldCloudPCs() in the same transaction (and, for single
+//     requests, also a partial unique index on cloud_pc_id where
+//     holds_cloud_pc, the column the store writes from Request.Open()). A
+//     unique violation is returned wrapping approvals.ErrOpenRequestExists,
+//     and nothing of that write is saved.
 //   - An append-only audit trail: a trigger refuses UPDATE, DELETE and
 //     TRUNCATE on audit_events for every role but a superuser, and the
 //     bot's role needs only SELECT and INSERT there (Grants).
@@ -212,6 +216,7 @@ func constraint(err error) string {
 const (
 	primaryKey   = "requests_pkey"
 	oneOpenPerPC = "requests_one_open_per_cloud_pc"
+	holdsKey     = "cloud_pc_holds_pkey"
 )
 
 // Create stores r as a new pending request. An empty State is set to
@@ -220,12 +225,13 @@ const (
 // success r is updated to match what Get returns afterwards (its slices
 // and Device are then the store's copies).
 //
-// It returns an error wrapping approvals.ErrOpenRequestExists when the
-// Cloud PC already has an open request (checked by a unique index, so
+// It returns an error wrapping approvals.ErrOpenRequestExists when a
+// Cloud PC r would hold (Request.HeldCloudPCs: its own, or its batch
+// members') is held by another request (checked by the database, so
 // racing Creates, on any replica, cannot both pass), one wrapping
 // approvals.ErrDuplicateReference when r.ID is taken, and a plain error
-// when r is invalid or not pending. A request whose target is not
-// resolved yet (empty CloudPCID) holds no Cloud PC.
+// when r is invalid or not pending; nothing is stored then. A request
+// whose target is not resolved yet (empty CloudPCID) holds no Cloud PC.
 func (s *Store) Create(ctx context.Context, r *approvals.Request) error {
 	c := normalized(r)
 	if c.State == "" {
@@ -248,14 +254,17 @@ func (s *Store) Create(ctx context.Context, r *approvals.Request) error {
 	if err != nil {
 		return fmt.Errorf("create request %s: %w", c.ID, err)
 	}
-	_, err = s.pool.Exec(ctx, insertRequest, values...)
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("create request %s: %w", c.ID, err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	_, err = tx.Exec(ctx, insertRequest, values...)
 	switch constraint(err) {
 	case "":
 		if err != nil {
 			return fmt.Errorf("create request %s: %w", c.ID, err)
 		}
-		*r = *c
-		return nil
 	case primaryKey:
 		return fmt.Errorf("create request %s: %w", c.ID, approvals.ErrDuplicateReference)
 	case oneOpenPerPC:
@@ -263,6 +272,14 @@ func (s *Store) Create(ctx context.Context, r *approvals.Request) error {
 	default:
 		return fmt.Errorf("create request %s: %w", c.ID, err)
 	}
+	if err := hold(ctx, tx, c.ID, nil, c.HeldCloudPCs()); err != nil {
+		return fmt.Errorf("create request %s: %w", c.ID, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("create request %s: commit: %w", c.ID, err)
+	}
+	*r = *c
+	return nil
 }
 
 // Get returns the request with reference id, or an error wrapping
@@ -293,10 +310,12 @@ func getRequest(ctx context.Context, q querier, id, lock string) (*approvals.Req
 // update, if not nil, is applied to a copy of the loaded request before it
 // is saved. State and UpdatedAt are set by Transition afterwards, whatever
 // update did to them. Changing ID, Target, RequesterID, RequestChannelID,
-// Approvers or CreatedAt, or a CloudPCID that is already set, is a
-// programming error and fails the transition with a plain error. Setting
-// CloudPCID while it is empty (resolving the target) is allowed; when that
-// Cloud PC already has another open request the error wraps
+// Approvers or CreatedAt, a CloudPCID that is already set, or a batch's
+// targets or policy (approvals.KeepsIdentity), is a programming error and
+// fails the transition with a plain error. Setting CloudPCID while it is
+// empty (resolving the target) is allowed. When the saved request would
+// hold a Cloud PC (Request.HeldCloudPCs: its own, or a batch member's)
+// that another request holds, the error wraps
 // approvals.ErrOpenRequestExists. Nothing is saved on any error.
 //
 // update runs while the request's row is locked: it must be quick and must
@@ -318,9 +337,9 @@ func (s *Store) TransitionFrom(ctx context.Context, id string, from []approvals.
 // locations, device details, tracking and the like. UpdatedAt is set by
 // Update. It refuses, saving nothing, with a plain error when update
 // changed State or anything Transition's update may not change, and with
-// an error wrapping approvals.ErrOpenRequestExists when update resolved
-// the target to a Cloud PC that has another open request. A nil update
-// only bumps UpdatedAt.
+// an error wrapping approvals.ErrOpenRequestExists when the request would
+// then hold a Cloud PC another request holds (a target resolved to it, a
+// batch member added for it). A nil update only bumps UpdatedAt.
 func (s *Store) Update(ctx context.Context, id string, update func(*approvals.Request)) (*approvals.Request, error) {
 	return s.Apply(ctx, id, approvals.Change{Update: update})
 }
@@ -384,6 +403,13 @@ func (s *Store) change(ctx context.Context, op, id string, edit func(current *ap
 	if n := tag.RowsAffected(); n != 1 {
 		return nil, fmt.Errorf("%s: %d rows saved, want 1", op, n)
 	}
+	held, err := heldBy(ctx, tx, id)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	if err := hold(ctx, tx, id, held, next.HeldCloudPCs()); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
 	if notify != nil {
 		if err := enqueue(ctx, tx, next.UpdatedAt, false, notify(clone(next))...); err != nil {
 			return nil, fmt.Errorf("%s: %w", op, err)
@@ -408,18 +434,18 @@ func (s *Store) ListByState(ctx context.Context, states ...approvals.State) ([]*
 	return s.list(ctx, `WHERE state = ANY($1) ORDER BY created_at, id`, names)
 }
 
-// OpenFor returns the open request (approvals.Request.Open) for the Cloud
-// PC, or an error wrapping approvals.ErrNotFound. The id is matched
-// without regard to case; an empty id (an unresolved target) has no open
-// request.
+// OpenFor returns the open request that holds the Cloud PC
+// (approvals.Request.HeldCloudPCs): a single request for it, or a batch
+// one of whose members holds it; or an error wrapping
+// approvals.ErrNotFound. The id is matched without regard to case; an
+// empty id (an unresolved target) has no open request.
 func (s *Store) OpenFor(ctx context.Context, cloudPCID string) (*approvals.Request, error) {
 	id := strings.ToLower(Text(cloudPCID))
 	if id == "" {
 		return nil, fmt.Errorf("open request for cloud PC %q: %w", cloudPCID, approvals.ErrNotFound)
 	}
-	// The WHERE repeats the unique index's, so that it is used.
 	r, err := scanRequest(s.pool.QueryRow(ctx, `SELECT `+selectColumns+` FROM requests
-		WHERE cloud_pc_id = $1 AND holds_cloud_pc AND cloud_pc_id <> ''`, id))
+		WHERE id = (SELECT request_id FROM cloud_pc_holds WHERE cloud_pc_id = $1)`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("open request for cloud PC %s: %w", id, approvals.ErrNotFound)
 	}

@@ -146,8 +146,8 @@ func TestMigrationRunsOnce(t *testing.T) {
 	if _, err := stores[n-1].Transition(context.Background(), r.ID, approvals.StateApproved, nil); err != nil {
 		t.Fatal(err)
 	}
-	if v := queryInt(t, u, `SELECT version FROM schema_version`); v != 2 {
-		t.Errorf("schema version %d, want 2", v)
+	if v := queryInt(t, u, `SELECT version FROM schema_version`); v != 3 {
+		t.Errorf("schema version %d, want 3", v)
 	}
 	if rows := queryInt(t, u, `SELECT count(*) FROM schema_version`); rows != 1 {
 		t.Errorf("schema_version has %d rows, want 1", rows)
@@ -218,7 +218,9 @@ func TestAuditTrailRefusesTruncate(t *testing.T) {
 	}
 	for _, stmt := range []string{
 		`TRUNCATE audit_events`,
-		`TRUNCATE audit_events, requests`,
+		// With every table that references requests (else the foreign
+		// key refuses first).
+		`TRUNCATE audit_events, requests, cloud_pc_holds`,
 		`UPDATE audit_events SET actor = 'x' WHERE false`,
 		`DELETE FROM audit_events WHERE false`,
 		`INSERT INTO audit_events ("time", request_id, kind, actor, details) VALUES (now(), 'R-AAAAAA', 'x', '', '{}')
@@ -242,10 +244,14 @@ func TestSchemaChecks(t *testing.T) {
 	for _, set := range []string{
 		`approvers = '"U1"'`, `approvers = '[]'`, `approvers = 'null'`, `approvers = '{"a":1}'`, `approvers = '['`,
 		`prompts = '"x"'`, `device = '[]'`, `candidates = '{}'`, `tracking_checks = -1`, `created_at = NULL`,
+		`batch = '[]'`, `batch = 'null'`, `batch = '"x"'`, `batch = '{'`,
 	} {
 		if err := execSQL(t, u, `UPDATE requests SET `+set+` WHERE id = '`+r.ID+`'`); err == nil {
 			t.Errorf("SET %s accepted, want a refusal", set)
 		}
+	}
+	if err := execSQL(t, u, `INSERT INTO cloud_pc_holds (cloud_pc_id, request_id) VALUES ('`+uuid.NewString()+`', 'R-NOSUCH')`); err == nil {
+		t.Error("a hold by a request that does not exist was accepted")
 	}
 	if err := execSQL(t, u, `INSERT INTO outbox (request_id, kind, coalesce_key, payload, generation, attempts, last_error, created_at, next_at)
 		VALUES ('`+r.ID+`', 'prompts', '', '[]', 0, 0, '', now(), now())`); err == nil {
@@ -320,6 +326,7 @@ func TestGrantsSuffice(t *testing.T) {
 		func() error { _, err := s.ListByRequester(ctx, "U_REQUESTER", 20); return err },
 		func() error { _, err := s.ListUpdatedSince(ctx, time.Time{}); return err },
 		func() error { _, err := s.OpenFor(ctx, r.CloudPCID); return err },
+		func() error { return holdAndLetGo(ctx, s) },
 		func() error { return s.Ping(ctx) },
 		func() error { _, err := s.CountOpen(ctx); return err },
 	}
@@ -498,5 +505,111 @@ func TestTransitionsAcrossProcesses(t *testing.T) {
 		if err != nil || r.State != approvals.StateApproved || (r.DecidedBy == "parent") != parentWon[ref] {
 			t.Errorf("%s: %v, %v", ref, r, err)
 		}
+	}
+}
+
+// holdAndLetGo makes a batch holding two Cloud PCs, lets one go, then
+// ends it (cloud_pc_holds: INSERT, SELECT, DELETE).
+func holdAndLetGo(ctx context.Context, s approvals.Store) error {
+	b := newBatch(uuid.NewString(), uuid.NewString())
+	if err := s.Create(ctx, b); err != nil {
+		return err
+	}
+	if _, err := s.Update(ctx, b.ID, func(r *approvals.Request) { r.Batch.Members[0].Result = approvals.MemberSkipped }); err != nil {
+		return err
+	}
+	_, err := s.Transition(ctx, b.ID, approvals.StateCanceled, nil)
+	return err
+}
+
+// newBatch returns a batch of the Cloud PCs, each waiting (holding it).
+func newBatch(pcs ...string) *approvals.Request {
+	r := newRequest()
+	r.CloudPCID, r.Target = "", fmt.Sprintf("%d Cloud PCs", len(pcs))
+	r.Batch = &approvals.Batch{Targets: pcs}
+	for _, pc := range pcs {
+		r.Batch.Members = append(r.Batch.Members, approvals.Member{Target: pc, CloudPCID: pc, Result: approvals.MemberWaiting})
+	}
+	return r
+}
+
+// TestMigrationFromVersion2: a version 2 database (before batches and
+// cloud_pc_holds), its bot's role granted what version 2's Grants gave, is
+// migrated by the owner's Open: its requests read as single ones, those
+// open at the upgrade hold their Cloud PC in cloud_pc_holds (OpenFor finds
+// them; they block another request, batch members included), the others
+// hold nothing; and the bot's role may keep cloud_pc_holds without a new
+// GRANT.
+func TestMigrationFromVersion2(t *testing.T) {
+	owner := pgtest.URL(t)
+	role, bot := pgtest.NewRole(t, owner)
+	ctx := context.Background()
+	s := open(t, owner)
+	held := mustCreate(t, s, newRequest())
+	if _, err := s.Transition(ctx, held.ID, approvals.StateApproved, nil); err != nil {
+		t.Fatal(err)
+	}
+	denied := mustCreate(t, s, newRequest())
+	if _, err := s.Transition(ctx, denied.ID, approvals.StateDenied, nil); err != nil {
+		t.Fatal(err)
+	}
+	unresolved := newRequest()
+	unresolved.CloudPCID = ""
+	mustCreate(t, s, unresolved)
+	s.Close()
+	r := pgx.Identifier{role}.Sanitize()
+	for _, stmt := range []string{
+		`DROP TABLE cloud_pc_holds`,
+		`ALTER TABLE requests DROP COLUMN batch`,
+		`UPDATE schema_version SET version = 2`,
+		// Version 2's Grants.
+		`GRANT USAGE ON SCHEMA public TO ` + r,
+		`GRANT SELECT ON schema_version TO ` + r,
+		`GRANT SELECT, INSERT, UPDATE ON requests TO ` + r,
+		`GRANT SELECT, INSERT, UPDATE, DELETE ON outbox TO ` + r,
+		`GRANT SELECT, INSERT ON audit_events TO ` + r,
+	} {
+		if err := execSQL(t, owner, stmt); err != nil {
+			t.Fatalf("making a version 2 database: %s: %v", stmt, err)
+		}
+	}
+	if _, err := postgres.Open(ctx, bot); err == nil || !strings.Contains(err.Error(), "owner") {
+		t.Fatalf("Open of the version 2 database as the bot's role: %v, want an error saying the owner must migrate", err)
+	}
+
+	open(t, owner).Close() // the owner migrates
+	if v := queryInt(t, owner, `SELECT version FROM schema_version`); v != 3 {
+		t.Errorf("schema version %d after the migration, want 3", v)
+	}
+	if n := queryInt(t, owner, `SELECT count(*) FROM cloud_pc_holds`); n != 1 {
+		t.Errorf("cloud_pc_holds has %d rows after the migration, want 1", n)
+	}
+	s = open(t, bot)
+	for _, r := range []*approvals.Request{held, denied, unresolved} {
+		got, err := s.Get(ctx, r.ID)
+		if err != nil || got.Batch != nil {
+			t.Errorf("%s after the migration: %+v, %v; want a single request", r.ID, got, err)
+		}
+	}
+	if got, err := s.OpenFor(ctx, held.CloudPCID); err != nil || got.ID != held.ID {
+		t.Errorf("OpenFor(the open request's Cloud PC) = %v, %v; want %s", got, err, held.ID)
+	}
+	if _, err := s.OpenFor(ctx, denied.CloudPCID); !errors.Is(err, approvals.ErrNotFound) {
+		t.Errorf("OpenFor(the denied request's Cloud PC): %v, want ErrNotFound", err)
+	}
+	dup := newRequest()
+	dup.CloudPCID = held.CloudPCID
+	if err := s.Create(ctx, dup); !errors.Is(err, approvals.ErrOpenRequestExists) {
+		t.Errorf("Create for the open request's Cloud PC: %v, want ErrOpenRequestExists", err)
+	}
+	if err := s.Create(ctx, newBatch(denied.CloudPCID, held.CloudPCID)); !errors.Is(err, approvals.ErrOpenRequestExists) {
+		t.Errorf("Create of a batch with the open request's Cloud PC: %v, want ErrOpenRequestExists", err)
+	}
+	b := mustCreate(t, s, newBatch(denied.CloudPCID))
+	if got, err := s.OpenFor(ctx, denied.CloudPCID); err != nil || got.ID != b.ID {
+		t.Errorf("OpenFor(the batch member's Cloud PC) = %v, %v; want %s", got, err, b.ID)
+	}
+	if err := holdAndLetGo(ctx, s); err != nil {
+		t.Errorf("the bot's role keeping cloud_pc_holds: %v", err)
 	}
 }

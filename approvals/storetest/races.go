@@ -26,6 +26,8 @@ var raceTests = []test{
 	{"ApplyRaceEnqueuesOnce", func(t *testing.T, h *Harness) { raceApply(t, 10, h.open(t)) }},
 	{"OutboxAtLeastOnce", func(t *testing.T, h *Harness) { raceOutbox(t, h.open(t)) }},
 	{"ChainsInParallel", func(t *testing.T, h *Harness) { raceChains(t, h.open(t)) }},
+	{"HoldRaceOnSameCloudPC", func(t *testing.T, h *Harness) { raceHold(t, 16, h.open(t)) }},
+	{"OverlappingBatchesRace", func(t *testing.T, h *Harness) { raceOverlappingBatches(t, 8, h.open(t)) }},
 }
 
 // replicaTests: the races across two stores serving one database, as two
@@ -39,6 +41,9 @@ var replicaTests = []test{
 	{"Replicas/OutboxAtLeastOnce", func(t *testing.T, h *Harness) { raceOutbox(t, replicas(t, h)...) }},
 	{"Replicas/ChainsInParallel", func(t *testing.T, h *Harness) { raceChains(t, replicas(t, h)...) }},
 	{"Replicas/SeeEachOthersChanges", testReplicasSeeEachOthersChanges},
+	{"Replicas/HoldRaceOnSameCloudPC", func(t *testing.T, h *Harness) { raceHold(t, 16, replicas(t, h)...) }},
+	{"Replicas/OverlappingBatchesRace", func(t *testing.T, h *Harness) { raceOverlappingBatches(t, 8, replicas(t, h)...) }},
+	{"Replicas/BatchSwapRefused", func(t *testing.T, h *Harness) { raceSwap(t, 20, replicas(t, h)...) }},
 }
 
 // replicas opens two stores on one new database.

@@ -15,7 +15,8 @@
 // broken by reference, in byte order); the state machine, compare-and-swap
 // transitions and updates that keep a request's identity, also when many
 // goroutines, and several replicas where the store allows them, race; one
-// open request per Cloud PC; the append-only audit trail; the outbox
+// holder per Cloud PC, single requests and batch members alike; the
+// append-only audit trail; the outbox
 // (coalescing with generations, postponing, at least once, atomic with the
 // change it announces); the clock and deadline queries; and large
 // histories. Store-specific matters (files, locks, migrations, connection
@@ -99,7 +100,7 @@ type test struct {
 // gets a database of its own; they run in parallel.
 func Run(t *testing.T, h Harness) {
 	h.check(t)
-	tests := concat(requestTests, updateTests, listTests, auditTests, outboxTests, clockTests, raceTests, historyTests)
+	tests := concat(requestTests, updateTests, batchTests, listTests, auditTests, outboxTests, clockTests, raceTests, historyTests)
 	if h.Replicas {
 		tests = concat(tests, replicaTests)
 	}

@@ -60,7 +60,8 @@ type ClientOptions struct {
 	// MaxRetryDelay caps the wait before a retry. A Retry-After longer than this ends the
 	// call with that 429/503 instead of waiting. Default 60s.
 	MaxRetryDelay time.Duration
-	// TryTimeout bounds each HTTP attempt. Default 60s.
+	// TryTimeout bounds each HTTP attempt, and separately the token acquisition
+	// before it. The wait for RateLimiter is not part of it. Default 60s.
 	TryTimeout time.Duration
 	// RetryDelay is the first backoff before a retry when Graph sends no Retry-After
 	// (it grows exponentially, capped by MaxRetryDelay). Default 800ms (azcore's);
@@ -73,6 +74,10 @@ type ClientOptions struct {
 	// ("get", "list", "reprovision", "action_results") and the status (0
 	// when no response came), for metrics. It must be quick.
 	Observe func(operation string, status int)
+	// RateLimiter, if set, paces every HTTP attempt (retries included) of every
+	// Client given the same one, and pauses them all after a 429/503 with
+	// Retry-After. nil: no pacing.
+	RateLimiter *RateLimiter
 	// Transport, if set, sends the requests (for tests). nil uses a client like azcore's
 	// default. Redirects are never followed (an *http.Client is copied with CheckRedirect
 	// replaced).
@@ -94,6 +99,7 @@ type Client struct {
 // Retry-After. POST (Reprovision) is retried only on 429/503, never after a transport
 // error or timeout. GET (GetCloudPC, FindCloudPCs, RemoteActionResults: safe and
 // idempotent) is also retried on 408/500/502/504, transport errors and per-try timeouts.
+// With opts.RateLimiter every attempt first waits its turn there.
 func NewClient(cred azcore.TokenCredential, opts ClientOptions) (*Client, error) {
 	if cred == nil {
 		return nil, errors.New("graph: NewClient needs a credential")
@@ -137,8 +143,10 @@ func NewClient(cred azcore.TokenCredential, opts ClientOptions) (*Client, error)
 		MaxRetries:    int32(maxRetries),
 		MaxRetryDelay: maxDelay,
 		RetryDelay:    retryDelay,
-		TryTimeout:    tryTimeout,
-		StatusCodes:   []int{http.StatusTooManyRequests, http.StatusServiceUnavailable},
+		// No azcore per-try timeout: it would also run while the attempt waits for the
+		// RateLimiter. pacePolicy bounds the attempt, timedCredential the token.
+		TryTimeout:  0,
+		StatusCodes: []int{http.StatusTooManyRequests, http.StatusServiceUnavailable},
 		// ShouldRetry replaces azcore's own test, which would also retry transport
 		// errors and timeouts: a POST that may have reached Graph is never resent.
 		ShouldRetry: shouldRetry,
@@ -155,8 +163,11 @@ func NewClient(cred azcore.TokenCredential, opts ClientOptions) (*Client, error)
 		runtime.PipelineOptions{
 			// Order matters: the attempt policy runs after the bearer policy, so it also
 			// records the resend the bearer policy makes after a 401 CAE challenge.
+			// pacePolicy sits right before it: every HTTP attempt waits for the
+			// rate limiter and then gets TryTimeout.
 			PerRetry: []policy.Policy{
-				runtime.NewBearerTokenPolicy(cred, []string{scope}, nil),
+				runtime.NewBearerTokenPolicy(timedCredential{cred: cred, timeout: tryTimeout}, []string{scope}, nil),
+				pacePolicy{limiter: opts.RateLimiter, tryTimeout: tryTimeout},
 				policy.Policy(attemptPolicy{}),
 			},
 		},
@@ -166,6 +177,63 @@ func NewClient(cred azcore.TokenCredential, opts ClientOptions) (*Client, error)
 			Transport: transport,
 		})
 	return &Client{base: base, pl: pl, observe: opts.Observe, postRetry: postRetry, getRetry: getRetry}, nil
+}
+
+// timedCredential bounds each token acquisition by timeout (azcore's per-try timeout
+// used to, before the rate limiter's wait was moved into the try).
+type timedCredential struct {
+	cred    azcore.TokenCredential
+	timeout time.Duration
+}
+
+func (c timedCredential) GetToken(ctx context.Context, opts policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	return c.cred.GetToken(ctx, opts)
+}
+
+// pacePolicy runs once per HTTP attempt (after the bearer policy, so also for its
+// resend after a claims challenge): it waits for the rate limiter, if any, then bounds
+// the attempt by tryTimeout (its answer's body included), and pauses the limiter when
+// Graph answers 429/503 with a Retry-After.
+type pacePolicy struct {
+	limiter    *RateLimiter
+	tryTimeout time.Duration
+}
+
+func (p pacePolicy) Do(req *policy.Request) (*http.Response, error) {
+	ctx := req.Raw().Context()
+	if p.limiter != nil {
+		if err := p.limiter.Wait(ctx); err != nil {
+			return nil, err // nothing sent
+		}
+	}
+	tryCtx, cancel := context.WithTimeout(ctx, p.tryTimeout)
+	resp, err := req.WithContext(tryCtx).Next()
+	if p.limiter != nil {
+		now := time.Now()
+		if d := retryAfter(resp, now); d > 0 {
+			p.limiter.PauseUntil(now.Add(d))
+		}
+	}
+	if err != nil || resp == nil || resp.Body == nil || resp.Body == http.NoBody {
+		cancel()
+		return resp, err
+	}
+	// Like azcore's per-try timeout: a body not read yet keeps its context until closed.
+	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+	return resp, nil
+}
+
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (b *cancelOnClose) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
 }
 
 // noRedirects returns a transport that does not follow redirects: a 307/308 would make

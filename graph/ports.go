@@ -20,7 +20,7 @@ var (
 // NewSignIns returns the approvals.SignIns port: device-code sign-ins through auth,
 // each yielding a Session whose CloudPCs call Graph as configured by opts with the
 // approver's token. opts is checked now (a bad BaseURL fails here, not at the first
-// call).
+// call). Every session's client gets opts.RateLimiter, so all sign-ins pace together.
 func NewSignIns(auth *Authenticator, opts ClientOptions) (approvals.SignIns, error) {
 	if auth == nil {
 		return nil, errors.New("graph: NewSignIns needs an Authenticator")

@@ -17,13 +17,21 @@ const (
 	TargetUPN                              // the user's principal name, alice@contoso.com
 )
 
-// Command is a parsed `/reprovision` invocation.
+// Command is a parsed `/reprovision` invocation: one Cloud PC (Target), or
+// a batch (batchcommand.go): several Cloud PCs (Targets) or a provisioning
+// policy's (Policy).
 type Command struct {
 	// Help is set for `/reprovision` alone or `/reprovision help`.
 	Help bool
 	// Target is the Cloud PC as named: id (lower case), device name or UPN.
 	Target string
 	Kind   TargetKind
+	// Targets are a batch's Cloud PCs as listed, each checked and written
+	// like Target (repeats kept: the workflow collapses them).
+	Targets []string
+	// Policy is a batch's provisioning policy: its id (lower case) or its
+	// display name as typed.
+	Policy string
 	// Reason is why; empty means the bot must ask for it.
 	Reason string
 	// Options are the reprovision options given (--os, --account), in
@@ -40,7 +48,7 @@ func (c Command) CloudPCID() string {
 }
 
 const (
-	// maxCommandText bounds what we even look at.
+	// maxCommandText bounds a command for one Cloud PC.
 	maxCommandText = 600
 	// MaxReason keeps a reason readable on a prompt (Slack sections hold 3000).
 	MaxReason = 500
@@ -48,6 +56,8 @@ const (
 
 // Usage is the reply to `/reprovision help`.
 const Usage = "*Usage:* `/reprovision <cloud PC id | device name | user@domain> [--os windows10|windows11] [--account standard|administrator] <reason>`\n" +
+	"Several at once (a batch, one approval): `/reprovision <cloud PC>,<cloud PC>,… [options] <reason>` (commas, no spaces), " +
+	"or every Cloud PC of a provisioning policy: `/reprovision --policy <policy id | \"policy name\"> [options] <reason>`.\n" +
 	"Asks an approver to reprovision that Windows 365 Cloud PC. Name it by its id (a GUID such as " +
 	"`4e1f0b9a-2c3d-4e5f-8a9b-0c1d2e3f4a5b`), its device name (`CPC-alice-8X2K1`) or its user's sign-in name. " +
 	"Say why after it; without a reason you are asked for one.\n" +
@@ -60,8 +70,8 @@ const Usage = "*Usage:* `/reprovision <cloud PC id | device name | user@domain> 
 // safe to show to the user as is: it never echoes their input back (which
 // could carry Slack markup).
 func ParseCommand(text string) (Command, error) {
-	if len(text) > maxCommandText {
-		return Command{}, inputError("That is too long: name one Cloud PC and give a short reason.")
+	if len(text) > maxBatchCommandText {
+		return Command{}, errBatchTooLong
 	}
 	if !utf8.ValidString(text) {
 		return Command{}, inputError("The text is not valid UTF-8.")
@@ -81,36 +91,62 @@ func ParseCommand(text string) (Command, error) {
 	if len(fields) == 0 || (len(fields) == 1 && strings.EqualFold(fields[0], "help")) {
 		return Command{Help: true}, nil
 	}
+	if isPolicyOption(fields[0]) {
+		return parsePolicyCommand(text, fields[0])
+	}
+	list := strings.Contains(fields[0], ",")
+	if len(text) > maxCommandText && !list {
+		return Command{}, errTooLong
+	}
 	if looksLikeOption(fields[0]) {
 		return Command{}, errOptionsFirst
 	}
-	target, err := parseTarget(fields[0])
+	var target Command
+	var err error
+	if list {
+		target.Targets, err = parseTargetList(fields[0])
+	} else {
+		target, err = parseTarget(fields[0])
+	}
 	if err != nil {
 		return Command{}, err
 	}
-	opts, n, err := parseOptions(fields[1:])
+	return withOptionsAndReason(target, fields[1:])
+}
+
+// withOptionsAndReason completes c with the options and the reason that
+// follow its Cloud PC, its list or its policy.
+func withOptionsAndReason(c Command, fields []string) (Command, error) {
+	opts, n, err := parseOptions(fields)
 	if err != nil {
 		return Command{}, err
 	}
-	target.Options = opts
-	rest := fields[1+n:]
+	c.Options = opts
+	rest := fields[n:]
 	for _, f := range rest {
 		// An option among the reason's words would not be sent: the
 		// requester would believe they asked for it.
-		if isKnownOption(f) {
+		switch {
+		case isPolicyOption(f):
+			return Command{}, errPolicyPlace
+		case isKnownOption(f):
 			return Command{}, errOptionInReason
 		}
 	}
-	target.Reason = strings.Join(rest, " ")
-	if err := CheckReason(target.Reason, false); err != nil {
+	if len(c.Targets) > 0 && len(rest) > 0 && approvals.ValidCloudPCID(rest[0]) {
+		return Command{}, errListSpaces // a list with a space in it
+	}
+	c.Reason = strings.Join(rest, " ")
+	if err := CheckReason(c.Reason, false); err != nil {
 		return Command{}, err
 	}
-	return target, nil
+	return c, nil
 }
 
 // The refusals of options; like every inputError they never repeat what
 // was typed.
 var (
+	errTooLong        = inputError("That is too long: name one Cloud PC and give a short reason.")
 	errOptionsFirst   = inputError("Name the Cloud PC first, then any options (`--os`, `--account`), then the reason.")
 	errUnknownOption  = inputError("Unknown option: the options are `--os windows10|windows11` and `--account standard|administrator`.")
 	errOptionInReason = inputError("Options go right after the Cloud PC, before the reason.")
@@ -147,6 +183,8 @@ func parseOptions(fields []string) (approvals.Options, int, error) {
 				return approvals.Options{}, 0, errAccountTwice
 			}
 			seenAccount = true
+		case "policy":
+			return approvals.Options{}, 0, errPolicyPlace
 		default:
 			return approvals.Options{}, 0, errUnknownOption
 		}

@@ -250,3 +250,168 @@ func TestUsageShowsTheOptions(t *testing.T) {
 		}
 	}
 }
+
+// A list of Cloud PCs (commas, no spaces) is a batch: each item is read as
+// one target is, repeats are kept (the workflow collapses them), and the
+// options and the reason follow as for one Cloud PC.
+func TestParseCommandLists(t *testing.T) {
+	cases := []struct {
+		text    string
+		targets []string
+		opts    approvals.Options
+		reason  string
+	}{
+		{"CPC-alice-01,CPC-bob-02 profile corrupt", []string{"CPC-alice-01", "CPC-bob-02"}, approvals.Options{}, "profile corrupt"},
+		{"CPC-1," + strings.ToUpper(id) + ",Alice@Contoso.com why", []string{"CPC-1", id, "alice@contoso.com"}, approvals.Options{}, "why"},
+		{"CPC-1,CPC-1,cpc-1 repeats", []string{"CPC-1", "CPC-1", "cpc-1"}, approvals.Options{}, "repeats"},
+		{"CPC-1,CPC-2 --os windows11 --account=standard image upgrade", []string{"CPC-1", "CPC-2"},
+			approvals.Options{OSVersion: approvals.OSWindows11, UserAccountType: approvals.AccountStandardUser}, "image upgrade"},
+		{"CPC-1,CPC-2 --account admin", []string{"CPC-1", "CPC-2"}, approvals.Options{UserAccountType: approvals.AccountAdministrator}, ""},
+		{"CPC-1,\u200bCPC-2 why", []string{"CPC-1", "CPC-2"}, approvals.Options{}, "why"},
+	}
+	for _, c := range cases {
+		got, err := ParseCommand(c.text)
+		if err != nil {
+			t.Errorf("ParseCommand(%q): %v", c.text, err)
+			continue
+		}
+		if !got.IsBatch() || got.Target != "" || got.Kind != 0 || got.Policy != "" || strings.Join(got.Targets, " ") != strings.Join(c.targets, " ") ||
+			got.Options != c.opts || got.Reason != c.reason {
+			t.Errorf("ParseCommand(%q) = %+v, want targets %q options %+v reason %q", c.text, got, c.targets, c.opts, c.reason)
+		}
+		if got.CloudPCID() != "" {
+			t.Errorf("ParseCommand(%q).CloudPCID() = %q for a batch", c.text, got.CloudPCID())
+		}
+	}
+	// One Cloud PC stays what it was.
+	if got, err := ParseCommand("CPC-1 why"); err != nil || got.IsBatch() || got.Target != "CPC-1" || got.Targets != nil {
+		t.Errorf("one Cloud PC: %+v, %v", got, err)
+	}
+}
+
+// A bad item is named by its position, in the words a single bad target
+// gets, never repeated; an empty item or a space in the list is said so.
+func TestParseCommandRefusesBadLists(t *testing.T) {
+	cases := map[string]struct{ text, wantMsg string }{
+		"third not a target":  {"CPC-1,CPC-2,!!! why", "Target 3 in the list: that is not a Cloud PC id (a GUID), a device name or a user sign-in name."},
+		"second markup":       {"CPC-1,<@U0BOSS> why", "Target 2 in the list: a Cloud PC is named by its id"},
+		"first path":          {"CPC/1,CPC-2 why", "Target 1 in the list: a Cloud PC name contains no path characters"},
+		"bad upn":             {"CPC-1,bob@ why", "Target 2 in the list: that is not a user sign-in name"},
+		"broken guid":         {"CPC-1,CPC-2,CPC-3,9e1f0b9a-2c3d-4e5f-8a9b why", "Target 4 in the list: that is not a Cloud PC id: expected a GUID"},
+		"empty item":          {"CPC-1,,CPC-2 why", "empty item"},
+		"trailing comma":      {"CPC-1,CPC-2, why", "empty item"},
+		"leading comma":       {",CPC-1 why", "empty item"},
+		"lone comma":          {", why", "empty item"},
+		"space after a comma": {"CPC-1, CPC-2 why", "empty item"},
+		"space in the list":   {"CPC-1,CPC-2 " + id + " why", "Separate the Cloud PCs by commas, without spaces"},
+		"options first":       {"--os windows11 CPC-1,CPC-2 why", "Name the Cloud PC first"},
+		"option in reason":    {"CPC-1,CPC-2 why --os windows11", "before the reason"},
+		"policy after a list": {"CPC-1,CPC-2 --policy Sales why", "`--policy` comes first"},
+		"too long":            {strings.Repeat("CPC-1,", maxBatchCommandText/6+1) + "CPC-2 why", "too long"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			got, err := ParseCommand(c.text)
+			if err == nil {
+				t.Fatalf("ParseCommand(%q) = %+v, want an error", c.text, got)
+			}
+			var input inputError
+			if !errors.As(err, &input) || !strings.Contains(err.Error(), c.wantMsg) {
+				t.Errorf("error %q (%T), want an inputError with %q", err, err, c.wantMsg)
+			}
+			for _, typed := range []string{"!!!", "<@U0BOSS>", "CPC/1", "bob@", "9e1f0b9a-2c3d-4e5f-8a9b"} {
+				if strings.Contains(c.text, typed) && strings.Contains(err.Error(), typed) {
+					t.Errorf("error %q echoes %q back", err, typed)
+				}
+			}
+		})
+	}
+	// A list longer than one Cloud PC's limit is fine; one Cloud PC is not.
+	long := strings.Repeat("CPC-alice-8X2K1,", 40) + "CPC-bob why"
+	if got, err := ParseCommand(long); err != nil || len(got.Targets) != 41 {
+		t.Errorf("a list of 41: %d targets, %v", len(got.Targets), err)
+	}
+	if _, err := ParseCommand("CPC-1 " + strings.Repeat("a", maxCommandText)); err == nil || !strings.Contains(err.Error(), "name one Cloud PC") {
+		t.Errorf("one Cloud PC over its limit: %v", err)
+	}
+}
+
+// --policy names a provisioning policy by id (a GUID) or by name, in
+// double quotes when it has spaces (kept as typed inside them).
+func TestParseCommandPolicy(t *testing.T) {
+	cases := []struct {
+		text   string
+		policy string
+		opts   approvals.Options
+		reason string
+	}{
+		{"--policy " + strings.ToUpper(id) + " image broken", id, approvals.Options{}, "image broken"},
+		{"--policy=" + id + " why", id, approvals.Options{}, "why"},
+		{`--policy "Sales EMEA" image broken`, "Sales EMEA", approvals.Options{}, "image broken"},
+		{`--policy "  Sales  EMEA (W11) " why`, "Sales  EMEA (W11)", approvals.Options{}, "why"},
+		{`--POLICY="Sales EMEA" why`, "Sales EMEA", approvals.Options{}, "why"},
+		{"\u2014policy \u201cSales EMEA\u201d why", "Sales EMEA", approvals.Options{}, "why"},
+		{"--policy Sales --os windows11 --account standard move to 11", "Sales",
+			approvals.Options{OSVersion: approvals.OSWindows11, UserAccountType: approvals.AccountStandardUser}, "move to 11"},
+		{`--policy "R&D / Büro #2"`, "R&D / Büro #2", approvals.Options{}, ""},
+		{`--policy "Sales"`, "Sales", approvals.Options{}, ""},
+	}
+	for _, c := range cases {
+		got, err := ParseCommand(c.text)
+		if err != nil {
+			t.Errorf("ParseCommand(%q): %v", c.text, err)
+			continue
+		}
+		if !got.IsBatch() || got.Policy != c.policy || got.Targets != nil || got.Target != "" || got.Options != c.opts || got.Reason != c.reason {
+			t.Errorf("ParseCommand(%q) = %+v, want policy %q options %+v reason %q", c.text, got, c.policy, c.opts, c.reason)
+		}
+	}
+}
+
+func TestParseCommandRefusesBadPolicies(t *testing.T) {
+	cases := map[string]struct{ text, wantMsg string }{
+		"no value":              {"--policy", "`--policy` needs a provisioning policy"},
+		"empty inline":          {"--policy= why", "`--policy` needs a provisioning policy"},
+		"an option as value":    {"--policy --os windows11 why", "`--policy` needs a provisioning policy"},
+		"empty quotes":          {`--policy "  " why`, "`--policy` needs a provisioning policy"},
+		"no closing quote":      {`--policy "Sales EMEA why`, "no closing quote"},
+		"no space after quote":  {`--policy "Sales"EMEA why`, "space after"},
+		"half quoted":           {`--policy Sales"West" why`, "whole provisioning policy name in double quotes"},
+		"broken id":             {"--policy 9e1f0b9a-2c3d-4e5f-8a9b why", "not a provisioning policy id"},
+		"markup name":           {`--policy "<!channel>" why`, "printable characters"},
+		"starts with a symbol":  {`--policy "-x" why`, "printable characters"},
+		"backtick":              {"--policy \"Sales`EMEA\" why", "printable characters"},
+		"percent":               {`--policy "Sales%2F" why`, "printable characters"},
+		"too long":              {`--policy "` + strings.Repeat("a", maxPolicyName+1) + `" why`, "printable characters"},
+		"non-breaking space":    {"--policy \"Sales\u00a0EMEA\" why", "printable characters"},
+		"twice":                 {`--policy Sales --policy Other why`, "`--policy` comes first, once"},
+		"policy in the reason":  {`--policy Sales why --policy Other`, "`--policy` comes first"},
+		"options before policy": {"--os windows11 --policy Sales why", "Name the Cloud PC first"},
+		"shell reason":          {`--policy "Sales" ; rm -rf /`, "start with a letter or digit"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			got, err := ParseCommand(c.text)
+			if err == nil {
+				t.Fatalf("ParseCommand(%q) = %+v, want an error", c.text, got)
+			}
+			var input inputError
+			if !errors.As(err, &input) || !strings.Contains(err.Error(), c.wantMsg) {
+				t.Errorf("error %q (%T), want an inputError with %q", err, err, c.wantMsg)
+			}
+			for _, typed := range []string{"<!channel>", "Sales%2F", "Sales`EMEA", "9e1f0b9a-2c3d-4e5f-8a9b", "West"} {
+				if strings.Contains(c.text, typed) && strings.Contains(err.Error(), typed) {
+					t.Errorf("error %q echoes %q back", err, typed)
+				}
+			}
+		})
+	}
+}
+
+func TestUsageShowsBatches(t *testing.T) {
+	for _, want := range []string{"<cloud PC>,<cloud PC>,…", "--policy <policy id | \"policy name\">"} {
+		if !strings.Contains(Usage, want) {
+			t.Errorf("Usage lacks %q", want)
+		}
+	}
+}

@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"unicode"
@@ -59,6 +61,16 @@ var inputErrorTexts = func() map[string]bool {
 		"CPC-1 --account= why",
 		"CPC-1 --os windows95 why", // unknown value
 		"CPC-1 --account root why",
+		strings.Repeat("a,", maxBatchCommandText/2+1), // too long for a batch
+		"CPC-1,,CPC-2 why",                            // empty item
+		"CPC-1,CPC-2 " + fuzzGUID + " why",            // a space in the list
+		"--policy",                                    // no policy
+		"--policy \"Sales why",                        // no closing quote
+		"--policy \"Sales\"why",                       // no space after it
+		"--policy Sales\"EMEA why",                    // half quoted
+		"--policy 4e1f0b9a-2c3d-4e5f-8a9b why",        // broken id
+		"--policy \"<!channel>\" why",                 // not a name
+		"CPC-1 --policy Sales why",                    // --policy not first
 	} {
 		_, err := ParseCommand(text)
 		add(err)
@@ -120,12 +132,53 @@ func checkReason(t *testing.T, input, reason string) {
 	}
 }
 
+// listPosition is how a refused item of a list is named: by its position,
+// then one of the fixed texts (its first letter in lower case).
+var listPosition = regexp.MustCompile(`^Target [1-9][0-9]* in the list: (.)(.*)$`)
+
 func checkInputError(t *testing.T, input string, err error) {
 	t.Helper()
 	var ie inputError
-	if !errors.As(err, &ie) || !inputErrorTexts[err.Error()] {
+	text := err.Error()
+	if m := listPosition.FindStringSubmatch(text); m != nil {
+		text = strings.ToUpper(m[1]) + m[2]
+	}
+	if !errors.As(err, &ie) || !inputErrorTexts[text] {
 		t.Fatalf("%q: error %q (%T) is not one of the fixed texts", input, err.Error(), err)
 	}
+}
+
+// checkPolicyName checks an accepted provisioning policy: an id (lower
+// case), or a trimmed printable name of at most maxPolicyName runes with
+// nothing that could change markup, a quote or a URL's escaping.
+func checkPolicyName(t *testing.T, input, policy string) {
+	t.Helper()
+	if approvals.ValidCloudPCID(policy) {
+		if policy != strings.ToLower(policy) {
+			t.Fatalf("%q: policy id %q", input, policy)
+		}
+		return
+	}
+	if policy == "" || policy != strings.TrimSpace(policy) || utf8.RuneCountInString(policy) > maxPolicyName {
+		t.Fatalf("%q: policy name %q", input, policy)
+	}
+	for _, r := range policy {
+		if !unicode.IsPrint(r) || isInvisible(r) || strings.ContainsRune("<>|\\%`\"\u201c\u201d\u201e", r) {
+			t.Fatalf("%q: policy name %q has %U", input, policy, r)
+		}
+	}
+}
+
+// commandArgs writes c as the command takes it.
+func commandArgs(c Command) string {
+	first := c.Target
+	switch {
+	case c.Policy != "":
+		first = `--policy "` + c.Policy + `"`
+	case len(c.Targets) > 0:
+		first = strings.Join(c.Targets, ",")
+	}
+	return first + " " + strings.Join(strings.Fields(optionArgs(c.Options)+" "+c.Reason), " ")
 }
 
 func FuzzParseCommand(f *testing.F) {
@@ -174,6 +227,19 @@ func FuzzParseCommand(f *testing.F) {
 		"CPC-1 --os windows11 --os windows11 why",
 		"CPC-1 -- why",
 		"CPC-1 --account administrator",
+		"CPC-1,CPC-2," + fuzzGUID + ",bob@contoso.com --os windows11 why",
+		"CPC-1,CPC-1,cpc-1 repeats",
+		"CPC-1,,CPC-2 why",
+		"CPC-1, CPC-2 why",
+		"CPC-1,<@U1> why",
+		",CPC-1 why",
+		"--policy \"Sales  EMEA\" --account admin why",
+		"--policy=" + fuzzGUID + " why",
+		"\u2014policy \u201cSales\u201d why",
+		"--policy \"Sales\"why",
+		"--policy Sales",
+		"--policy \" \" why",
+		"--POLICY=\"x y\" z",
 	} {
 		f.Add(s)
 	}
@@ -181,15 +247,34 @@ func FuzzParseCommand(f *testing.F) {
 		c, err := ParseCommand(text)
 		if err != nil {
 			checkInputError(t, text, err)
-			if c != (Command{}) {
+			if !reflect.DeepEqual(c, Command{}) {
 				t.Fatalf("%q: error %v with command %+v", text, err, c)
 			}
 		} else if c.Help {
-			if c != (Command{Help: true}) {
+			if !reflect.DeepEqual(c, Command{Help: true}) {
 				t.Fatalf("%q: help with %+v", text, c)
 			}
 		} else {
-			checkTarget(t, text, c)
+			switch {
+			case c.Policy != "":
+				if c.Target != "" || c.Kind != 0 || len(c.Targets) > 0 {
+					t.Fatalf("%q: a policy batch with %+v", text, c)
+				}
+				checkPolicyName(t, text, c.Policy)
+			case len(c.Targets) > 0:
+				if c.Target != "" || c.Kind != 0 || len(c.Targets) < 2 {
+					t.Fatalf("%q: a list with %+v", text, c)
+				}
+				for _, target := range c.Targets {
+					one, err := parseTarget(target)
+					if err != nil || one.Target != target {
+						t.Fatalf("%q: listed target %q reads %+v, %v", text, target, one, err)
+					}
+					checkTarget(t, text, one)
+				}
+			default:
+				checkTarget(t, text, c)
+			}
 			checkReason(t, text, c.Reason)
 			for _, r := range c.Reason {
 				if isInvisible(r) || r == '\n' {
@@ -203,8 +288,8 @@ func FuzzParseCommand(f *testing.F) {
 				t.Fatalf("%q: options %+v: %v", text, c.Options, err)
 			}
 			// What is stored reads back the same.
-			again, err := ParseCommand(strings.Join(strings.Fields(c.Target+" "+optionArgs(c.Options)+" "+c.Reason), " "))
-			if err != nil || again != c {
+			again, err := ParseCommand(commandArgs(c))
+			if err != nil || !reflect.DeepEqual(again, c) {
 				t.Fatalf("%q: parsed %+v, reparsed %+v, %v", text, c, again, err)
 			}
 		}

@@ -97,6 +97,11 @@ type GraphRequest struct {
 // Graph does with GUIDs.
 type CloudPC struct {
 	ID, DisplayName, UserPrincipalName, ManagedDeviceName, ServicePlanName, ProvisioningPolicyName string
+	// ProvisioningPolicyID is its provisioningPolicyId; "" (the usual): the id of
+	// the policy named ProvisioningPolicyName, PolicyID(ProvisioningPolicyName).
+	// Set it to tie the Cloud PC to one of two policies with one name (then an
+	// empty ProvisioningPolicyName is served as that policy's name).
+	ProvisioningPolicyID string
 	// Status is the beta status (default "provisioned"). Members of the evolvable
 	// enum added after unknownFutureValue (movingRegion, resizePendingLicense,
 	// modifyingSingleSignOn, refreshPolicyConfiguration, preparing) are served as
@@ -109,6 +114,21 @@ type CloudPC struct {
 	// are empty. The deprecated statusDetails is always null (it stopped returning
 	// data on 2024-08-31).
 	StatusDetailCode, StatusDetailMessage string
+}
+
+// ProvisioningPolicy is a Windows 365 provisioning policy the fake serves
+// (cloudPcProvisioningPolicy). Ids are matched case-insensitively.
+type ProvisioningPolicy struct {
+	// ID "" (in AddProvisioningPolicy): PolicyID(DisplayName).
+	ID, DisplayName, Description string
+}
+
+// PolicyID is the id of the provisioning policy named name as the fake
+// derives it: the provisioningPolicyId of every Cloud PC whose
+// ProvisioningPolicyName is name (and no ProvisioningPolicyID of its own).
+// A GUID, stable across runs.
+func PolicyID(name string) string {
+	return uuid.NewSHA1(uuid.NameSpaceOID, []byte("pp:"+name)).String()
 }
 
 type remoteAction struct {
@@ -139,6 +159,17 @@ type Graph struct {
 	// startDelay is how long an accepted reprovision waits before the
 	// Cloud PC's status moves to provisioning (SetReprovisionStartDelay).
 	startDelay time.Duration
+
+	// policies are those added with AddProvisioningPolicy, in order (the
+	// Cloud PCs' own policy names add the others at serve time).
+	policies []ProvisioningPolicy
+	// reprovisions counts the reprovision POSTs that got past the token
+	// and body checks; throttleAt (> 0) is the count whose POST is answered
+	// 429 with Retry-After throttleRetryAfter (ThrottleReprovision).
+	reprovisions, throttleAt, throttleRetryAfter int
+	// failing answers every reprovision POST for a Cloud PC (key: lower-case
+	// id) with its Response (FailReprovisions).
+	failing map[string]Response
 }
 
 // NewGraph starts a fake Graph on https://127.0.0.1; t.Cleanup closes it.
@@ -150,6 +181,7 @@ func NewGraph(t testing.TB) *Graph {
 		queues:  map[string][]Response{},
 		pcs:     map[string]*CloudPC{},
 		actions: map[string][]*remoteAction{},
+		failing: map[string]Response{},
 	}
 	g.srv = newTLSServer(http.HandlerFunc(g.serve))
 	t.Cleanup(func() {
@@ -213,9 +245,167 @@ func (g *Graph) AddCloudPC(pc CloudPC) {
 	g.changed.broadcast()
 }
 
-// SetPageSize makes lists (GET .../cloudPCs) answer at most n items per page,
-// with an absolute @odata.nextLink (carrying $filter, $select and a $skiptoken)
-// to the next page; n <= 0 (the default) serves everything in one page.
+// AddProvisioningPolicy adds (or replaces, by id) a provisioning policy. An
+// empty ID is PolicyID(DisplayName), the policy Cloud PCs naming it belong
+// to. A policy a Cloud PC names (ProvisioningPolicyName) is served without
+// being added; adding it only sets its description. Add two with one
+// DisplayName and distinct IDs for a name several policies share.
+func (g *Graph) AddProvisioningPolicy(p ProvisioningPolicy) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if p.ID == "" {
+		p.ID = PolicyID(p.DisplayName)
+	}
+	for i, q := range g.policies {
+		if strings.EqualFold(q.ID, p.ID) {
+			g.policies[i] = p
+			g.changed.broadcast()
+			return
+		}
+	}
+	g.policies = append(g.policies, p)
+	g.changed.broadcast()
+}
+
+// ProvisioningPolicies returns the policies the fake serves, in its order:
+// those added, then those only Cloud PCs name, by first Cloud PC.
+func (g *Graph) ProvisioningPolicies() []ProvisioningPolicy {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.allPolicies()
+}
+
+// allPolicies: see ProvisioningPolicies. Call with g.mu held.
+func (g *Graph) allPolicies() []ProvisioningPolicy {
+	out := append([]ProvisioningPolicy(nil), g.policies...)
+	known := map[string]bool{}
+	for _, p := range out {
+		known[strings.ToLower(p.ID)] = true
+	}
+	for _, id := range g.pcOrder {
+		pc := g.pcs[id]
+		if pc.ProvisioningPolicyID != "" || pc.ProvisioningPolicyName == "" {
+			continue
+		}
+		if pid := PolicyID(pc.ProvisioningPolicyName); !known[pid] {
+			known[pid] = true
+			out = append(out, ProvisioningPolicy{ID: pid, DisplayName: pc.ProvisioningPolicyName})
+		}
+	}
+	return out
+}
+
+// policyOf is the provisioningPolicyId and provisioningPolicyName pc is
+// served with. Call with g.mu held.
+func (g *Graph) policyOf(pc *CloudPC) (id, name string) {
+	if pc.ProvisioningPolicyID == "" {
+		return PolicyID(pc.ProvisioningPolicyName), pc.ProvisioningPolicyName
+	}
+	name = pc.ProvisioningPolicyName
+	if name == "" {
+		for _, p := range g.policies {
+			if strings.EqualFold(p.ID, pc.ProvisioningPolicyID) {
+				name = p.DisplayName
+			}
+		}
+	}
+	return pc.ProvisioningPolicyID, name
+}
+
+// ThrottleReprovision answers the nth reprovision POST from now (n >= 1;
+// 1: the next one) with 429 TooManyRequests and "Retry-After:
+// retryAfterSeconds", once, as Graph throttles: nothing happens to the Cloud
+// PC, and answers queued for it stay queued. Counted are the POSTs that get
+// past the token and body checks (for any Cloud PC, known or not); a retry
+// counts as a POST. Calling it again replaces the earlier one; n <= 0
+// cancels it.
+func (g *Graph) ThrottleReprovision(n, retryAfterSeconds int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.throttleAt, g.throttleRetryAfter = 0, max(retryAfterSeconds, 0)
+	if n > 0 {
+		g.throttleAt = g.reprovisions + n
+	}
+}
+
+// FailReprovisions answers every later reprovision POST for the Cloud PC
+// (id matched case-insensitively) with rs instead of acting on it, e.g.
+// GraphError(500, "InternalServerError", "An internal server error
+// occurred.") for Graph's error shape with the request's ids. Answers queued
+// with QueueReprovision and ThrottleReprovision come first. For a single
+// answer, QueueReprovision does the same. Ended by StopFailingReprovisions.
+func (g *Graph) FailReprovisions(cloudPCID string, rs Response) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.failing[strings.ToLower(cloudPCID)] = rs
+}
+
+// StopFailingReprovisions ends FailReprovisions for the Cloud PC.
+func (g *Graph) StopFailingReprovisions(cloudPCID string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.failing, strings.ToLower(cloudPCID))
+}
+
+// PostCount is how many reprovision POSTs the fake received for one Cloud PC.
+type PostCount struct {
+	// Posts counts every POST received (refused, throttled and canceled ones
+	// too, and each retry); Accepted those answered 2xx.
+	Posts, Accepted int
+}
+
+// ReprovisionPosts counts the reprovision POSTs received per Cloud PC,
+// keyed by the id as added (as in the URL, lower case, for an unknown one).
+func (g *Graph) ReprovisionPosts() map[string]PostCount {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := map[string]PostCount{}
+	for _, r := range g.reqs {
+		segs := strings.Split(strings.Trim(r.Path, "/"), "/")
+		if len(segs) == 0 || !isReprovision(r.Method, segs[1:]) {
+			continue
+		}
+		key, pc := g.lookup(segs[4])
+		if pc == nil {
+			key = strings.ToLower(key)
+		}
+		c := out[key]
+		c.Posts++
+		if r.Status >= 200 && r.Status < 300 {
+			c.Accepted++
+		}
+		out[key] = c
+	}
+	return out
+}
+
+// MaxRequestsPerSecond is MaxRequestsIn(time.Second): the most requests the
+// fake received in any one-second sliding window.
+func (g *Graph) MaxRequestsPerSecond() int { return g.MaxRequestsIn(time.Second) }
+
+// MaxRequestsIn is the most requests (every method and path, refused ones
+// too) the fake received within any window of length d: the largest count of
+// arrival times (GraphRequest.At) in some [t, t+d). Arrival times include the
+// network's and the scheduler's jitter on top of when the client started a
+// request: a client pacing exactly N per second may show N+1 here now and
+// then; a slightly shorter d (say 900ms) tolerates that.
+func (g *Graph) MaxRequestsIn(d time.Duration) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	most := 0
+	for i, j := 0, 0; j < len(g.reqs); j++ { // At grows with the index
+		for g.reqs[j].At.Sub(g.reqs[i].At) >= d {
+			i++
+		}
+		most = max(most, j-i+1)
+	}
+	return most
+}
+
+// SetPageSize makes lists (GET .../cloudPCs, .../provisioningPolicies) answer
+// at most n items per page, with an absolute @odata.nextLink (carrying
+// $filter, $select and a $skiptoken) to the next page, as Graph does; n <= 0
+// (the default) serves everything in one page.
 func (g *Graph) SetPageSize(n int) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -453,9 +643,24 @@ func (g *Graph) serve(w http.ResponseWriter, r *http.Request) {
 	g.mu.Lock()
 	k := queueKey(r.Method, rel)
 	var queued *Response
-	if q := g.queues[k]; len(q) > 0 {
+	reprovision := isReprovision(r.Method, segs[1:])
+	if reprovision {
+		g.reprovisions++
+		if g.throttleAt > 0 && g.reprovisions == g.throttleAt {
+			// Graph throttles before it looks at the Cloud PC: answers queued
+			// for it stay queued.
+			rs := Throttled(http.StatusTooManyRequests, g.throttleRetryAfter)
+			queued, g.throttleAt = &rs, 0
+		}
+	}
+	if q := g.queues[k]; len(q) > 0 && queued == nil {
 		queued = &q[0]
 		g.queues[k] = q[1:]
+	}
+	if reprovision && queued == nil {
+		if rs, ok := g.failing[strings.ToLower(segs[4])]; ok {
+			queued = &rs
+		}
 	}
 	g.mu.Unlock()
 
@@ -517,6 +722,7 @@ func checkReprovisionBody(contentType string, body []byte) (status int, code, me
 func (g *Graph) route(c *graphCall, segs []string, queued *Response) {
 	r := c.r
 	isPCs := len(segs) >= 3 && segEq(segs[0], "deviceManagement") && segEq(segs[1], "virtualEndpoint") && segEq(segs[2], "cloudPCs")
+	isPolicies := len(segs) >= 3 && segEq(segs[0], "deviceManagement") && segEq(segs[1], "virtualEndpoint") && segEq(segs[2], "provisioningPolicies")
 	if isPCs && len(segs) == 5 && segEq(segs[4], "reprovision") && r.Method == http.MethodPost {
 		g.reprovision(c, segs[3], queued)
 		return
@@ -532,6 +738,14 @@ func (g *Graph) route(c *graphCall, segs []string, queued *Response) {
 		g.getPC(c, segs[3])
 	case isPCs && len(segs) == 5 && segEq(segs[4], "retrieveCloudPcRemoteActionResults") && r.Method == http.MethodGet:
 		g.remoteActions(c, segs[3])
+	case isPolicies && len(segs) == 3 && r.Method == http.MethodGet:
+		g.listPolicies(c)
+	case isPolicies && len(segs) == 4 && r.Method == http.MethodGet:
+		g.getPolicy(c, segs[3])
+	case isPolicies && len(segs) > 4:
+		c.fail(http.StatusBadRequest, "BadRequest", fmt.Sprintf("Resource not found for the segment '%s'.", segs[4]))
+	case isPolicies:
+		c.fail(http.StatusMethodNotAllowed, "BadRequest", fmt.Sprintf("The HTTP method '%s' is not allowed for this resource.", r.Method))
 	case isPCs && len(segs) >= 3 && len(segs) <= 5:
 		if len(segs) == 5 && !segEq(segs[4], "reprovision") && !segEq(segs[4], "retrieveCloudPcRemoteActionResults") {
 			c.fail(http.StatusBadRequest, "BadRequest", fmt.Sprintf("Resource not found for the segment '%s'.", segs[4]))
@@ -636,6 +850,7 @@ func (g *Graph) pcWireFor(pc *CloudPC, r *http.Request) map[string]any {
 }
 
 func (g *Graph) pcWire(pc *CloudPC) map[string]any {
+	policyID, policyName := g.policyOf(pc)
 	return map[string]any{
 		"id":                       pc.ID,
 		"aadDeviceId":              uuid.NewSHA1(uuid.NameSpaceOID, []byte("aad:"+pc.ID)).String(),
@@ -643,8 +858,8 @@ func (g *Graph) pcWire(pc *CloudPC) map[string]any {
 		"imageDisplayName":         "Windows 11 Enterprise + Microsoft 365 Apps 23H2",
 		"managedDeviceId":          uuid.NewSHA1(uuid.NameSpaceOID, []byte("md:"+pc.ID)).String(),
 		"managedDeviceName":        pc.ManagedDeviceName,
-		"provisioningPolicyId":     uuid.NewSHA1(uuid.NameSpaceOID, []byte("pp:"+pc.ProvisioningPolicyName)).String(),
-		"provisioningPolicyName":   pc.ProvisioningPolicyName,
+		"provisioningPolicyId":     policyID,
+		"provisioningPolicyName":   policyName,
 		"onPremisesConnectionName": "",
 		"servicePlanId":            uuid.NewSHA1(uuid.NameSpaceOID, []byte("sp:"+pc.ServicePlanName)).String(),
 		"servicePlanName":          pc.ServicePlanName,
@@ -789,6 +1004,20 @@ func filterTokens(f string) ([]filterToken, bool) {
 }
 
 func (g *Graph) listPCs(c *graphCall) {
+	g.list(c, "microsoft.graph.cloudPC", "deviceManagement/virtualEndpoint/cloudPCs", func() []map[string]any {
+		var all []map[string]any
+		for _, id := range g.pcOrder {
+			all = append(all, g.pcWireFor(g.pcs[id], c.r))
+		}
+		return all
+	})
+}
+
+// list serves a collection as Graph does: $filter (parseFilter), $select
+// (an unknown property of typeName is a 400), and pages of SetPageSize items
+// linked by an absolute @odata.nextLink carrying the query and a $skiptoken.
+// items runs with g.mu held.
+func (g *Graph) list(c *graphCall, typeName, contextPath string, items func() []map[string]any) {
 	q := c.r.URL.Query()
 	filter, ok := parseFilter(q.Get("$filter"))
 	if !ok {
@@ -806,15 +1035,14 @@ func (g *Graph) listPCs(c *graphCall) {
 	}
 	g.mu.Lock()
 	var all []any
-	for _, id := range g.pcOrder {
-		m := g.pcWireFor(g.pcs[id], c.r)
+	for _, m := range items() {
 		if !filterMatches(filter, m) {
 			continue
 		}
 		selected, missing := selectFields(m, q.Get("$select"))
 		if missing != "" {
 			g.mu.Unlock()
-			c.fail(http.StatusBadRequest, "BadRequest", fmt.Sprintf("Could not find a property named '%s' on type 'microsoft.graph.cloudPC'.", missing))
+			c.fail(http.StatusBadRequest, "BadRequest", fmt.Sprintf("Could not find a property named '%s' on type '%s'.", missing, typeName))
 			return
 		}
 		all = append(all, selected)
@@ -825,7 +1053,7 @@ func (g *Graph) listPCs(c *graphCall) {
 	if offset < len(all) {
 		value = all[offset:]
 	}
-	body := map[string]any{"@odata.context": g.context(c, "deviceManagement/virtualEndpoint/cloudPCs")}
+	body := map[string]any{"@odata.context": g.context(c, contextPath)}
 	if pageSize > 0 && len(value) > pageSize {
 		value = value[:pageSize]
 		next := url.Values{}
@@ -835,10 +1063,94 @@ func (g *Graph) listPCs(c *graphCall) {
 			}
 		}
 		next.Set("$skiptoken", fmt.Sprintf("fake-skip-%d", offset+pageSize))
-		body["@odata.nextLink"] = g.srv.URL + c.r.URL.EscapedPath() + "?" + strings.ReplaceAll(next.Encode(), "+", "%20")
+		body["@odata.nextLink"] = g.srv.URL + c.r.URL.EscapedPath() + "?" + odataQuery(next)
 	}
 	body["value"] = value
 	c.json(http.StatusOK, body)
+}
+
+// odataQuery encodes v as Graph writes the query of an @odata.nextLink:
+// system query options keep their '$' ($filter=…&$skiptoken=…), values are
+// escaped with %20 for spaces.
+func odataQuery(v url.Values) string {
+	keys := make([]string, 0, len(v))
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		for _, val := range v[k] {
+			if b.Len() > 0 {
+				b.WriteByte('&')
+			}
+			b.WriteString(strings.ReplaceAll(url.QueryEscape(k), "%24", "$"))
+			b.WriteByte('=')
+			b.WriteString(strings.ReplaceAll(url.QueryEscape(val), "+", "%20"))
+		}
+	}
+	return b.String()
+}
+
+// policyWire is a provisioning policy as beta serves it (cloudPcProvisioningPolicy).
+func policyWire(p ProvisioningPolicy) map[string]any {
+	return map[string]any{
+		"@odata.type":             "#microsoft.graph.cloudPcProvisioningPolicy",
+		"id":                      p.ID,
+		"displayName":             p.DisplayName,
+		"description":             p.Description,
+		"alternateResourceUrl":    nil,
+		"cloudPcGroupDisplayName": nil,
+		"cloudPcNamingTemplate":   "CPC-%USERNAME:5%-%RAND:5%",
+		"enableSingleSignOn":      true,
+		"gracePeriodInHours":      2,
+		"imageDisplayName":        "Windows 11 Enterprise + Microsoft 365 Apps 23H2",
+		"imageId":                 "microsoftwindowsdesktop_windows-ent-cpc_win11-23h2-ent-cpc-m365",
+		"imageType":               "gallery",
+		"localAdminEnabled":       false,
+		"managedBy":               "windows365",
+		"provisioningType":        "dedicated",
+		"scopeIds":                []any{"0"},
+		"windowsSetting":          map[string]any{"locale": "en-US"},
+		"microsoftManagedDesktop": map[string]any{"managedType": "notManaged", "profile": nil},
+		"autopatch":               nil,
+		"domainJoinConfigurations": []any{map[string]any{
+			"domainJoinType": "azureADJoin", "type": "azureADJoin", "onPremisesConnectionId": nil,
+			"regionName": "automatic", "regionGroup": "default",
+		}},
+	}
+}
+
+func (g *Graph) listPolicies(c *graphCall) {
+	g.list(c, "microsoft.graph.cloudPcProvisioningPolicy", "deviceManagement/virtualEndpoint/provisioningPolicies", func() []map[string]any {
+		var all []map[string]any
+		for _, p := range g.allPolicies() {
+			all = append(all, policyWire(p))
+		}
+		return all
+	})
+}
+
+func (g *Graph) getPolicy(c *graphCall, id string) {
+	g.mu.Lock()
+	var m map[string]any
+	for _, p := range g.allPolicies() {
+		if strings.EqualFold(p.ID, id) {
+			m = policyWire(p)
+		}
+	}
+	g.mu.Unlock()
+	if m == nil {
+		c.fail(http.StatusNotFound, "ResourceNotFound", fmt.Sprintf("Provisioning policy '%s' was not found.", id))
+		return
+	}
+	m, missing := selectFields(m, c.r.URL.Query().Get("$select"))
+	if missing != "" {
+		c.fail(http.StatusBadRequest, "BadRequest", fmt.Sprintf("Could not find a property named '%s' on type 'microsoft.graph.cloudPcProvisioningPolicy'.", missing))
+		return
+	}
+	m["@odata.context"] = g.context(c, "deviceManagement/virtualEndpoint/provisioningPolicies/$entity")
+	c.json(http.StatusOK, m)
 }
 
 // filterMatches reports whether m matches any group of filter (case-insensitive

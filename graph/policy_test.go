@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/reprovision-bot/reprovision-bot/approvals"
+	"github.com/reprovision-bot/reprovision-bot/fakes"
 )
 
 const (
@@ -327,4 +328,79 @@ func TestPolicyCloudPCsEmptyAndErrors(t *testing.T) {
 			t.Errorf("pcs %v, calls %v, err %v", pcs, calls, err)
 		}
 	})
+}
+
+// The port against the shared fake Graph (its wire shapes, paging and knobs): a policy
+// by name and by id, its Cloud PCs over several pages, a name two policies share, and
+// a batch's reprovisions through one shared RateLimiter while the fake throttles one.
+func TestPoliciesAgainstSharedFake(t *testing.T) {
+	g, _ := sharedGraph(t)
+	for i := 1; i <= 5; i++ {
+		g.AddCloudPC(fakes.CloudPC{ID: guid(i), ManagedDeviceName: "CPC-eng-" + string(rune('0'+i)), ProvisioningPolicyName: "Engineering"})
+	}
+	g.AddCloudPC(fakes.CloudPC{ID: guid(6), ProvisioningPolicyName: "Sales"})
+	g.SetPageSize(2)
+	l, _ := NewRateLimiter(50)
+	p, err := NewCloudPCs(&staticCred{token: testToken}, ClientOptions{BaseURL: g.URL(), Transport: fakes.TLSClient(), RateLimiter: l})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+
+	eng := fakes.PolicyID("Engineering")
+	pol, call, err := p.FindPolicy(ctx, "engineering")
+	if err != nil || pol != (approvals.ProvisioningPolicy{ID: eng, DisplayName: "Engineering"}) || len(call.Attempts) != 1 {
+		t.Fatalf("FindPolicy by name: %+v, %+v, %v", pol, call, err)
+	}
+	if pol, _, err := p.FindPolicy(ctx, strings.ToUpper(eng)); err != nil || pol.ID != eng || pol.DisplayName != "Engineering" {
+		t.Errorf("FindPolicy by id: %+v, %v", pol, err)
+	}
+	var ge *approvals.GraphError
+	if _, _, err := p.FindPolicy(ctx, "Marketing"); !errors.As(err, &ge) || ge.Kind != approvals.GraphNotFound {
+		t.Errorf("unknown name: %v", err)
+	}
+	if _, _, err := p.FindPolicy(ctx, fakes.PolicyID("Marketing")); !errors.As(err, &ge) || ge.Kind != approvals.GraphNotFound || ge.Status != 404 {
+		t.Errorf("unknown id: %v", err)
+	}
+
+	pcs, calls, err := p.PolicyCloudPCs(ctx, pol.ID)
+	if err != nil || len(pcs) != 5 || len(calls) != 3 {
+		t.Fatalf("PolicyCloudPCs: %d Cloud PCs, %d calls, %v", len(pcs), len(calls), err)
+	}
+	for i, pc := range pcs {
+		if pc.ID != guid(i+1) || pc.ProvisioningPolicyID != eng || pc.ProvisioningPolicyName != "Engineering" || pc.Status != "provisioned" {
+			t.Errorf("pc %d: %+v", i, pc)
+		}
+	}
+
+	// The fake throttles the second reprovision: azcore retries it after Retry-After,
+	// and the shared limiter holds the next Cloud PC's call until then too.
+	g.ThrottleReprovision(2, 1)
+	for _, pc := range pcs[:3] {
+		if _, err := p.Reprovision(ctx, pc.ID, approvals.Options{}); err != nil {
+			t.Fatalf("Reprovision %s: %v", pc.ID, err)
+		}
+	}
+	posts := g.ReprovisionPosts()
+	if posts[guid(1)] != (fakes.PostCount{Posts: 1, Accepted: 1}) || posts[guid(2)] != (fakes.PostCount{Posts: 2, Accepted: 1}) ||
+		posts[guid(3)] != (fakes.PostCount{Posts: 1, Accepted: 1}) {
+		t.Errorf("ReprovisionPosts = %v", posts)
+	}
+	var throttled, after time.Time
+	for _, r := range g.Requests() {
+		switch {
+		case r.Status == 429:
+			throttled = r.At
+		case !throttled.IsZero() && after.IsZero():
+			after = r.At
+		}
+	}
+	if throttled.IsZero() || after.Sub(throttled) < time.Second {
+		t.Errorf("the request after the 429 came %v later, want at least Retry-After: 1", after.Sub(throttled))
+	}
+
+	g.AddProvisioningPolicy(fakes.ProvisioningPolicy{ID: guid(99), DisplayName: "Engineering"})
+	if _, _, err := p.FindPolicy(ctx, "Engineering"); !errors.As(err, &ge) || ge.Kind != approvals.GraphInvalid || !errors.Is(err, ErrAmbiguousPolicy) {
+		t.Errorf("shared name: %v", err)
+	}
 }

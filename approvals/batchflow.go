@@ -406,6 +406,9 @@ func (w *Workflow) sendMember(r *Request, s *Session, id string) *GraphError {
 		if ge.Kind == GraphSignInAgain {
 			return ge
 		}
+		if w.execCtx.Err() != nil {
+			return nil // stopping: nothing was sent; it waits for the next start
+		}
 		w.memberResult(r.ID, id, func(m *Member) {
 			m.Result, m.Detail = MemberFailed, "the status check before its call failed"
 			m.GraphCode, m.GraphStatus, m.GraphRequestID = ge.Code, ge.Status, ge.RequestID

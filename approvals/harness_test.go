@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"log/slog"
 	"os"
@@ -361,6 +362,10 @@ type told struct {
 	State    approvals.State
 	Why      *approvals.Outcome
 	Accepted bool
+	// Member is the batch member it is about (nil for none);
+	// TrackingActive: the request was still followed.
+	Member         *approvals.Member
+	TrackingActive bool
 }
 
 // progressed is one Notices.Progress.
@@ -370,6 +375,7 @@ type progressed struct {
 	Status string
 	Result string
 	Every  time.Duration
+	Member *approvals.Member
 }
 
 // codeShown is one Notices.SignInCode.
@@ -446,7 +452,7 @@ func (n *recorder) port() *mock.Notices {
 			n.mu.Lock()
 			defer n.mu.Unlock()
 			n.tells = append(n.tells, told{User: user, Kind: notice.Kind, Ref: notice.Request.ID, State: notice.Request.State,
-				Why: notice.Why, Accepted: notice.Accepted})
+				Why: notice.Why, Accepted: notice.Accepted, Member: notice.Member, TrackingActive: notice.Request.Tracking.Active()})
 			if n.tellHangs {
 				n.mu.Unlock()
 				<-ctx.Done()
@@ -458,7 +464,7 @@ func (n *recorder) port() *mock.Notices {
 		ProgressFn: func(ctx context.Context, r *approvals.Request, p approvals.Progress) error {
 			n.mu.Lock()
 			defer n.mu.Unlock()
-			n.progress = append(n.progress, progressed{Ref: r.ID, Kind: p.Kind, Status: p.Status, Result: r.Tracking.Result, Every: p.Every})
+			n.progress = append(n.progress, progressed{Ref: r.ID, Kind: p.Kind, Status: p.Status, Result: r.Tracking.Result, Every: p.Every, Member: p.Member})
 			return nil
 		},
 		SignInCodeFn: func(ctx context.Context, approver string, why approvals.SignInPurpose, r *approvals.Request, code approvals.DeviceCode) error {
@@ -733,10 +739,14 @@ type fakeGraph struct {
 	onReprovision func(ctx context.Context, id string) error
 	onActions     func(n int) ([]approvals.RemoteAction, error)
 
-	gets, resolves, actionReads int
-	posts                       []string // "id by username"
-	postOptions                 []approvals.Options
-	seq                         int
+	// statusAfterPOST, when set, is the status policy lists read once a
+	// reprovision was sent.
+	statusAfterPOST func(id string) string
+
+	gets, resolves, actionReads, policyLists int
+	posts                                    []string // "id by username"
+	postOptions                              []approvals.Options
+	seq                                      int
 }
 
 func newFakeGraph() *fakeGraph {
@@ -797,12 +807,22 @@ func (g *fakeGraph) reprovisioned() []string {
 	return slices.Clone(g.posts)
 }
 
+// policyOf is the provisioning policy of a fake Cloud PC: named by its
+// policy name, with an id made from it.
+func policyOf(pc approvals.CloudPC) approvals.ProvisioningPolicy {
+	return approvals.ProvisioningPolicy{ID: fmt.Sprintf("%08x-0000-4000-8000-000000000001", crc32.ChecksumIEEE([]byte(pc.ProvisioningPolicyName))), DisplayName: pc.ProvisioningPolicyName}
+}
+
 // call records one Graph call with one attempt, answered as err says.
 func (g *fakeGraph) call(method, path string, err error) approvals.GraphCall {
 	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.callLocked(method, path, err)
+}
+
+func (g *fakeGraph) callLocked(method, path string, err error) approvals.GraphCall {
 	g.seq++
 	n := g.seq
-	g.mu.Unlock()
 	a := approvals.GraphAttempt{At: time.Now(), Status: 200, ClientRequestID: fmt.Sprintf("crid-%d", n), RequestID: fmt.Sprintf("rid-%d", n)}
 	if method == "POST" {
 		a.Status = 204
@@ -876,6 +896,33 @@ func (g *fakeGraph) port(username string) *mock.CloudPCs {
 				err = hook(ctx, id)
 			}
 			return g.call("POST", "/deviceManagement/virtualEndpoint/cloudPCs/"+id+"/reprovision", err), err
+		},
+		FindPolicyFn: func(ctx context.Context, policy string) (approvals.ProvisioningPolicy, approvals.GraphCall, error) {
+			path := "/deviceManagement/virtualEndpoint/provisioningPolicies"
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			for _, pc := range g.pcs {
+				if p := policyOf(pc); p.ID == policy || p.DisplayName == policy {
+					return p, g.callLocked("GET", path, nil), nil
+				}
+			}
+			err := &approvals.GraphError{Kind: approvals.GraphNotFound, Cause: approvals.CauseNotFound, Method: "GET", Status: 404}
+			return approvals.ProvisioningPolicy{}, g.callLocked("GET", path, err), err
+		},
+		PolicyCloudPCsFn: func(ctx context.Context, policyID string) ([]approvals.CloudPC, []approvals.GraphCall, error) {
+			g.mu.Lock()
+			g.policyLists++
+			var found []approvals.CloudPC
+			for _, pc := range g.pcs {
+				if policyOf(pc).ID == policyID {
+					if len(g.posts) > 0 && g.statusAfterPOST != nil {
+						pc.Status = g.statusAfterPOST(pc.ID)
+					}
+					found = append(found, pc)
+				}
+			}
+			g.mu.Unlock()
+			return found, []approvals.GraphCall{g.call("GET", "/deviceManagement/virtualEndpoint/cloudPCs", nil)}, nil
 		},
 		RemoteActionsFn: func(ctx context.Context, id string) ([]approvals.RemoteAction, approvals.GraphCall, error) {
 			g.mu.Lock()

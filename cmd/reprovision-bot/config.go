@@ -50,6 +50,7 @@ type config struct {
 	TrackFor          time.Duration     `envconfig:"REPROVISION_TRACK_FOR" default:"3h" desc:"how long to follow a reprovision before giving up; 0: do not follow"`
 	NotifyUser        bool              `envconfig:"REPROVISION_NOTIFY_USER" default:"true" desc:"DM the Cloud PC's user (found by its UPN with users.lookupByEmail) before the reprovision and when it is ready"`
 	UserNotice        time.Duration     `envconfig:"REPROVISION_USER_NOTICE" default:"0" desc:"wait between the user's heads-up and the reprovision call (at most 30m); the approver may send now or cancel, the user may ask for more time; 0: no wait"`
+	GraphRPS          int               `envconfig:"REPROVISION_GRAPH_RPS" default:"5" desc:"most Microsoft Graph requests started in any one second, all approvers' sign-ins and retries together (at least 1); a Retry-After from Graph pauses them all"`
 
 	// cloud is AZURE_CLOUD's entry, resolved by loadConfig.
 	cloud graph.Cloud
@@ -211,6 +212,9 @@ func (c config) check() []string {
 	}
 	if c.UserNotice > approvals.MaxUserNotice {
 		p = append(p, fmt.Sprintf("REPROVISION_USER_NOTICE must be at most %s, not %s (the approver's sign-in must still be fresh when the call goes)", approvals.MaxUserNotice, c.UserNotice))
+	}
+	if c.GraphRPS < 1 {
+		p = append(p, fmt.Sprintf("REPROVISION_GRAPH_RPS must be at least 1 (requests per second), not %d", c.GraphRPS))
 	}
 	if c.TrackEvery <= 0 && c.GraphURL != "" {
 		p = append(p, "REPROVISION_TRACK_EVERY must be positive")

@@ -43,7 +43,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		HTTPAddr: ":8080", LogLevel: "info",
 		DBPath: "reprovision.db", ApprovalTTL: 24 * time.Hour, ApprovalsRequired: 1, SignInTTL: time.Hour, SignInStart: 30 * time.Second, SignInTimeout: 20 * time.Minute,
 		AllowedStatuses: []string{"provisioned", "failed"}, TrackEvery: time.Minute, TrackFor: 3 * time.Hour,
-		NotifyUser: true,
+		NotifyUser: true, GraphRPS: 5,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got %+v\nwant %+v", c, want)
@@ -106,7 +106,7 @@ func TestUsageListsEveryVariable(t *testing.T) {
 	}
 	for _, name := range []string{"SLACK_APP_TOKEN", "SLACK_BOT_TOKEN", "SLACK_API_URL", "REPROVISION_APPROVER",
 		"AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_AUTHORITY_HOST", "GRAPH_URL", "REPROVISION_DB",
-		"AZURE_CLOUD", "REPROVISION_HTTP_ADDR", "REPROVISION_LOG_LEVEL", "usgovdod", ":8080",
+		"AZURE_CLOUD", "REPROVISION_HTTP_ADDR", "REPROVISION_LOG_LEVEL", "REPROVISION_GRAPH_RPS", "usgovdod", ":8080",
 		"https://slack.com/api/", "reprovision.db"} {
 		if !strings.Contains(out.String(), name) {
 			t.Errorf("usage lacks %s:\n%s", name, out.String())
@@ -355,6 +355,30 @@ func TestLoadConfigUserNotice(t *testing.T) {
 		_, err := loadConfig(env(e))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s=%s: err = %v, want one saying %q", tc.name, tc.value, err, tc.want)
+		}
+	}
+}
+
+// REPROVISION_GRAPH_RPS: 5 by default, at least 1, refused by name otherwise.
+func TestLoadConfigGraphRPS(t *testing.T) {
+	for value, want := range map[string]int{"": 5, "1": 1, "12": 12, " 3 ": 3} {
+		e := validEnv()
+		e["REPROVISION_GRAPH_RPS"] = value
+		c, err := loadConfig(env(e))
+		if err != nil || c.GraphRPS != want {
+			t.Errorf("REPROVISION_GRAPH_RPS=%q: %d, %v; want %d", value, c.GraphRPS, err, want)
+		}
+	}
+	for value, want := range map[string]string{
+		"0":    "REPROVISION_GRAPH_RPS must be at least 1 (requests per second), not 0",
+		"-2":   "REPROVISION_GRAPH_RPS must be at least 1 (requests per second), not -2",
+		"2.5":  "REPROVISION_GRAPH_RPS: must be a whole number",
+		"fast": "REPROVISION_GRAPH_RPS: must be a whole number",
+	} {
+		e := validEnv()
+		e["REPROVISION_GRAPH_RPS"] = value
+		if _, err := loadConfig(env(e)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("REPROVISION_GRAPH_RPS=%q: err = %v, want one saying %q", value, err, want)
 		}
 	}
 }

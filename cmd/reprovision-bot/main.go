@@ -91,7 +91,13 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 	defer store.Close()
 
 	m := newMetrics(storeCounts{OpenRequests: store.CountOpen, UndeliveredNotices: store.Undelivered})
-	signIns, err := graph.NewSignIns(auth, graph.ClientOptions{BaseURL: cfg.GraphURL, Scope: cfg.cloud.Scope(), Observe: m.GraphRequest})
+	// One limiter for the process: every approver's sign-in gets its own Graph
+	// client, and they all pace (and pause after a Retry-After) together.
+	graphLimit, err := graph.NewRateLimiter(cfg.GraphRPS)
+	if err != nil {
+		return err
+	}
+	signIns, err := graph.NewSignIns(auth, graph.ClientOptions{BaseURL: cfg.GraphURL, Scope: cfg.cloud.Scope(), Observe: m.GraphRequest, RateLimiter: graphLimit})
 	if err != nil {
 		return err
 	}

@@ -151,7 +151,7 @@ func (b *Bot) publishHome(ctx context.Context, user string) {
 func yourRequestsBlocks(mine []*approvals.Request) []slack.Block {
 	blocks := []slack.Block{section("*Your requests*")}
 	for _, r := range mine {
-		blocks = append(blocks, section(fmt.Sprintf("*%s* `%s`%s, %s\n%s", r.ID, escapeText(requesterTargetLabel(r)), withOptions(r.Options), slackDate(r.CreatedAt), statusLine(r))))
+		blocks = append(blocks, section(fmt.Sprintf("*%s* %s%s, %s\n%s", r.ID, requesterReprovisionWhat(r), withOptions(r.Options), slackDate(r.CreatedAt), statusLine(r))))
 	}
 	if len(mine) == 0 {
 		blocks = append(blocks, section("_None yet. Use `/reprovision <cloud PC> <reason>` to ask._"))
@@ -163,7 +163,7 @@ func yourRequestsBlocks(mine []*approvals.Request) []slack.Block {
 func awaitingBlocks(pending []*approvals.Request) []slack.Block {
 	blocks := []slack.Block{section("*Awaiting you*")}
 	for _, r := range pending {
-		text := fmt.Sprintf("*%s* `%s` from <@%s>, %s", r.ID, escapeText(targetLabel(r)), r.RequesterID, slackDate(r.CreatedAt))
+		text := fmt.Sprintf("*%s* %s from <@%s>, %s", r.ID, reprovisionWhat(r), r.RequesterID, slackDate(r.CreatedAt))
 		if opts := optionsText(r.Options); opts != "" {
 			text += "\nReprovision with " + opts
 		}
@@ -171,9 +171,13 @@ func awaitingBlocks(pending []*approvals.Request) []slack.Block {
 			text += "\n" + reasonText(r.Reason)
 		}
 		// action_ids stay unique within the view: suffixed with the reference.
+		title, warning := "Reprovision this Cloud PC?", wipeWarning
+		if r.IsBatch() {
+			title, warning = "Reprovision these Cloud PCs?", batchWipeWarning
+		}
 		approve := slack.NewButtonBlockElement(actionApprove+":"+r.ID, r.ID, plain("Approve")).WithStyle(slack.StyleDanger).
-			WithConfirm(slack.NewConfirmationBlockObject(plain("Reprovision this Cloud PC?"),
-				mrkdwn(wipeWarning), plain("Approve"), plain("Go back")))
+			WithConfirm(slack.NewConfirmationBlockObject(plain(title),
+				mrkdwn(warning), plain("Approve"), plain("Go back")))
 		deny := slack.NewButtonBlockElement(actionDeny+":"+r.ID, r.ID, plain("Deny"))
 		blocks = append(blocks, section(text), slack.NewActionBlock("home-decision:"+r.ID, approve, deny))
 	}

@@ -92,6 +92,10 @@ func (b *Bot) handleBlockAction(ctx context.Context, cb slack.InteractionCallbac
 		r, err = b.wf.AskMoreTime(ctx, c.user, c.ref)
 	case actionSignInSend:
 		r, err = b.wf.SignInToSend(ctx, c.user, c.ref)
+	case actionStopBatch:
+		r, err = b.wf.StopBatch(ctx, c.user, c.ref)
+	case actionResumeBatch:
+		r, err = b.wf.ResumeBatch(ctx, c.user, c.ref)
 	case actionRequestOver:
 		r, err = b.wf.RequestAgain(ctx, c.user, c.ref)
 		if err == nil {
@@ -119,7 +123,7 @@ func (b *Bot) reply(ctx context.Context, c click, r *approvals.Request, err erro
 	if text == "" {
 		return // the prompt itself shows the news
 	}
-	if c.action == actionMoreTime || strings.HasPrefix(c.block, blockScheduled) {
+	if c.action == actionMoreTime || strings.HasPrefix(c.block, blockScheduled) || strings.HasPrefix(c.block, blockBatch) {
 		// The heads-up and the prompt stay as they are (the workflow
 		// redraws the prompt); the clicker hears privately.
 		b.tell(ctx, c, text)

@@ -91,12 +91,18 @@ func detailsShownToRequester(r *approvals.Request) bool {
 
 // promptText is the notification/fallback text of the approval prompt.
 func promptText(r *approvals.Request) string {
+	if r.IsBatch() {
+		return batchPromptText(r)
+	}
 	return fmt.Sprintf("Reprovision request %s for %s from <@%s>", r.ID, escapeText(targetLabel(r)), r.RequesterID)
 }
 
 // promptBlocks renders the approval prompt for r in its current state. The
 // decision buttons show only while it is pending.
 func promptBlocks(r *approvals.Request) []slack.Block {
+	if r.IsBatch() {
+		return batchPromptBlocks(r)
+	}
 	blocks := []slack.Block{
 		section(fmt.Sprintf("*Reprovision request %s*", r.ID)),
 		slack.NewSectionBlock(nil, []*slack.TextBlockObject{
@@ -139,6 +145,15 @@ func promptBlocks(r *approvals.Request) []slack.Block {
 	}
 	blocks = append(blocks, slack.NewContextBlock("status:"+r.ID, mrkdwn(statusLine(r))))
 	return blocks
+}
+
+// denyWhat is what the deny form names: the Cloud PC id or what was
+// typed, or the batch.
+func denyWhat(r *approvals.Request) string {
+	if r.IsBatch() {
+		return batchWhat(r, false)
+	}
+	return "`" + escapeText(targetOf(r)) + "`"
 }
 
 // targetOf is the Cloud PC id once known, else what was typed.
@@ -193,6 +208,11 @@ func mentions(users []string) string {
 // statusLine says in one line where the request is, for the prompt and for
 // late clickers.
 func statusLine(r *approvals.Request) string {
+	if r.IsBatch() {
+		if line, ok := batchStatusLine(r); ok {
+			return line
+		}
+	}
 	switch r.State {
 	case approvals.StatePending:
 		waiting := ":hourglass: Awaiting a decision."
@@ -316,7 +336,7 @@ func requestIDSuffix(r *approvals.Request) string {
 // requesterUpdate is what the requester is told when their request reaches a
 // decision or an outcome.
 func requesterUpdate(r *approvals.Request) string {
-	return fmt.Sprintf("Your request %s to reprovision `%s`%s%s: %s", r.ID, escapeText(requesterTargetLabel(r)), withOptions(r.Options), reasonSuffix(r), statusLine(r))
+	return fmt.Sprintf("Your request %s to reprovision %s%s%s: %s", r.ID, requesterReprovisionWhat(r), withOptions(r.Options), reasonSuffix(r), statusLine(r))
 }
 
 // reasonSuffix repeats why it was asked, so an outcome reads on its own.
@@ -329,13 +349,17 @@ func reasonSuffix(r *approvals.Request) string {
 
 // requestSummary is the same news for someone other than the requester.
 func requestSummary(r *approvals.Request) string {
-	return fmt.Sprintf("Request %s to reprovision `%s`%s from <@%s>%s: %s", r.ID, escapeText(targetLabel(r)), withOptions(r.Options), r.RequesterID, reasonSuffix(r), statusLine(r))
+	return fmt.Sprintf("Request %s to reprovision %s%s from <@%s>%s: %s", r.ID, reprovisionWhat(r), withOptions(r.Options), r.RequesterID, reasonSuffix(r), statusLine(r))
 }
 
 // requesterConfirmation is the requester's private receipt, with Cancel.
 func requesterConfirmation(r *approvals.Request) (string, []slack.Block) {
-	text := fmt.Sprintf("Request %s: asking %s to approve reprovisioning `%s`%s. I'll tell you when they decide.",
-		r.ID, mentions(r.Approvers), escapeText(requesterTargetLabel(r)), withOptions(r.Options))
+	what := requesterReprovisionWhat(r)
+	if r.IsBatch() {
+		what = batchAskedText(r.Batch.Targets, r.Batch.Policy)
+	}
+	text := fmt.Sprintf("Request %s: asking %s to approve reprovisioning %s%s. I'll tell you when they decide.",
+		r.ID, mentions(r.Approvers), what, withOptions(r.Options))
 	cancel := slack.NewButtonBlockElement(actionCancel, r.ID, plain("Cancel request"))
 	return text, []slack.Block{section(text), slack.NewActionBlock("request:"+r.ID, cancel)}
 }
@@ -343,7 +367,13 @@ func requesterConfirmation(r *approvals.Request) (string, []slack.Block) {
 // expiredNotice tells the requester their request expired, with a one-click
 // retry.
 func expiredNotice(r *approvals.Request) (string, []slack.Block) {
-	text := fmt.Sprintf(":clock3: Your request %s to reprovision `%s`%s EXPIRED: nobody decided in time.", r.ID, escapeText(requesterTargetLabel(r)), withOptions(r.Options))
+	text := fmt.Sprintf(":clock3: Your request %s to reprovision %s%s EXPIRED: nobody decided in time.", r.ID, requesterReprovisionWhat(r), withOptions(r.Options))
+	if r.IsBatch() {
+		// Asking again is typing the command again: Request again would
+		// not carry the list (see RequestAgain).
+		text += " To ask again, use `/reprovision` with the list or the policy."
+		return text, []slack.Block{section(text)}
+	}
 	again := slack.NewButtonBlockElement(actionRequestOver, r.ID, plain("Request again"))
 	return text, []slack.Block{section(text), slack.NewActionBlock("expired:"+r.ID, again)}
 }
@@ -351,6 +381,9 @@ func expiredNotice(r *approvals.Request) (string, []slack.Block) {
 // confirmBlocks ask the approver, signed in, for the final word on one
 // Cloud PC, or to pick one of several.
 func confirmBlocks(r *approvals.Request) (string, []slack.Block) {
+	if r.IsBatch() {
+		return batchConfirmBlocks(r)
+	}
 	cancel := slack.NewButtonBlockElement(actionAbort, r.ID, plain("Cancel"))
 	if len(r.Candidates) > 1 {
 		text := fmt.Sprintf("%d Cloud PCs match `%s` (request %s). Pick the one to reprovision%s:", len(r.Candidates), escapeText(r.Target), r.ID, withOptions(r.Options))
@@ -391,6 +424,16 @@ func signInBlocks(why, verificationURL, userCode string) []slack.Block {
 // reasonModal asks the requester why, when the command had no reason.
 // The options typed with the command are preselected.
 func reasonModal(privateMetadata, target string, opts approvals.Options) slack.ModalViewRequest {
+	return reasonModalAsking(privateMetadata, fmt.Sprintf("Reprovision `%s`? %s", escapeText(target), wipeWarning), opts)
+}
+
+// batchReasonModal is reasonModal for a batch.
+func batchReasonModal(privateMetadata string, c Command) slack.ModalViewRequest {
+	return reasonModalAsking(privateMetadata, fmt.Sprintf("Reprovision %s? %s", batchAskedText(c.Targets, c.Policy), batchWipeWarning), c.Options)
+}
+
+// reasonModalAsking is the reason form, asking question (mrkdwn).
+func reasonModalAsking(privateMetadata, question string, opts approvals.Options) slack.ModalViewRequest {
 	return slack.ModalViewRequest{
 		Type:            slack.VTModal,
 		CallbackID:      callbackReason,
@@ -399,7 +442,7 @@ func reasonModal(privateMetadata, target string, opts approvals.Options) slack.M
 		Submit:          plain("Ask for approval"),
 		Close:           plain("Cancel"),
 		Blocks: slack.Blocks{BlockSet: []slack.Block{
-			section(fmt.Sprintf("Reprovision `%s`? %s", escapeText(target), wipeWarning)),
+			section(question),
 			reasonInput("Why does it need reprovisioning?"),
 			optionSelect(blockOS, inputOS, "Windows version", "Windows 11 moves a Windows 10 Cloud PC to Windows 11.", osChoices, opts.OSVersion),
 			optionSelect(blockAccount, inputAccount, "User account", "Whether the user is a local administrator on the reprovisioned Cloud PC.", accountChoices, opts.UserAccountType),
@@ -457,7 +500,7 @@ func denyModal(r *approvals.Request) slack.ModalViewRequest {
 		Submit:          plain("Deny"),
 		Close:           plain("Back"),
 		Blocks: slack.Blocks{BlockSet: []slack.Block{
-			section(fmt.Sprintf("Deny %s from <@%s> to reprovision `%s`?", r.ID, r.RequesterID, escapeText(targetOf(r)))),
+			section(fmt.Sprintf("Deny %s from <@%s> to reprovision %s?", r.ID, r.RequesterID, denyWhat(r))),
 			reasonInput("Reason (the requester sees it)"),
 		}},
 	}

@@ -95,6 +95,7 @@ func (b *Bot) asShown(r *approvals.Request) *approvals.Request {
 
 // Tell sends user a direct message about a request.
 func (b *Bot) Tell(ctx context.Context, user string, n approvals.Notice) error {
+	n = memberNotice(n)
 	var blocks []slack.Block
 	switch n.Kind {
 	case approvals.NoticeExpired:
@@ -106,6 +107,8 @@ func (b *Bot) Tell(ctx context.Context, user string, n approvals.Notice) error {
 		blocks = moreTimeAskedBlocks(n.Request)
 	case approvals.NoticeSignInToSend:
 		blocks = signInToSendBlocks(n)
+	case approvals.NoticeBatchHalted:
+		blocks = batchHaltedBlocks(n)
 	}
 	if blocks != nil {
 		return deliveryError(b.dm(ctx, user, msgText(noticeText(user, n)), msgBlocks(blocks)))

@@ -21,12 +21,19 @@ var errFormNotOpened = errors.New("the form did not open")
 // doneText is what replaces the message someone clicked on when the
 // workflow did what they asked ("" when the prompt itself shows the news).
 func doneText(action string, r *approvals.Request) string {
+	if text := batchDoneText(action, r); text != "" {
+		return text
+	}
 	switch action {
 	case actionCancel:
 		return fmt.Sprintf(":leftwards_arrow_with_hook: You canceled %s; the approvers' prompts say so.", r.ID)
 	case actionConfirm, actionPick:
 		if r.State != approvals.StateConfirming {
 			return "" // the pick could not be recorded: both sides were told
+		}
+		if r.IsBatch() {
+			return fmt.Sprintf("Confirmed: reprovisioning %s%s (%s)… The prompt shows the counts, its thread each Cloud PC's result.",
+				batchWhat(r, false), withOptions(r.Options), r.ID)
 		}
 		return fmt.Sprintf("Confirmed: reprovisioning %s%s (%s)…", escapeText(targetLabel(r)), withOptions(r.Options), r.ID)
 	case actionAbort:
@@ -57,6 +64,9 @@ func refusalText(f *approvals.Refusal) string {
 		return text
 	}
 	if text, ok := headsUpRefusalText(f); ok {
+		return text
+	}
+	if text := batchRefusalText(f); text != "" {
 		return text
 	}
 	ref := f.Ref
@@ -148,6 +158,9 @@ func policyRefusalText(f *approvals.Refusal) (string, bool) {
 
 // openElsewhereText: the Cloud PC already has an open request.
 func openElsewhereText(f *approvals.Refusal) string {
+	if f.Request != nil && f.Request.IsBatch() {
+		return fmt.Sprintf(":x: A Cloud PC of %s already has an open reprovision request, so %s was not sent.", batchWhat(f.Request, false), f.Ref)
+	}
 	if f.Other == nil {
 		return fmt.Sprintf(":x: `%s` already has an open reprovision request, so %s was not sent.", escapeText(targetOf(f.Request)), f.Ref)
 	}
@@ -200,6 +213,10 @@ func outcomeText(o *approvals.Outcome) string {
 		return "The final confirmation could not be sent on Slack."
 	case approvals.OutcomeInFlightAtRestart:
 		return "The bot stopped while the reprovision call may have been in flight; it was not sent again."
+	case approvals.OutcomeBatchTooLarge:
+		return fmt.Sprintf("The look-up found %s; a batch may have at most %d. Nothing was sent.", cloudPCCount(o.Matches), o.Max)
+	case approvals.OutcomeNothingToSend:
+		return "None of the Cloud PCs may be reprovisioned now: each was skipped for its status, left out for another open request, or not found. Nothing was sent."
 	}
 	// A sentence stored by an older version, which wrote it as mrkdwn
 	// with everything from outside already escaped.
@@ -253,6 +270,7 @@ func approvalRecordedText(user string, r *approvals.Request) string {
 
 // noticeText is the text of a plain notice (those without buttons).
 func noticeText(user string, n approvals.Notice) string {
+	n = memberNotice(n)
 	r := n.Request
 	switch n.Kind {
 	case approvals.NoticeSignInFailed:
@@ -264,6 +282,9 @@ func noticeText(user string, n approvals.Notice) string {
 	case approvals.NoticeHeadsUp:
 		return headsUpText(user, r)
 	case approvals.NoticeUserUpdate:
+		if n.Member != nil {
+			return memberUserUpdateText(r)
+		}
 		return userUpdateText(r)
 	case approvals.NoticeUserReady:
 		return userReadyText(r)
@@ -273,6 +294,8 @@ func noticeText(user string, n approvals.Notice) string {
 		return moreTimeAskedText(r)
 	case approvals.NoticeSignInToSend:
 		return signInToSendText(n)
+	case approvals.NoticeBatchHalted:
+		return batchHaltedText(n)
 	case approvals.NoticeNotRecorded:
 		if n.Accepted {
 			return fmt.Sprintf("Request %s: Microsoft Graph accepted the reprovision%s, but the bot was stopped before it could record it; it settles the request when it starts again.",
@@ -289,6 +312,11 @@ func noticeText(user string, n approvals.Notice) string {
 
 // progressText is a follow-through update for the prompt's thread.
 func progressText(r *approvals.Request, p approvals.Progress) string {
+	if r.IsBatch() {
+		if text := batchProgressText(r, p); text != "" {
+			return text
+		}
+	}
 	switch p.Kind {
 	case approvals.ProgressAccepted:
 		return fmt.Sprintf("Reprovision of %s%s accepted. I'll look at it in %s and post progress here.", escapeText(targetLabel(r)), withOptions(r.Options), p.Every)
@@ -311,6 +339,8 @@ func signInPurposeText(why approvals.SignInPurpose, r *approvals.Request) string
 		return "resume tracking " + r.ID
 	case approvals.SignInToSend:
 		return "send " + r.ID + " (again, after the bot restarted)"
+	case approvals.SignInToResumeBatch:
+		return "resume batch " + r.ID
 	}
 	return "approve " + r.ID
 }

@@ -273,6 +273,23 @@ var txRefusalCases = []txRefusalCase{
 	{"no approver reachable",
 		approvals.Refusal{Kind: approvals.RefusedNoApproverReachable, Action: approvals.ActionRequest, Ref: txRef},
 		[]string{":x: Request " + txRef + " is recorded, but Slack cannot deliver the approval prompt to any approver"}, nil},
+
+	// Batches.
+	{"batch too large",
+		approvals.Refusal{Kind: approvals.RefusedBatchTooLarge, Action: approvals.ActionRequest, Count: 73, Max: 50},
+		[]string{"That is 73 Cloud PCs; a batch may have at most 50.", "Nothing was recorded"}, nil},
+	{"not an approver, stop",
+		approvals.Refusal{Kind: approvals.RefusedNotAnApprover, Action: approvals.ActionStopBatch, Ref: txRef, Users: []string{"UA1", "UA2", "UA3"}},
+		[]string{"Only an approver of " + txRef + " (<@UA1>, <@UA2> or <@UA3>) can stop it."}, []string{"tracking"}},
+	{"not the confirmer, resume a batch",
+		approvals.Refusal{Kind: approvals.RefusedNotConfirmer, Action: approvals.ActionResumeBatch, Ref: txRef, Users: []string{"UA1"}},
+		[]string{"Only <@UA1>, who confirmed " + txRef + ", can resume it"}, []string{"can confirm"}},
+	{"busy, resume a batch",
+		approvals.Refusal{Kind: approvals.RefusedBusy, Action: approvals.ActionResumeBatch, Ref: txRef},
+		[]string{txRef + " is already being resumed."}, []string{"Tracking"}},
+	{"already handled, stop",
+		approvals.Refusal{Kind: approvals.RefusedHandled, Action: approvals.ActionStopBatch, Ref: txRef, Request: txRequest(approvals.StateSucceeded)},
+		[]string{txRef + " is not running, or is being stopped already: :white_check_mark:"}, nil},
 }
 
 func TestReplyTextRefusals(t *testing.T) {
@@ -381,6 +398,10 @@ var txOutcomeCases = []txOutcomeCase{
 	{"not recorded", approvals.Outcome{Kind: approvals.OutcomeNotRecorded}, []string{"could not be recorded, so nothing was sent."}},
 	{"confirmation not sent", approvals.Outcome{Kind: approvals.OutcomeConfirmationNotSent}, []string{"The final confirmation could not be sent on Slack."}},
 	{"in flight at restart", approvals.Outcome{Kind: approvals.OutcomeInFlightAtRestart}, []string{"may have been in flight", "it was not sent again."}},
+	{"batch too large", approvals.Outcome{Kind: approvals.OutcomeBatchTooLarge, Matches: 73, Max: 50},
+		[]string{"The look-up found 73 Cloud PCs; a batch may have at most 50. Nothing was sent."}},
+	{"nothing to send", approvals.Outcome{Kind: approvals.OutcomeNothingToSend},
+		[]string{"None of the Cloud PCs may be reprovisioned now", "Nothing was sent."}},
 	{"legacy sentence", approvals.Outcome{Text: "Graph said no (HTTP 400)."}, []string{"Graph said no (HTTP 400)."}},
 }
 
@@ -742,7 +763,8 @@ func TestEveryKindHasWords(t *testing.T) {
 	}
 	actions := []approvals.Action{"", approvals.ActionRequest, approvals.ActionApprove, approvals.ActionDeny, approvals.ActionCancel,
 		approvals.ActionConfirm, approvals.ActionPick, approvals.ActionAbort, approvals.ActionResume, approvals.ActionRequestAgain,
-		approvals.ActionSendNow, approvals.ActionPostpone, approvals.ActionMoreTime, approvals.ActionSignInToSend}
+		approvals.ActionSendNow, approvals.ActionPostpone, approvals.ActionMoreTime, approvals.ActionSignInToSend,
+		approvals.ActionStopBatch, approvals.ActionResumeBatch}
 	for _, kind := range declared["RefusalKind"] {
 		if !covered[kind] {
 			t.Errorf("RefusalKind %q has no case in txRefusalCases", kind)
@@ -808,6 +830,7 @@ func TestEveryKindHasWords(t *testing.T) {
 		case approvals.NoticeStatus, approvals.NoticeExpired, approvals.NoticeSignInFailed, approvals.NoticeStillPaused, approvals.NoticeNotRecorded,
 			approvals.NoticeApprovalRecorded, approvals.NoticeHeadsUp, approvals.NoticeUserUpdate, approvals.NoticeUserReady,
 			approvals.NoticeUserNotNotified, approvals.NoticeMoreTimeAsked, approvals.NoticeSignInToSend:
+		case approvals.NoticeBatchHalted: // TestBatchHaltedNotice
 		default:
 			t.Errorf("NoticeKind %q is not covered by TestNoticeText", kind)
 		}
@@ -815,6 +838,7 @@ func TestEveryKindHasWords(t *testing.T) {
 	for _, kind := range declared["ProgressKind"] {
 		switch approvals.ProgressKind(kind) {
 		case approvals.ProgressAccepted, approvals.ProgressStatus, approvals.ProgressEnded, approvals.ProgressPaused:
+		case approvals.ProgressMember: // TestBatchProgress
 		default:
 			t.Errorf("ProgressKind %q is not covered by TestProgressText", kind)
 		}

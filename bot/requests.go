@@ -34,8 +34,13 @@ func (b *Bot) handleSlashCommand(sm *socketmode.Client, req *socketmode.Request,
 		b.ack(sm, req, ephemeral{ResponseType: "ephemeral", Text: Usage})
 		return
 	case parsed.Reason == "":
-		if err := b.wf.Policy().MayRequest(sc.UserID, sc.ChannelID); err != nil {
+		if err := b.mayAsk(sc, parsed); err != nil {
 			b.refuseCommand(sm, req, sc, err, false)
+			return
+		}
+		if _, ok := reasonFormMetadata(sc, parsed); !ok {
+			b.ack(sm, req, ephemeral{ResponseType: "ephemeral", Text: listTooLongForFormText})
+			b.log.Info("reason form not opened: the list does not fit in it", "user", sc.UserID)
 			return
 		}
 		if !b.forms.book() {
@@ -48,7 +53,7 @@ func (b *Bot) handleSlashCommand(sm *socketmode.Client, req *socketmode.Request,
 		b.forms.push(job{run: func(ctx context.Context) { b.askForReason(withTrigger(ctx, arrived), sc, parsed) }})
 		return
 	}
-	r, err := b.wf.NewRequestWith(sc.UserID, sc.ChannelID, parsed.Target, parsed.Reason, parsed.Options)
+	r, err := b.newRequest(sc.UserID, sc.ChannelID, parsed, parsed.Reason)
 	if err != nil {
 		b.refuseCommand(sm, req, sc, err, false)
 		return
@@ -63,11 +68,33 @@ func (b *Bot) handleSlashCommand(sm *socketmode.Client, req *socketmode.Request,
 	b.requests.push(b.openJob(r, sc.ResponseURL, nil))
 }
 
-// Said in the ack when a work queue is full.
+// Said in the ack when a work queue is full, or a batch's list is too long
+// for the reason form to carry.
 const (
-	busyRequestText = ":warning: Too many requests at this moment: yours was not recorded. Please try again in a minute."
-	busyFormText    = ":warning: Too many requests at this moment to open the form. Please give the reason after the target: `/reprovision <target> <reason>`."
+	busyRequestText        = ":warning: Too many requests at this moment: yours was not recorded. Please try again in a minute."
+	busyFormText           = ":warning: Too many requests at this moment to open the form. Please give the reason after the target: `/reprovision <target> <reason>`."
+	listTooLongForFormText = ":warning: That list is too long for the form that asks for a reason. Please give the reason after the list: `/reprovision <cloud PC>,<cloud PC>,… <reason>`."
 )
+
+// newRequest builds, in memory, the request c asks for with reason: one
+// Cloud PC, or a batch.
+func (b *Bot) newRequest(user, channel string, c Command, reason string) (*approvals.Request, error) {
+	if c.IsBatch() {
+		return b.wf.NewBatch(user, channel, c.Targets, c.Policy, reason, c.Options)
+	}
+	return b.wf.NewRequestWith(user, channel, c.Target, reason, c.Options)
+}
+
+// mayAsk checks, before the reason form opens, what recording c will
+// check: the policy, and a batch's size and approvals (NewBatch builds
+// the batch in memory only, and it is dropped).
+func (b *Bot) mayAsk(sc slack.SlashCommand, c Command) error {
+	if c.IsBatch() {
+		_, err := b.newRequest(sc.UserID, sc.ChannelID, c, "")
+		return err
+	}
+	return b.wf.Policy().MayRequest(sc.UserID, sc.ChannelID)
+}
 
 // openJob is the queued work of an acked request: first (if set) before,
 // then openRequest. If the bot stops before a worker gets to it, the
@@ -102,17 +129,50 @@ func (b *Bot) refuseCommand(sm *socketmode.Client, req *socketmode.Request, sc s
 	b.wf.RefusedRequest(sc.UserID, sc.ChannelID, err)
 }
 
-// reasonForm is what the reason modal carries between open and submit.
+// reasonForm is what the reason modal carries between open and submit:
+// one Cloud PC (Target), or a batch's list (Targets) or policy (Policy).
 type reasonForm struct {
-	Target      string `json:"target"`
-	Channel     string `json:"channel"`
-	ResponseURL string `json:"response_url,omitempty"`
+	Target      string   `json:"target,omitempty"`
+	Targets     []string `json:"targets,omitempty"`
+	Policy      string   `json:"policy,omitempty"`
+	Channel     string   `json:"channel"`
+	ResponseURL string   `json:"response_url,omitempty"`
+}
+
+// maxPrivateMetadata is Slack's limit on a view's private_metadata.
+const maxPrivateMetadata = 3000
+
+// reasonFormMetadata is the reason form's private_metadata for parsed;
+// false when it does not fit (a long list).
+func reasonFormMetadata(sc slack.SlashCommand, parsed Command) (string, bool) {
+	meta, _ := json.Marshal(reasonForm{Target: parsed.Target, Targets: parsed.Targets, Policy: parsed.Policy, Channel: sc.ChannelID, ResponseURL: sc.ResponseURL})
+	return string(meta), len(meta) <= maxPrivateMetadata
+}
+
+// formCommand reads back what the reason form carries, checked as the
+// command was: one Cloud PC, a list or a policy, never two of them.
+func formCommand(form reasonForm) (Command, error) {
+	switch {
+	case form.Policy != "" && form.Target == "" && len(form.Targets) == 0:
+		policy, err := checkPolicy(form.Policy)
+		return Command{Policy: policy}, err
+	case len(form.Targets) > 1 && form.Target == "" && form.Policy == "":
+		targets, err := parseTargetList(strings.Join(form.Targets, ","))
+		return Command{Targets: targets}, err
+	case len(form.Targets) == 0 && form.Policy == "":
+		return parseTarget(form.Target)
+	}
+	return Command{}, errors.New("the form names no Cloud PC, or several things")
 }
 
 func (b *Bot) askForReason(ctx context.Context, sc slack.SlashCommand, parsed Command) {
-	meta, _ := json.Marshal(reasonForm{Target: parsed.Target, Channel: sc.ChannelID, ResponseURL: sc.ResponseURL})
+	meta, _ := reasonFormMetadata(sc, parsed)
+	modal := reasonModal(meta, parsed.Target, parsed.Options)
+	if parsed.IsBatch() {
+		modal = batchReasonModal(meta, parsed)
+	}
 	err := b.slackCall(ctx, "views.open", func(ctx context.Context) error {
-		_, err := b.api.OpenViewContext(ctx, sc.TriggerID, reasonModal(string(meta), parsed.Target, parsed.Options))
+		_, err := b.api.OpenViewContext(ctx, sc.TriggerID, modal)
 		return err
 	})
 	var paced *pacedError
@@ -134,7 +194,7 @@ func (b *Bot) reasonSubmitted(sm *socketmode.Client, req *socketmode.Request, cb
 	var form reasonForm
 	parsed, err := Command{}, json.Unmarshal([]byte(cb.View.PrivateMetadata), &form)
 	if err == nil {
-		parsed, err = parseTarget(form.Target)
+		parsed, err = formCommand(form)
 	}
 	if err != nil {
 		b.ack(sm, req, nil)
@@ -156,7 +216,8 @@ func (b *Bot) reasonSubmitted(sm *socketmode.Client, req *socketmode.Request, cb
 		b.ack(sm, req, slack.NewErrorsViewSubmissionResponse(problems))
 		return
 	}
-	r, err := b.wf.NewRequestWith(cb.User.ID, form.Channel, parsed.Target, reason, opts)
+	parsed.Options = opts
+	r, err := b.newRequest(cb.User.ID, form.Channel, parsed, reason)
 	if err != nil {
 		b.ack(sm, req, slack.NewErrorsViewSubmissionResponse(map[string]string{blockReason: replyText(err)}))
 		return

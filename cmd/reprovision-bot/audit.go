@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -25,6 +26,7 @@ func runAudit(ctx context.Context, args []string, getenv func(string) string, st
 	flags.SetOutput(stdout)
 	since := flags.Duration("since", 0, "only events from the last DURATION (e.g. 24h); 0: all")
 	format := flags.String("format", "jsonl", "output format: jsonl or csv")
+	ref := flags.String("ref", "", "only the events of the request with this reference (e.g. R-7K3F9Q)")
 	if err := flags.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil // the flag package printed the usage
@@ -39,6 +41,9 @@ func runAudit(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	if *format != "jsonl" && *format != "csv" {
 		return fmt.Errorf("audit: -format must be jsonl or csv")
+	}
+	if *ref != "" && !approvals.ValidReference(strings.ToUpper(*ref)) {
+		return fmt.Errorf("audit: -ref must be a request reference such as R-7K3F9Q")
 	}
 	path := strings.TrimSpace(getenv("REPROVISION_DB"))
 	if path == "" {
@@ -68,6 +73,9 @@ func runAudit(ctx context.Context, args []string, getenv func(string) string, st
 	events, err := store.Events(ctx, from)
 	if err != nil {
 		return err
+	}
+	if *ref != "" {
+		events = slices.DeleteFunc(events, func(e approvals.Event) bool { return e.RequestID != strings.ToUpper(*ref) })
 	}
 	return approvals.WriteEvents(stdout, events, *format)
 }

@@ -32,18 +32,19 @@ var (
 const MaxPolicyNameLength = 128
 
 // policyNamePattern: letters (any script, with their combining marks), digits, spaces
-// and a few punctuation marks display names use; a letter or digit first and last.
-// It leaves out quotes other than the apostrophe, %, /, \, #, ?, *, $, = and control
-// characters, so a checked name cannot change the URL or the OData filter (the
-// apostrophe is doubled in the literal).
-var policyNamePattern = regexp.MustCompile(`^[\p{L}\p{N}](?:[\p{L}\p{M}\p{N} ._()&'+,:@\[\]-]*[\p{L}\p{M}\p{N}.)\]])?$`)
+// and a few punctuation marks display names use; a letter or digit first. It leaves
+// out quotes other than the apostrophe, %, /, \, #, ?, *, $, =, ;, markup and control
+// characters, so a checked name cannot change the URL or the OData filter (the value
+// is query-escaped and the apostrophe doubled in the literal).
+var policyNamePattern = regexp.MustCompile(`^[\p{L}\p{N}][\p{L}\p{M}\p{N} ._()&'+,:@!\[\]-]*$`)
 
 // ValidPolicyName reports whether s may be looked up as a provisioning policy's
 // display name: at most MaxPolicyNameLength characters, starting with a letter or
-// digit and ending with a letter, digit, '.', ')' or ']', with only letters, digits,
-// spaces and . _ ( ) & ' + , : @ [ ] - between.
+// digit, not ending with a space, with only letters, digits, spaces and
+// . _ ( ) & ' + , : @ ! [ ] - after the first.
 func ValidPolicyName(s string) bool {
-	return utf8.ValidString(s) && utf8.RuneCountInString(s) <= MaxPolicyNameLength && policyNamePattern.MatchString(s)
+	return utf8.ValidString(s) && utf8.RuneCountInString(s) <= MaxPolicyNameLength && strings.TrimSpace(s) == s &&
+		policyNamePattern.MatchString(s)
 }
 
 // policySelect is the $select of the provisioning policy reads.

@@ -95,6 +95,19 @@ func TestFindPolicyByName(t *testing.T) {
 	}
 }
 
+// A name with apostrophes that passes the check reaches Graph as one string literal.
+func TestFindPolicyNameIsOneLiteral(t *testing.T) {
+	g := newFakeGraph(t, func(_ int, w http.ResponseWriter, _ *http.Request) { policyPage(w, "") })
+	_, _, err := cloudPCsPort(t, g, ClientOptions{}).FindPolicy(context.Background(), "x' or displayName ne '")
+	if !errors.Is(err, ErrPolicyNotFound) {
+		t.Fatalf("err %v", err)
+	}
+	q, err := url.ParseQuery(g.requests()[0].RawQuery)
+	if err != nil || q.Get("$filter") != "displayName eq 'x'' or displayName ne '''" || len(q) != 2 {
+		t.Errorf("query %q", g.requests()[0].RawQuery)
+	}
+}
+
 func TestFindPolicyNotFound(t *testing.T) {
 	t.Run("no such name", func(t *testing.T) {
 		g := newFakeGraph(t, func(_ int, w http.ResponseWriter, _ *http.Request) { policyPage(w, "") })
@@ -161,12 +174,12 @@ func TestFindPolicyBadAnswers(t *testing.T) {
 
 func TestValidPolicyName(t *testing.T) {
 	for _, ok := range []string{"Engineering", "HR provisioning policy", "O'Brien (HR)", "Ventes & Marketing, Paris", "Équipe Zürich 2", "日本 ポリシー",
-		"W365 [pilot] v1.2", "x", "a:b@c+d_e-f.", strings.Repeat("x", MaxPolicyNameLength)} {
+		"W365 [pilot] v1.2", "x", "a:b@c+d_e-f.", "Sales -", "R&D!", "Pilot  2", strings.Repeat("x", MaxPolicyNameLength)} {
 		if !ValidPolicyName(ok) {
 			t.Errorf("ValidPolicyName(%q) = false", ok)
 		}
 	}
-	for _, bad := range []string{"", " ", " Engineering", "Engineering ", "-x", "'x", "x'", "a/b", `a\b`, "a%2Fb", "a?b", "a#b", "a*b", `a"b`, "a$b",
+	for _, bad := range []string{"", " ", " Engineering", "Engineering ", "Engineering\u00a0", "-x", "'x", "(x)", "a/b", `a\b`, "a%2Fb", "a?b", "a#b", "a*b", `a"b`, "a$b",
 		"a=b", "a\nb", "a\tb", "a\x00b", "a;b", "a<b>", "\xff\xfe", strings.Repeat("x", MaxPolicyNameLength+1)} {
 		if ValidPolicyName(bad) {
 			t.Errorf("ValidPolicyName(%q) = true", bad)
@@ -183,7 +196,7 @@ func TestFindPolicyInvalidSendsNothing(t *testing.T) {
 	cred := &staticCred{token: testToken}
 	c := g.client(t, cred, ClientOptions{})
 	p := cloudPCsPort(t, g, ClientOptions{})
-	for _, bad := range []string{"", "   ", "x' or displayName ne '", "../cloudPCs/" + testCloudPC + "/reprovision", "a%27b", "a&$filter=x",
+	for _, bad := range []string{"", "   ", "x' or displayName ne '' or id eq '$", "x'); $filter=(displayName ne 'y", "../cloudPCs/" + testCloudPC + "/reprovision", "a%27b", "a&$filter=x",
 		"a#frag", "HR\u0000", "HR\r\nHost: evil", strings.Repeat("p", MaxPolicyNameLength+1), testPolicy + "/x", "{" + testPolicy + "}"} {
 		_, call, err := c.FindPolicy(context.Background(), bad)
 		if !errors.Is(err, ErrInvalidPolicy) || len(call.Attempts) != 0 {

@@ -674,3 +674,49 @@ func TestBatchUsersHearBeforeTheirCall(t *testing.T) {
 		t.Errorf("heads-up not recorded: %+v", got)
 	}
 }
+
+func TestBatchStoppedDuringTheSignInToResumeEnds(t *testing.T) {
+	h := newHarness(t, withBatch(50, 50, 1))
+	ids := h.addPCs(3)
+	release := make(chan struct{})
+	started := h.holdCalls(release)
+	r := h.openBatch(ids, "")
+	h.approve(a1, r.ID)
+	if _, err := h.w.Confirm(context.Background(), a1, r.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	h.restart()
+	h.waitFor("the batch halted", func() bool { return h.get(r.ID).Batch.Halted })
+	close(release)
+	signingIn, giveUp := make(chan struct{}), make(chan struct{})
+	h.signIn.next(func(ctx context.Context, approver string) (*approvals.Session, error) {
+		close(signingIn)
+		<-giveUp
+		return nil, approvals.ErrSignInDeclined
+	})
+	h.resumeWhenFree(a1, r.ID)
+	h.waitClosed(signingIn, "the sign-in to resume")
+	if _, err := h.w.StopBatch(context.Background(), a2, r.ID); err != nil {
+		t.Fatal(err)
+	}
+	close(giveUp)
+	done := h.waitState(r.ID, approvals.StateOutcomeUnknown)
+	if c := done.Batch.Counts(); c[approvals.MemberNotSent] != 2 {
+		t.Errorf("counts %v", c)
+	}
+}
+
+func TestBatchRequestAgainAsksForTheSameBatch(t *testing.T) {
+	h := newHarness(t, withApprovalTTL(time.Millisecond))
+	ids := h.addPCs(2)
+	r := h.openBatch(ids, "")
+	h.waitState(r.ID, approvals.StateExpired)
+	again, err := h.w.RequestAgain(context.Background(), alice, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.IsBatch() || !slices.Equal(again.Batch.Targets, ids) || again.CloudPCID != "" {
+		t.Errorf("asked again: batch %+v, Cloud PC %q", again.Batch, again.CloudPCID)
+	}
+}

@@ -806,6 +806,14 @@ func (w *Workflow) resumeBatch(r *Request, user string) {
 	s, err := w.signIn(r, user, SignInToResumeBatch)
 	if err != nil {
 		w.log.Warn("sign-in to resume the batch failed", "ref", r.ID, "err", err)
+		ctx, cancel := detached(w.execCtx)
+		defer cancel()
+		// Stopped while the approver was signing in: nobody else could end
+		// it (this worker held it), so it ends now.
+		if now, gerr := w.store.Get(ctx, r.ID); gerr == nil && now.State == StateExecuting && now.Batch.Stopped {
+			w.endBatch(ctx, r.ID)
+			return
+		}
 		w.tell(user, Notice{Kind: NoticeBatchHalted, Request: r, Why: w.signInOutcome(err)})
 		return
 	}

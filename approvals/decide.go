@@ -278,7 +278,12 @@ func (w *Workflow) RequestAgain(ctx context.Context, user, ref string) (*Request
 	if user != old.RequesterID {
 		return nil, w.refuse(ctx, user, &Refusal{Kind: RefusedNotRequester, Action: ActionRequestAgain, Request: old, Users: []string{old.RequesterID}})
 	}
-	r, err := w.NewRequestWith(user, old.RequestChannelID, old.Target, old.Reason, old.Options)
+	var r *Request
+	if old.IsBatch() {
+		r, err = w.NewBatch(user, old.RequestChannelID, old.Batch.Targets, old.Batch.Policy, old.Reason, old.Options)
+	} else {
+		r, err = w.NewRequestWith(user, old.RequestChannelID, old.Target, old.Reason, old.Options)
+	}
 	if err != nil {
 		var refusal *Refusal
 		if errors.As(err, &refusal) {

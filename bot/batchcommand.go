@@ -23,7 +23,7 @@ const (
 	// principal names at their longest, options and a reason fit.
 	maxBatchCommandText = 8000
 	// maxPolicyName bounds a provisioning policy's name.
-	maxPolicyName = 120
+	maxPolicyName = approvals.MaxPolicyNameLength
 )
 
 // IsBatch reports whether c asks for several Cloud PCs or a policy's.
@@ -41,7 +41,7 @@ var (
 	errPolicySpace  = inputError("Put a space after the provisioning policy's closing quote.")
 	errPolicyQuotes = inputError("Put the whole provisioning policy name in double quotes: `--policy \"Sales EMEA\"`.")
 	errPolicyID     = inputError("That is not a provisioning policy id: expected a GUID like `4e1f0b9a-2c3d-4e5f-8a9b-0c1d2e3f4a5b`; put a name in double quotes.")
-	errPolicyName   = inputError("A provisioning policy's name is 1 to 120 printable characters starting with a letter or digit, without `<`, `>`, `|`, `\\`, `%` or backticks.")
+	errPolicyName   = inputError("A provisioning policy's name is 1 to 128 letters, digits, spaces and `. _ ( ) & ' + , : @ ! [ ] -`, starting with a letter or digit. Or give the policy's id.")
 )
 
 // parseTargetList reads a comma-separated list of Cloud PCs (one field, no
@@ -139,10 +139,9 @@ func cutPolicyValue(s string) (value, rest string, err error) {
 }
 
 // checkPolicy validates a provisioning policy as asked for: a GUID is its
-// id (lower case); anything else its display name: 1 to maxPolicyName
-// printable characters (single spaces inside allowed), starting with a
-// letter or digit, without markup, quote, path-escape or code characters.
-// The Graph adapter looks it up by exact name, quoting it for its filter.
+// id (lower case); anything else its display name, as
+// approvals.ValidPolicyName allows (the rule the Graph adapter checks too,
+// so a name taken here is never refused after the sign-in).
 func checkPolicy(value string) (string, error) {
 	value = strings.TrimSpace(value)
 	switch {
@@ -152,16 +151,8 @@ func checkPolicy(value string) (string, error) {
 		return strings.ToLower(value), nil
 	case looksLikeBrokenGUID(value):
 		return "", errPolicyID
-	case utf8.RuneCountInString(value) > maxPolicyName:
+	case !approvals.ValidPolicyName(value):
 		return "", errPolicyName
-	}
-	if first, _ := utf8.DecodeRuneInString(value); !unicode.IsLetter(first) && !unicode.IsDigit(first) {
-		return "", errPolicyName
-	}
-	for _, r := range value {
-		if !unicode.IsPrint(r) || strings.ContainsRune("<>|\\%`"+policyQuotes, r) {
-			return "", errPolicyName
-		}
 	}
 	return value, nil
 }

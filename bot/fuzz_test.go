@@ -159,7 +159,7 @@ func checkPolicyName(t *testing.T, input, policy string) {
 		}
 		return
 	}
-	if policy == "" || policy != strings.TrimSpace(policy) || utf8.RuneCountInString(policy) > maxPolicyName {
+	if policy == "" || policy != strings.TrimSpace(policy) || utf8.RuneCountInString(policy) > maxPolicyName || !approvals.ValidPolicyName(policy) {
 		t.Fatalf("%q: policy name %q", input, policy)
 	}
 	for _, r := range policy {

@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/reprovision-bot/reprovision-bot/approvals"
 )
@@ -29,23 +27,11 @@ var (
 )
 
 // MaxPolicyNameLength bounds a provisioning policy display name to look up (runes).
-const MaxPolicyNameLength = 128
+const MaxPolicyNameLength = approvals.MaxPolicyNameLength
 
-// policyNamePattern: letters (any script, with their combining marks), digits, spaces
-// and a few punctuation marks display names use; a letter or digit first. It leaves
-// out quotes other than the apostrophe, %, /, \, #, ?, *, $, =, ;, markup and control
-// characters, so a checked name cannot change the URL or the OData filter (the value
-// is query-escaped and the apostrophe doubled in the literal).
-var policyNamePattern = regexp.MustCompile(`^[\p{L}\p{N}][\p{L}\p{M}\p{N} ._()&'+,:@!\[\]-]*$`)
-
-// ValidPolicyName reports whether s may be looked up as a provisioning policy's
-// display name: at most MaxPolicyNameLength characters, starting with a letter or
-// digit, not ending with a space, with only letters, digits, spaces and
-// . _ ( ) & ' + , : @ ! [ ] - after the first.
-func ValidPolicyName(s string) bool {
-	return utf8.ValidString(s) && utf8.RuneCountInString(s) <= MaxPolicyNameLength && strings.TrimSpace(s) == s &&
-		policyNamePattern.MatchString(s)
-}
+// ValidPolicyName is approvals.ValidPolicyName: the one rule the chat adapter
+// checks at asking and this client before anything is sent.
+func ValidPolicyName(s string) bool { return approvals.ValidPolicyName(s) }
 
 // policySelect is the $select of the provisioning policy reads.
 const policySelect = "id,displayName"

@@ -103,8 +103,8 @@ func TestBackupWhileTheBotServes(t *testing.T) {
 	if m == nil {
 		t.Fatalf("backup printed %q, want one summary line", out)
 	}
-	if m[1] != h.env["REPROVISION_DB"] || m[2] != copyPath || m[4] != "1" || m[6] != "4" {
-		t.Errorf("backup summary %q: want the store, %s, 1 request, schema version 4", out, copyPath)
+	if m[1] != h.env["REPROVISION_DB"] || m[2] != copyPath || m[4] != "1" || m[6] != "5" {
+		t.Errorf("backup summary %q: want the store, %s, 1 request, schema version 5", out, copyPath)
 	}
 	if n, _ := strconv.Atoi(m[5]); n < len(before) {
 		t.Errorf("backup summary counts %d audit records, %d were committed before it", n, len(before))

@@ -51,6 +51,9 @@ type config struct {
 	NotifyUser        bool              `envconfig:"REPROVISION_NOTIFY_USER" default:"true" desc:"DM the Cloud PC's user (found by its UPN with users.lookupByEmail) before the reprovision and when it is ready"`
 	UserNotice        time.Duration     `envconfig:"REPROVISION_USER_NOTICE" default:"0" desc:"wait between the user's heads-up and the reprovision call (at most 30m); the approver may send now or cancel, the user may ask for more time; 0: no wait"`
 	GraphRPS          int               `envconfig:"REPROVISION_GRAPH_RPS" default:"5" desc:"most Microsoft Graph requests started in any one second, all approvers' sign-ins and retries together (at least 1); a Retry-After from Graph pauses them all"`
+	BatchMax          int               `envconfig:"REPROVISION_BATCH_MAX" default:"50" desc:"most Cloud PCs one batch request may have (2 to 500)"`
+	BatchTwoPerson    int               `envconfig:"REPROVISION_BATCH_TWO_PERSON" default:"10" desc:"a batch of more Cloud PCs than this (or by provisioning policy) needs at least two approvals"`
+	BatchParallel     int               `envconfig:"REPROVISION_BATCH_PARALLEL" default:"4" desc:"most reprovision calls of one batch in flight at once (1 to 50)"`
 
 	// cloud is AZURE_CLOUD's entry, resolved by loadConfig.
 	cloud graph.Cloud
@@ -212,6 +215,15 @@ func (c config) check() []string {
 	}
 	if c.UserNotice > approvals.MaxUserNotice {
 		p = append(p, fmt.Sprintf("REPROVISION_USER_NOTICE must be at most %s, not %s (the approver's sign-in must still be fresh when the call goes)", approvals.MaxUserNotice, c.UserNotice))
+	}
+	if c.BatchMax < 2 || c.BatchMax > approvals.MaxBatchTargets {
+		p = append(p, fmt.Sprintf("REPROVISION_BATCH_MAX must be 2 to %d, not %d", approvals.MaxBatchTargets, c.BatchMax))
+	}
+	if c.BatchTwoPerson < 1 {
+		p = append(p, fmt.Sprintf("REPROVISION_BATCH_TWO_PERSON must be at least 1, not %d", c.BatchTwoPerson))
+	}
+	if c.BatchParallel < 1 || c.BatchParallel > 50 {
+		p = append(p, fmt.Sprintf("REPROVISION_BATCH_PARALLEL must be 1 to 50, not %d", c.BatchParallel))
 	}
 	if c.GraphRPS < 1 {
 		p = append(p, fmt.Sprintf("REPROVISION_GRAPH_RPS must be at least 1 (requests per second), not %d", c.GraphRPS))

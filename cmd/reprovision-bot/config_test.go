@@ -43,7 +43,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		HTTPAddr: ":8080", LogLevel: "info",
 		DBPath: "reprovision.db", ApprovalTTL: 24 * time.Hour, ApprovalsRequired: 1, SignInTTL: time.Hour, SignInStart: 30 * time.Second, SignInTimeout: 20 * time.Minute,
 		AllowedStatuses: []string{"provisioned", "failed"}, TrackEvery: time.Minute, TrackFor: 3 * time.Hour,
-		NotifyUser: true, GraphRPS: 5,
+		NotifyUser: true, GraphRPS: 5, BatchMax: 50, BatchTwoPerson: 10, BatchParallel: 4,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got %+v\nwant %+v", c, want)
@@ -106,7 +106,7 @@ func TestUsageListsEveryVariable(t *testing.T) {
 	}
 	for _, name := range []string{"SLACK_APP_TOKEN", "SLACK_BOT_TOKEN", "SLACK_API_URL", "REPROVISION_APPROVER",
 		"AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_AUTHORITY_HOST", "GRAPH_URL", "REPROVISION_DB",
-		"AZURE_CLOUD", "REPROVISION_HTTP_ADDR", "REPROVISION_LOG_LEVEL", "REPROVISION_GRAPH_RPS", "usgovdod", ":8080",
+		"AZURE_CLOUD", "REPROVISION_HTTP_ADDR", "REPROVISION_LOG_LEVEL", "REPROVISION_GRAPH_RPS", "REPROVISION_BATCH_MAX", "REPROVISION_BATCH_TWO_PERSON", "REPROVISION_BATCH_PARALLEL", "usgovdod", ":8080",
 		"https://slack.com/api/", "reprovision.db"} {
 		if !strings.Contains(out.String(), name) {
 			t.Errorf("usage lacks %s:\n%s", name, out.String())
@@ -380,5 +380,31 @@ func TestLoadConfigGraphRPS(t *testing.T) {
 		if _, err := loadConfig(env(e)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("REPROVISION_GRAPH_RPS=%q: err = %v, want one saying %q", value, err, want)
 		}
+	}
+}
+
+// The batch limits: defaults, and each refused by name out of range.
+func TestLoadConfigBatchLimits(t *testing.T) {
+	c, err := loadConfig(env(validEnv()))
+	if err != nil || c.BatchMax != 50 || c.BatchTwoPerson != 10 || c.BatchParallel != 4 {
+		t.Fatalf("defaults: max %d, two-person above %d, parallel %d, %v", c.BatchMax, c.BatchTwoPerson, c.BatchParallel, err)
+	}
+	for _, tc := range []struct{ name, value, want string }{
+		{"REPROVISION_BATCH_MAX", "1", "REPROVISION_BATCH_MAX must be 2 to 500, not 1"},
+		{"REPROVISION_BATCH_MAX", "501", "REPROVISION_BATCH_MAX must be 2 to 500, not 501"},
+		{"REPROVISION_BATCH_TWO_PERSON", "0", "REPROVISION_BATCH_TWO_PERSON must be at least 1, not 0"},
+		{"REPROVISION_BATCH_PARALLEL", "0", "REPROVISION_BATCH_PARALLEL must be 1 to 50, not 0"},
+		{"REPROVISION_BATCH_PARALLEL", "many", "REPROVISION_BATCH_PARALLEL: must be a whole number"},
+	} {
+		e := validEnv()
+		e[tc.name] = tc.value
+		if _, err := loadConfig(env(e)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s=%s: err = %v, want one saying %q", tc.name, tc.value, err, tc.want)
+		}
+	}
+	e := validEnv()
+	e["REPROVISION_BATCH_MAX"], e["REPROVISION_BATCH_TWO_PERSON"], e["REPROVISION_BATCH_PARALLEL"] = "100", "20", "8"
+	if c, err := loadConfig(env(e)); err != nil || c.BatchMax != 100 || c.BatchTwoPerson != 20 || c.BatchParallel != 8 {
+		t.Errorf("set: %d %d %d, %v", c.BatchMax, c.BatchTwoPerson, c.BatchParallel, err)
 	}
 }

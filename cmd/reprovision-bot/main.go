@@ -129,6 +129,9 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 		TrackFor:           cfg.TrackFor,
 		NotifyUser:         cfg.NotifyUser,
 		UserNotice:         cfg.UserNotice,
+		BatchMax:           cfg.BatchMax,
+		BatchTwoPerson:     cfg.BatchTwoPerson,
+		BatchParallel:      cfg.BatchParallel,
 		Logger:             log,
 		Observer:           m,
 	})

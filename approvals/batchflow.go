@@ -399,6 +399,10 @@ func (w *Workflow) sendMembers(r *Request, s *Session) {
 func (w *Workflow) sendMember(r *Request, s *Session, id string) *GraphError {
 	ctx, cancel := context.WithTimeout(w.execCtx, graphTimeout)
 	defer cancel()
+	// Stopped meanwhile: not even the re-check goes out.
+	if now, err := w.store.Get(ctx, r.ID); err == nil && (now.State != StateExecuting || now.Batch.Stopped || now.Batch.Halted) {
+		return nil
+	}
 	device, call, err := s.CloudPCs.Get(ctx, id)
 	w.auditGraphCalls(r.ID, r.DecidedBy, call)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -396,11 +397,11 @@ func TestBatchStatusNotices(t *testing.T) {
 	// The receipt names the targets asked for, a few of them.
 	receipt := txConfirmationText(bxBatch(approvals.StatePending, 12))
 	txCheck(t, "receipt", receipt, []string{"approve reprovisioning 12 Cloud PCs (`CPC-USER-01`, `CPC-USER-02`,", "`CPC-USER-10` and 2 more)"}, []string{"CPC-USER-11"})
-	// Expired: no Request again (it would not carry the list).
+	// Expired: Request again asks for the same batch (approvals.RequestAgain).
 	text, blocks := expiredNotice(bxBatch(approvals.StatePending, 3))
-	txCheck(t, "expired", text, []string{"Your request " + txRef + " to reprovision 3 Cloud PCs EXPIRED", "use `/reprovision` with the list"}, nil)
-	if got := buttons(t, blocks); len(got) != 0 {
-		t.Errorf("expired batch offers %q", got)
+	txCheck(t, "expired", text, []string{"Your request " + txRef + " to reprovision 3 Cloud PCs EXPIRED"}, nil)
+	if got := buttons(t, blocks); !slices.Equal(got, []string{"request_again=" + txRef}) {
+		t.Errorf("expired batch offers %q, want Request again", got)
 	}
 }
 

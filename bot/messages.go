@@ -368,12 +368,6 @@ func requesterConfirmation(r *approvals.Request) (string, []slack.Block) {
 // retry.
 func expiredNotice(r *approvals.Request) (string, []slack.Block) {
 	text := fmt.Sprintf(":clock3: Your request %s to reprovision %s%s EXPIRED: nobody decided in time.", r.ID, requesterReprovisionWhat(r), withOptions(r.Options))
-	if r.IsBatch() {
-		// Asking again is typing the command again: Request again would
-		// not carry the list (see RequestAgain).
-		text += " To ask again, use `/reprovision` with the list or the policy."
-		return text, []slack.Block{section(text)}
-	}
 	again := slack.NewButtonBlockElement(actionRequestOver, r.ID, plain("Request again"))
 	return text, []slack.Block{section(text), slack.NewActionBlock("expired:"+r.ID, again)}
 }

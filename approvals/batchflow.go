@@ -502,14 +502,13 @@ func memberAfterCall(ge *GraphError) MemberResult {
 	return MemberFailed
 }
 
-// memberHeadsUpNews is the heads-up to a member's user as its call goes, or
-// word to the approver and requester that the user could not be told.
+// memberHeadsUpNews is the heads-up to a member's user as its call goes.
+// A user who could not be told is not a DM each to the approver and the
+// requester (a batch would send them dozens): the member's line under the
+// prompt and the counts say so (Member.HeadsUp).
 func memberHeadsUpNews(r *Request, m *Member) []Outgoing {
-	switch {
-	case m.HeadsUp.Told():
+	if m.HeadsUp.Told() {
 		return []Outgoing{notice(m.HeadsUp.UserID, Notice{Kind: NoticeHeadsUp, Request: r, Member: m})}
-	case m.HeadsUp.Result != "":
-		return tellEach(Notice{Kind: NoticeUserNotNotified, Request: r, Member: m}, r.DecidedBy, r.RequesterID)
 	}
 	return nil
 }

@@ -215,7 +215,33 @@ func batchCountsText(b *approvals.Batch) string {
 	add(c[approvals.MemberSkipped], "skipped")
 	add(c[approvals.MemberExcluded], "left out")
 	add(c[approvals.MemberNotSent], "not sent")
+	if n := countNotTold(b); n == 1 {
+		add(n, "user not told in Slack")
+	} else {
+		add(n, "users not told in Slack")
+	}
 	return strings.Join(parts, " · ")
+}
+
+// userNotTold is ", its user could not be told in Slack" for a member whose
+// user had no heads-up although one was tried.
+func userNotTold(m approvals.Member) string {
+	if m.HeadsUp.Result == "" || m.HeadsUp.Told() {
+		return ""
+	}
+	return "; its user could not be told in Slack"
+}
+
+// countNotTold counts the members whose user a heads-up was tried for and
+// did not reach.
+func countNotTold(b *approvals.Batch) int {
+	n := 0
+	for _, m := range b.Members {
+		if userNotTold(m) != "" {
+			n++
+		}
+	}
+	return n
 }
 
 // provisionedText is how following a batch's reprovisions goes or went:
@@ -492,7 +518,7 @@ func memberProgressText(r *approvals.Request, m approvals.Member) string {
 	case m.Result == approvals.MemberSent && m.Tracked == approvals.TrackTimedOut:
 		line = fmt.Sprintf("? %s no longer followed at the deadline (last status %s) — check it in Intune", name, escapeText(orDash(m.Device.Status)))
 	case m.Result == approvals.MemberSent:
-		line = "✓ " + name + " sent" + memberRequestID(m)
+		line = "✓ " + name + " sent" + memberRequestID(m) + userNotTold(m)
 	case m.Result == approvals.MemberFailed && m.Tracked == approvals.TrackFailed:
 		line = "✗ " + name + " reprovision failed: its status is failed"
 		if d := m.Device.StatusDetails; d != "" {

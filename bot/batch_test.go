@@ -592,3 +592,21 @@ func TestBatchEscapesOutsideText(t *testing.T) {
 	text, blocks := confirmBlocks(c)
 	txCheck(t, "confirmation", text+bxAll(t, blocks), []string{"`" + txHostileEscaped + "` (" + txHostileEscaped + ") · " + txHostileEscaped, "left out: " + txHostileEscaped}, txRaw)
 }
+
+// A member whose user could not be told: said on its line and in the counts.
+func TestBatchMemberUserNotTold(t *testing.T) {
+	r := bxBatch(approvals.StateExecuting, 3)
+	r.Batch.Members[0].Result = approvals.MemberSent
+	r.Batch.Members[0].HeadsUp = approvals.HeadsUp{Result: approvals.HeadsUpNoAccount}
+	r.Batch.Members[1].Result = approvals.MemberSent
+	r.Batch.Members[1].HeadsUp = approvals.HeadsUp{Result: approvals.HeadsUpSent, UserID: "U0USER"}
+	if line := memberProgressText(r, r.Batch.Members[0]); !strings.Contains(line, "its user could not be told in Slack") {
+		t.Errorf("line %q", line)
+	}
+	if line := memberProgressText(r, r.Batch.Members[1]); strings.Contains(line, "could not be told") {
+		t.Errorf("told user's line %q", line)
+	}
+	if counts := batchCountsText(r.Batch); !strings.Contains(counts, "1 user not told in Slack") {
+		t.Errorf("counts %q", counts)
+	}
+}

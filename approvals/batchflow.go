@@ -434,7 +434,9 @@ func (w *Workflow) sendMember(r *Request, s *Session, id string) *GraphError {
 	// Marked sending *before* the call (a restart never resends it), and
 	// only while the batch still runs: a Stop wins over a turn not begun.
 	var marked bool
-	_, err = w.apply(ctx, r.ID, Change{
+	// Through the outbox loop, here and for each result: the next call
+	// must not wait for chat (Slack paces thread lines at one a second).
+	_, err = w.store.Apply(ctx, r.ID, Change{
 		From: []State{StateExecuting},
 		Update: func(u *Request) {
 			marked = false
@@ -453,6 +455,7 @@ func (w *Workflow) sendMember(r *Request, s *Session, id string) *GraphError {
 			return memberHeadsUpNews(u, m)
 		},
 	})
+	w.wakeOutbox()
 	if err != nil || !marked {
 		if err != nil {
 			w.log.Error("could not mark a batch member sending; not calling Graph", "ref", r.ID, "cloud_pc", id, "err", err)
@@ -520,7 +523,7 @@ func memberHeadsUpNews(r *Request, m *Member) []Outgoing {
 func (w *Workflow) memberResult(ref, id string, change func(*Member)) {
 	var after Member
 	err := w.durably("batch member result", func(ctx context.Context) error {
-		_, err := w.apply(ctx, ref, Change{
+		_, err := w.store.Apply(ctx, ref, Change{
 			Update: func(u *Request) {
 				if m := u.Batch.Member(id); m != nil {
 					change(m)
@@ -547,6 +550,7 @@ func (w *Workflow) memberResult(ref, id string, change func(*Member)) {
 		w.log.Error("batch member result not stored", "ref", ref, "cloud_pc", id, "err", err)
 		return
 	}
+	w.wakeOutbox()
 	w.audit(w.execCtx, ref, EventBatchMember, "", memberDetails(after))
 }
 

@@ -386,9 +386,9 @@ func (g *Graph) MaxRequestsPerSecond() int { return g.MaxRequestsIn(time.Second)
 // MaxRequestsIn is the most requests (every method and path, refused ones
 // too) the fake received within any window of length d: the largest count of
 // arrival times (GraphRequest.At) in some [t, t+d). Arrival times include the
-// network's and the scheduler's jitter on top of when the client started a
-// request: a client pacing exactly N per second may show N+1 here now and
-// then; a slightly shorter d (say 900ms) tolerates that.
+// network's and the scheduler's jitter on top of when the client wrote a
+// request: a client that paces exactly N per second, with no margin, may
+// show N+1 here now and then.
 func (g *Graph) MaxRequestsIn(d time.Duration) int {
 	g.mu.Lock()
 	defer g.mu.Unlock()

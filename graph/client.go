@@ -192,50 +192,6 @@ func (c timedCredential) GetToken(ctx context.Context, opts policy.TokenRequestO
 	return c.cred.GetToken(ctx, opts)
 }
 
-// pacePolicy runs once per HTTP attempt (after the bearer policy, so also for its
-// resend after a claims challenge): it waits for the rate limiter, if any, then bounds
-// the attempt by tryTimeout (its answer's body included), and pauses the limiter when
-// Graph answers 429/503 with a Retry-After.
-type pacePolicy struct {
-	limiter    *RateLimiter
-	tryTimeout time.Duration
-}
-
-func (p pacePolicy) Do(req *policy.Request) (*http.Response, error) {
-	ctx := req.Raw().Context()
-	if p.limiter != nil {
-		if err := p.limiter.Wait(ctx); err != nil {
-			return nil, err // nothing sent
-		}
-	}
-	tryCtx, cancel := context.WithTimeout(ctx, p.tryTimeout)
-	resp, err := req.WithContext(tryCtx).Next()
-	if p.limiter != nil {
-		now := time.Now()
-		if d := retryAfter(resp, now); d > 0 {
-			p.limiter.PauseUntil(now.Add(d))
-		}
-	}
-	if err != nil || resp == nil || resp.Body == nil || resp.Body == http.NoBody {
-		cancel()
-		return resp, err
-	}
-	// Like azcore's per-try timeout: a body not read yet keeps its context until closed.
-	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
-	return resp, nil
-}
-
-type cancelOnClose struct {
-	io.ReadCloser
-	cancel context.CancelFunc
-}
-
-func (b *cancelOnClose) Close() error {
-	err := b.ReadCloser.Close()
-	b.cancel()
-	return err
-}
-
 // noRedirects returns a transport that does not follow redirects: a 307/308 would make
 // net/http resend the POST, and the action has no business being redirected. An
 // *http.Client is copied with CheckRedirect replaced; other Transporters are used as they
@@ -621,6 +577,11 @@ func (attemptPolicy) Do(req *policy.Request) (*http.Response, error) {
 	}
 	a := Attempt{At: time.Now().UTC(), ClientRequestID: crid}
 	resp, err := req.WithContext(httptrace.WithClientTrace(ctx, trace)).Next()
+	if ps, _ := ctx.Value(pacedKey{}).(*pacedStart); ps != nil && resp == nil && !wroteHeaders.Load() {
+		if werr := ps.waitError(); werr != nil {
+			return nil, werr // ended waiting for the rate limiter, nothing written: not an attempt
+		}
+	}
 	res := &attemptResult{clientRequestID: crid}
 	if resp != nil && errors.Is(err, ErrAnswerTooLarge) {
 		// azcore's body download stopped at the cap (and closed the body). The answer

@@ -204,6 +204,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // graphRequest is what the fake Graph saw.
 type graphRequest struct {
 	At                      time.Time
+	Proto                   string // HTTP/1.1 or HTTP/2.0
 	Method, Path, RawQuery  string
 	Prefer, Accept          string
 	Authorization           string
@@ -226,13 +227,21 @@ type fakeGraph struct {
 
 func newFakeGraph(t *testing.T, respond func(n int, w http.ResponseWriter, r *http.Request)) *fakeGraph {
 	t.Helper()
+	return newFakeGraphServer(t, respond, false)
+}
+
+// newFakeGraphServer is newFakeGraph speaking HTTP/2 (as Graph does) when http2 is set;
+// the fake's Client then negotiates it too.
+func newFakeGraphServer(t *testing.T, respond func(n int, w http.ResponseWriter, r *http.Request), http2 bool) *fakeGraph {
+	t.Helper()
 	g := &fakeGraph{respond: respond}
-	g.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	g.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<16))
 		g.mu.Lock()
 		n := len(g.reqs)
 		g.reqs = append(g.reqs, graphRequest{
 			At:                      time.Now(),
+			Proto:                   r.Proto,
 			Method:                  r.Method,
 			Path:                    r.URL.EscapedPath(),
 			RawQuery:                r.URL.RawQuery,
@@ -253,6 +262,8 @@ func newFakeGraph(t *testing.T, respond func(n int, w http.ResponseWriter, r *ht
 		}
 		g.respond(n, w, r)
 	}))
+	g.srv.EnableHTTP2 = http2
+	g.srv.StartTLS()
 	t.Cleanup(g.srv.Close)
 	return g
 }

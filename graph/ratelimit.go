@@ -14,14 +14,20 @@ import (
 // Retry-After (or gives up, beyond ClientOptions.MaxRetryDelay).
 const MaxPause = 5 * time.Minute
 
+// WindowMargin is added to a RateLimiter's one-second window (see RateLimiter).
+const WindowMargin = 100 * time.Millisecond
+
 // RateLimiter caps the HTTP requests to Graph of every Client that shares it (one per
 // process, in ClientOptions.RateLimiter: every approver's sign-in gets its own Client,
 // all of them pace together). It is safe for concurrent use.
 //
 // The guarantee is a sliding window: never more than RPS requests start in any one
-// second; request k starts no earlier than one second after request k−RPS. (A token
-// bucket of burst RPS would let up to 2×RPS through some one-second window.) Every
-// HTTP attempt waits its turn, azcore's retries included; waiters go in arrival order.
+// second; request k starts no earlier than one second and WindowMargin after request
+// k−RPS. (A token bucket of burst RPS would let up to 2×RPS through some one-second
+// window.) A Client counts a start when the request has its connection, right before
+// it is written; the margin covers the milliseconds from there to Graph's reading it,
+// which vary from request to request. Every HTTP attempt waits its turn, azcore's
+// retries included; waiters go in arrival order.
 //
 // When Graph answers 429 or 503 with a Retry-After, every Client sharing the limiter
 // waits until then (at most MaxPause) before its next attempt.
@@ -70,7 +76,7 @@ func (l *RateLimiter) Wait(ctx context.Context) error {
 		if l.queue[0] == w {
 			now := time.Now()
 			at := l.pausedUntil
-			if next := l.starts[l.oldest].Add(time.Second); next.After(at) {
+			if next := l.starts[l.oldest].Add(time.Second + WindowMargin); next.After(at) {
 				at = next
 			}
 			if !now.Before(at) {

@@ -50,7 +50,7 @@ type config struct {
 	TrackFor          time.Duration     `envconfig:"REPROVISION_TRACK_FOR" default:"3h" desc:"how long to follow a reprovision before giving up; 0: do not follow"`
 	NotifyUser        bool              `envconfig:"REPROVISION_NOTIFY_USER" default:"true" desc:"DM the Cloud PC's user (found by its UPN with users.lookupByEmail) before the reprovision and when it is ready"`
 	UserNotice        time.Duration     `envconfig:"REPROVISION_USER_NOTICE" default:"0" desc:"wait between the user's heads-up and the reprovision call (at most 30m); the approver may send now or cancel, the user may ask for more time; 0: no wait"`
-	GraphRPS          int               `envconfig:"REPROVISION_GRAPH_RPS" default:"5" desc:"most Microsoft Graph requests started in any one second, all approvers' sign-ins and retries together (at least 1); a Retry-After from Graph pauses them all"`
+	GraphRPS          int               `envconfig:"REPROVISION_GRAPH_RPS" default:"5" desc:"most Microsoft Graph requests sent in any one second, all approvers' sign-ins and retries together (at least 1); a Retry-After from Graph pauses them all"`
 	BatchMax          int               `envconfig:"REPROVISION_BATCH_MAX" default:"50" desc:"most Cloud PCs one batch request may have (2 to 500)"`
 	BatchTwoPerson    int               `envconfig:"REPROVISION_BATCH_TWO_PERSON" default:"10" desc:"a batch of more Cloud PCs than this (or by provisioning policy) needs at least two approvals"`
 	BatchParallel     int               `envconfig:"REPROVISION_BATCH_PARALLEL" default:"4" desc:"most reprovision calls of one batch in flight at once (1 to 50)"`

@@ -252,11 +252,15 @@ func TestEnvelopeLogIsBoundedAndForgetsTheOldest(t *testing.T) {
 // over Slack's limits.
 func TestBurstOfRequestsPromptsAtThePace(t *testing.T) {
 	b, slack := newNoticesBot(t)
-	limits := []PaceLimit{{Method: "chat.postMessage", PerChannel: true, Every: 100 * time.Millisecond, Burst: 3}}
+	// The bot paces at 150 ms, the fake judges by 100 ms: between the bot's
+	// turn and the fake's reading the call lie two schedulers, which on a
+	// loaded 2-CPU box can hold one call back until the next one (CI saw
+	// one call "over" when both were 100 ms).
+	limits := []PaceLimit{{Method: "chat.postMessage", PerChannel: true, Every: 150 * time.Millisecond, Burst: 3}}
 	b.pace = newPacer(limits, 1)
 	slack.ObservePace(fakes.PaceRule{Method: "chat.postMessage", PerChannel: true, Every: 100 * time.Millisecond, Burst: 3})
 	// Earlier posts (not to the fake) took the approver's turns of the
-	// next 2 s: the burst finds none free.
+	// next 3 s: the burst finds none free.
 	for range 22 {
 		b.pace.reserve("chat.postMessage", 0, "U0A1", time.Now(), time.Minute)
 	}

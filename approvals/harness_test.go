@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -18,6 +17,7 @@ import (
 	"github.com/reprovision-bot/reprovision-bot/approvals"
 	"github.com/reprovision-bot/reprovision-bot/approvals/mock"
 	"github.com/reprovision-bot/reprovision-bot/approvals/sqlite"
+	"github.com/reprovision-bot/reprovision-bot/approvals/sqlite/sqlitetest"
 )
 
 // The people and Cloud PCs of the workflow tests.
@@ -64,7 +64,7 @@ func withApprovalTTL(d time.Duration) option {
 
 func newHarness(t *testing.T, opts ...option) *harness {
 	t.Helper()
-	db, err := sqlite.Open(filepath.Join(t.TempDir(), "r.db"))
+	db, err := sqlite.Open(sqlitetest.Path(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package bot
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"github.com/reprovision-bot/reprovision-bot/approvals"
 	"github.com/reprovision-bot/reprovision-bot/approvals/mock"
 	"github.com/reprovision-bot/reprovision-bot/approvals/sqlite"
+	"github.com/reprovision-bot/reprovision-bot/approvals/sqlite/sqlitetest"
 	"github.com/reprovision-bot/reprovision-bot/fakes"
 )
 
@@ -23,7 +23,7 @@ import (
 // is declined.
 func bxWorkflow(t *testing.T, b *Bot) approvals.Store {
 	t.Helper()
-	store, err := sqlite.Open(filepath.Join(t.TempDir(), "r.db"))
+	store, err := sqlite.Open(sqlitetest.Path(t))
 	if err != nil {
 		t.Fatal(err)
 	}

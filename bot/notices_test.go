@@ -5,13 +5,13 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/reprovision-bot/reprovision-bot/approvals"
 	"github.com/reprovision-bot/reprovision-bot/approvals/mock"
 	"github.com/reprovision-bot/reprovision-bot/approvals/sqlite"
+	"github.com/reprovision-bot/reprovision-bot/approvals/sqlite/sqlitetest"
 	"github.com/reprovision-bot/reprovision-bot/fakes"
 )
 
@@ -66,7 +66,7 @@ func TestTellErrorsSayWhenToTryAgain(t *testing.T) {
 // any other failure makes the whole redraw be tried again.
 func TestUpdatePromptsErrors(t *testing.T) {
 	b, slack := newNoticesBot(t)
-	store, err := sqlite.Open(filepath.Join(t.TempDir(), "r.db"))
+	store, err := sqlite.Open(sqlitetest.Path(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"github.com/reprovision-bot/reprovision-bot/approvals"
 	"github.com/reprovision-bot/reprovision-bot/approvals/mock"
 	"github.com/reprovision-bot/reprovision-bot/approvals/sqlite"
+	"github.com/reprovision-bot/reprovision-bot/approvals/sqlite/sqlitetest"
 	"github.com/reprovision-bot/reprovision-bot/fakes"
 )
 
@@ -264,7 +264,7 @@ func TestBurstOfRequestsPromptsAtThePace(t *testing.T) {
 	for range 22 {
 		b.pace.reserve("chat.postMessage", 0, "U0A1", time.Now(), time.Minute)
 	}
-	store, err := sqlite.Open(filepath.Join(t.TempDir(), "r.db"))
+	store, err := sqlite.Open(sqlitetest.Path(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,12 +2,12 @@ package sqlite_test
 
 import (
 	"database/sql"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/reprovision-bot/reprovision-bot/approvals"
 	"github.com/reprovision-bot/reprovision-bot/approvals/sqlite"
+	"github.com/reprovision-bot/reprovision-bot/approvals/sqlite/sqlitetest"
 	"github.com/reprovision-bot/reprovision-bot/approvals/storetest"
 )
 
@@ -15,7 +15,7 @@ import (
 // serves a file (no replicas: TestOpenRefusedWhileAnotherProcessServes
 // shows a second is refused), and times keep nanoseconds.
 var harness = storetest.Harness{
-	NewDatabase: func(t testing.TB) string { return filepath.Join(t.TempDir(), "approvals.db") },
+	NewDatabase: func(t testing.TB) string { return sqlitetest.Path(t) },
 	Open: func(t testing.TB, path string) (approvals.Store, error) {
 		s, err := sqlite.Open(path)
 		if err != nil {

@@ -76,6 +76,7 @@ func closedAddr(t *testing.T) string {
 
 func TestCheckPassesAgainstTheFakes(t *testing.T) {
 	h := newHarness(t)
+	h.env["REPROVISION_DB"] = filepath.Join(t.TempDir(), "reprovision.db") // not created yet
 	lines, err := h.check()
 	if err != nil {
 		t.Fatalf("check: %v\n%s", err, strings.Join(lines, "\n"))
@@ -173,6 +174,7 @@ func TestCheckStore(t *testing.T) {
 
 func TestCheckNamesAWrongTenant(t *testing.T) {
 	h := newHarness(t)
+	h.env["REPROVISION_DB"] = filepath.Join(t.TempDir(), "reprovision.db") // not created yet
 	const wrong = "11111111-2222-3333-4444-555555555555"
 	h.env["AZURE_TENANT_ID"] = wrong
 	lines, err := h.check()
@@ -349,6 +351,7 @@ func TestCheckArguments(t *testing.T) {
 // Slack.
 func TestRunStopsAtStartForAnUnknownTenant(t *testing.T) {
 	h := newHarness(t)
+	h.env["REPROVISION_DB"] = filepath.Join(t.TempDir(), "reprovision.db") // not created yet
 	const wrong = "11111111-2222-3333-4444-555555555555"
 	h.env["AZURE_TENANT_ID"] = wrong
 	done := make(chan error, 1)

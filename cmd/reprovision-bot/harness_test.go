@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/reprovision-bot/reprovision-bot/approvals/postgres/pgtest"
+	"github.com/reprovision-bot/reprovision-bot/approvals/sqlite/sqlitetest"
 	"github.com/reprovision-bot/reprovision-bot/fakes"
 )
 
@@ -96,15 +97,17 @@ func newHarness(t testing.TB) *harness {
 		seenPrompts: map[string]bool{},
 	}
 	h.env = map[string]string{
-		"SLACK_APP_TOKEN":           fakes.AppToken,
-		"SLACK_BOT_TOKEN":           fakes.BotToken,
-		"SLACK_API_URL":             h.slack.APIURL(),
-		"REPROVISION_APPROVER":      approverID,
-		"AZURE_TENANT_ID":           fakes.TenantID,
-		"AZURE_CLIENT_ID":           fakes.ClientID,
-		"AZURE_AUTHORITY_HOST":      h.entra.AuthorityHost(),
-		"GRAPH_URL":                 h.graph.URL(),
-		"REPROVISION_DB":            filepath.Join(t.TempDir(), "reprovision.db"),
+		"SLACK_APP_TOKEN":      fakes.AppToken,
+		"SLACK_BOT_TOKEN":      fakes.BotToken,
+		"SLACK_API_URL":        h.slack.APIURL(),
+		"REPROVISION_APPROVER": approverID,
+		"AZURE_TENANT_ID":      fakes.TenantID,
+		"AZURE_CLIENT_ID":      fakes.ClientID,
+		"AZURE_AUTHORITY_HOST": h.entra.AuthorityHost(),
+		"GRAPH_URL":            h.graph.URL(),
+		// A store file at the current schema (sqlitetest: no migrations per
+		// test); a test of creating one sets its own path.
+		"REPROVISION_DB":            sqlitetest.Path(t),
 		"REPROVISION_APPROVER_UPNS": approverID + ":" + approverUPN,
 		// Probes and metrics on a free loopback port (h.opsURL finds it).
 		"REPROVISION_HTTP_ADDR": "127.0.0.1:0",

@@ -56,7 +56,7 @@ func (s *Store) Enqueue(ctx context.Context, entries ...approvals.Outgoing) erro
 		return fmt.Errorf("enqueue: %w", err)
 	}
 	defer tx.Rollback()
-	if err := enqueue(ctx, tx, time.Now(), entries...); err != nil {
+	if err := enqueue(ctx, s.q(tx), time.Now(), entries...); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
@@ -80,7 +80,7 @@ FROM outbox WHERE next_at <= ?`
 		args = append(args, ref)
 	}
 	query += ` ORDER BY id LIMIT ?`
-	rows, err := s.db.QueryContext(ctx, query, append(args, limit)...)
+	rows, err := s.q(nil).QueryContext(ctx, query, append(args, limit)...)
 	if err != nil {
 		return nil, fmt.Errorf("due notices: %w", err)
 	}
@@ -115,7 +115,7 @@ FROM outbox WHERE next_at <= ?`
 
 // Delivered removes the entry unless it was enqueued again since it was read.
 func (s *Store) Delivered(ctx context.Context, o approvals.Outgoing) error {
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM outbox WHERE id = ? AND generation = ?`, o.ID, o.Generation); err != nil {
+	if _, err := s.q(nil).ExecContext(ctx, `DELETE FROM outbox WHERE id = ? AND generation = ?`, o.ID, o.Generation); err != nil {
 		return fmt.Errorf("notice %d delivered: %w", o.ID, err)
 	}
 	return nil
@@ -128,7 +128,7 @@ func (s *Store) Postpone(ctx context.Context, o approvals.Outgoing, at time.Time
 	if err != nil {
 		return fmt.Errorf("postpone notice %d: %w", o.ID, err)
 	}
-	_, err = s.db.ExecContext(ctx,
+	_, err = s.q(nil).ExecContext(ctx,
 		`UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_at = ? WHERE id = ? AND generation = ?`,
 		why, next, o.ID, o.Generation)
 	if err != nil {

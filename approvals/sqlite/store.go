@@ -197,8 +197,9 @@ INSERT INTO cloud_pc_holds (cloud_pc_id, request_id)
 // concurrent use by goroutines. Only one process serves a file at a time
 // (Open); others may read it meanwhile (OpenReader).
 type Store struct {
-	db   *sql.DB
-	lock *storeLock // nil for a reader
+	db    *sql.DB
+	stmts statements
+	lock  *storeLock // nil for a reader
 }
 
 var _ approvals.Store = (*Store)(nil)
@@ -256,7 +257,7 @@ func open(abs string, lock *storeLock) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{db: db, lock: lock}
+	s := &Store{db: db, stmts: statements{db: db}, lock: lock}
 	ctx := context.Background()
 	if err := enableWAL(ctx, db); err != nil {
 		db.Close()
@@ -309,7 +310,7 @@ func OpenReader(path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s read-only: %w", path, err)
 	}
-	return &Store{db: db}, nil
+	return &Store{db: db, stmts: statements{db: db}}, nil
 }
 
 // openReadOnly opens the database file abs as OpenReader does and returns
@@ -531,6 +532,7 @@ func userVersion(ctx context.Context, q queryer) (int, error) {
 // lock, so that the next process only starts once SQLite is done with the
 // file.
 func (s *Store) Close() error {
+	s.stmts.close()
 	err := s.db.Close()
 	if s.lock != nil {
 		if lerr := s.lock.release(); err == nil {
@@ -580,7 +582,7 @@ func (s *Store) Create(ctx context.Context, r *approvals.Request) error {
 		return fmt.Errorf("create request %s: %w", c.ID, err)
 	}
 	defer tx.Rollback()
-	_, err = tx.ExecContext(ctx, insertRequest, values...)
+	_, err = s.q(tx).ExecContext(ctx, insertRequest, values...)
 	switch code := sqliteCode(err); {
 	case err == nil:
 	case code == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
@@ -613,7 +615,7 @@ func sqliteCode(err error) int {
 // Get returns the request with reference id, or an error wrapping
 // approvals.ErrNotFound.
 func (s *Store) Get(ctx context.Context, id string) (*approvals.Request, error) {
-	return getRequest(ctx, s.db, id)
+	return getRequest(ctx, s.q(nil), id)
 }
 
 // queryer is what Get needs from either the database or a transaction.
@@ -699,7 +701,7 @@ func (s *Store) change(ctx context.Context, op, id string, edit func(current *ap
 	}
 	defer tx.Rollback()
 
-	current, err := getRequest(ctx, tx, id)
+	current, err := getRequest(ctx, s.q(tx), id)
 	if err != nil {
 		return nil, err
 	}
@@ -723,7 +725,7 @@ func (s *Store) change(ctx context.Context, op, id string, edit func(current *ap
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	// values[0] is the id, which is not rewritten but names the row.
-	res, err := tx.ExecContext(ctx, updateRequest, append(values[1:], id)...)
+	res, err := s.q(tx).ExecContext(ctx, updateRequest, append(values[1:], id)...)
 	if sqliteCode(err) == sqlite3.SQLITE_CONSTRAINT_UNIQUE {
 		return nil, fmt.Errorf("%s: cloud PC %s: %w", op, next.CloudPCID, approvals.ErrOpenRequestExists)
 	}
@@ -737,7 +739,7 @@ func (s *Store) change(ctx context.Context, op, id string, edit func(current *ap
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	if notify != nil {
-		if err := enqueue(ctx, tx, next.UpdatedAt, notify(clone(next))...); err != nil {
+		if err := enqueue(ctx, s.q(tx), next.UpdatedAt, notify(clone(next))...); err != nil {
 			return nil, fmt.Errorf("%s: %w", op, err)
 		}
 	}
@@ -771,7 +773,7 @@ func (s *Store) OpenFor(ctx context.Context, cloudPCID string) (*approvals.Reque
 	if id == "" {
 		return nil, fmt.Errorf("open request for cloud PC %q: %w", cloudPCID, approvals.ErrNotFound)
 	}
-	r, err := scanRequest(s.db.QueryRowContext(ctx, `SELECT `+selectColumns+` FROM requests
+	r, err := scanRequest(s.q(nil).QueryRowContext(ctx, `SELECT `+selectColumns+` FROM requests
 		WHERE id = (SELECT request_id FROM cloud_pc_holds WHERE cloud_pc_id = ?)`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("open request for cloud PC %s: %w", id, approvals.ErrNotFound)
@@ -801,7 +803,7 @@ func (s *Store) ListByRequester(ctx context.Context, requesterID string, limit i
 
 // list returns the requests selected by the WHERE/ORDER BY clause tail.
 func (s *Store) list(ctx context.Context, tail string, args ...any) ([]*approvals.Request, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+selectColumns+` FROM requests `+tail, args...)
+	rows, err := s.q(nil).QueryContext(ctx, `SELECT `+selectColumns+` FROM requests `+tail, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list requests: %w", err)
 	}
@@ -838,7 +840,7 @@ func (s *Store) Record(ctx context.Context, e approvals.Event) error {
 			return fmt.Errorf("record audit event: %w", err)
 		}
 	}
-	_, err = s.db.ExecContext(ctx,
+	_, err = s.q(nil).ExecContext(ctx,
 		`INSERT INTO audit_events (time, request_id, kind, actor, details) VALUES (?, ?, ?, ?, ?)`,
 		at, e.RequestID, string(e.Kind), e.Actor, string(details))
 	if err != nil {

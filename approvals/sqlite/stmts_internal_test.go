@@ -1,0 +1,44 @@
+package sqlite
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Statements are prepared once and reused; a text SQLite refuses is not
+// cached and gives SQLite's error; the cache stops growing at its bound.
+func TestStatementsPreparedOnce(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "r.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	for range 3 {
+		if _, err := s.ListByState(ctx, "pending"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.stmts.mu.Lock()
+	n := len(s.stmts.m)
+	s.stmts.mu.Unlock()
+	if n != 1 {
+		t.Errorf("%d statements cached after three identical lists, want 1", n)
+	}
+	if _, err := s.q(nil).ExecContext(ctx, "UPDATE nowhere SET x = 1"); err == nil || !strings.Contains(err.Error(), "nowhere") {
+		t.Errorf("a bad statement: %v, want SQLite's error naming the table", err)
+	}
+	for i := range maxStatements + 5 {
+		if _, err := s.q(nil).ExecContext(ctx, "SELECT "+strings.Repeat("1,", i)+"1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.stmts.mu.Lock()
+	n = len(s.stmts.m)
+	s.stmts.mu.Unlock()
+	if n != maxStatements {
+		t.Errorf("%d statements cached, want the bound %d", n, maxStatements)
+	}
+}

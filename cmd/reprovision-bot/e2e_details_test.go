@@ -372,7 +372,9 @@ func TestNameResolvingToACloudPCWithAnOpenRequest(t *testing.T) {
 }
 
 // A double click on Reprovision now starts one call; the second click is
-// told it is already being handled, whatever the first is doing.
+// told so, whatever the first is doing: "already being handled" while the
+// first click's worker holds the request, or "was already handled" with its
+// status (Reprovisioning…) once that worker has moved it on.
 func TestDoubleConfirmCallsGraphOnce(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
@@ -393,7 +395,14 @@ func TestDoubleConfirmCallsGraphOnce(t *testing.T) {
 	for _, env := range envs {
 		h.slack.WaitAck(t, env, wait)
 	}
-	h.waitEphemeral(approverID, "already being handled")
+	h.slack.WaitFor(t, wait, "an ephemeral reply to the second click", func() bool {
+		for _, m := range h.slack.Ephemerals(approverID) {
+			if strings.Contains(m.Text, r+" is already being handled") || strings.Contains(m.Text, r+" was already handled: :gear:") {
+				return true
+			}
+		}
+		return false
+	})
 	h.waitDM(requesterID, "Reprovision started")
 	if n := len(h.reprovisionPOSTs()); n != 1 {
 		t.Errorf("%d reprovision calls after a double confirmation, want 1", n)

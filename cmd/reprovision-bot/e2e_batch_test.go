@@ -282,7 +282,11 @@ func batchRunThirty(t *testing.T, h *harness, policy string, rps int) string {
 	if !strings.Contains(summary, "Finished sending: 30 of 30 sent.") {
 		t.Errorf("the requester's summary lacks the counts: %s", summary)
 	}
-	h.slack.WaitFor(t, wait, "a thread line per Cloud PC", func() bool { return len(h.batchThread(decided)) >= n })
+	// The thread lines trail the calls: chat.postMessage is paced at one a
+	// second per channel (bot.PaceLimits), so 30 lines take about 25 s
+	// after the first five, and at 20 requests a second the calls end
+	// well before that.
+	h.slack.WaitFor(t, wait+n*time.Second, "a thread line per Cloud PC", func() bool { return len(h.batchThread(decided)) >= n })
 	h.batchCheckEachSentOnce(decided, pcs)
 	for _, p := range h.reprovisionPOSTs() {
 		if user, ok := h.entra.TokenUser(strings.TrimPrefix(p.Authorization, "Bearer ")); ok && user != secondApproverUPN {

@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/reprovision-bot/reprovision-bot/approvals"
 	"github.com/reprovision-bot/reprovision-bot/approvals/postgres"
 	"github.com/reprovision-bot/reprovision-bot/approvals/postgres/pgtest"
@@ -51,12 +49,12 @@ var harness = storetest.Harness{
 func execSQL(t testing.TB, url, stmt string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
+	db, err := pgtest.Open(url)
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}
-	defer conn.Close(context.Background())
-	_, err = conn.Exec(ctx, stmt)
+	defer db.Close()
+	_, err = db.ExecContext(ctx, stmt)
 	return err
 }
 

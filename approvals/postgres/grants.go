@@ -3,7 +3,7 @@ package postgres
 import (
 	"fmt"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/lib/pq"
 )
 
 // Grants returns the SQL that gives role what the bot needs, and no more,
@@ -37,7 +37,7 @@ import (
 // Back the database up with pg_dump (as the owner, or a role that may read
 // every table), like any PostgreSQL database.
 func Grants(role string) string {
-	r := pgx.Identifier{role}.Sanitize()
+	r := pq.QuoteIdentifier(role)
 	return fmt.Sprintf(`GRANT USAGE ON SCHEMA public TO %[1]s;
 GRANT SELECT ON schema_version TO %[1]s;
 GRANT SELECT, INSERT, UPDATE ON requests TO %[1]s;

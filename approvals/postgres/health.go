@@ -8,7 +8,7 @@ import (
 // Ping checks that the store answers a query on its tables (readiness).
 func (s *Store) Ping(ctx context.Context) error {
 	var n int
-	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM requests LIMIT 1) AS one`).Scan(&n); err != nil {
+	if err := s.q(nil).QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM requests LIMIT 1) AS one`).Scan(&n); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
 	return nil
@@ -18,7 +18,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // their last save), for metrics.
 func (s *Store) CountOpen(ctx context.Context) (int, error) {
 	var n int
-	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM requests WHERE holds_cloud_pc`).Scan(&n); err != nil {
+	if err := s.q(nil).QueryRowContext(ctx, `SELECT count(*) FROM requests WHERE holds_cloud_pc`).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count open requests: %w", err)
 	}
 	return n, nil

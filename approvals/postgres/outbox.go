@@ -6,7 +6,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/lib/pq"
 
 	"github.com/reprovision-bot/reprovision-bot/approvals"
 )
@@ -21,26 +21,21 @@ ON CONFLICT (request_id, coalesce_key) WHERE coalesce_key <> '' DO UPDATE SET
 	payload = excluded.payload, generation = outbox.generation + 1, next_at = excluded.next_at,
 	attempts = 0, last_error = '', created_at = excluded.created_at`
 
+// lockRequests locks the rows of requests, in id order.
+const lockRequests = `SELECT id FROM requests WHERE id = ANY($1) ORDER BY id FOR UPDATE`
+
 // enqueue inserts entries due at now, in tx, coalescing those with a key
-// into the undelivered entry of the same request and key, in one round
-// trip. With lock, it first locks the rows of the requests the entries
+// into the undelivered entry of the same request and key, one statement
+// (one round trip) each. With lock, it first locks the rows of the requests the entries
 // are about, in id order, as a change of them does (Apply holds its
 // request's row already): two transactions coalescing into the same
 // entries then take turns instead of deadlocking on them.
-func enqueue(ctx context.Context, tx pgx.Tx, now time.Time, lock bool, entries ...approvals.Outgoing) error {
+func enqueue(ctx context.Context, tx execer, now time.Time, lock bool, entries ...approvals.Outgoing) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	b := &pgx.Batch{}
-	if lock {
-		var refs []string
-		for _, o := range entries {
-			refs = append(refs, o.RequestID)
-		}
-		slices.Sort(refs)
-		b.Queue(`SELECT id FROM requests WHERE id = ANY($1) ORDER BY id FOR UPDATE`, slices.Compact(refs))
-	}
-	for _, o := range entries {
+	bodies := make([]string, len(entries))
+	for i, o := range entries {
 		if err := o.Validate(); err != nil {
 			return fmt.Errorf("enqueue: %w", err)
 		}
@@ -48,10 +43,22 @@ func enqueue(ctx context.Context, tx pgx.Tx, now time.Time, lock bool, entries .
 		if err != nil {
 			return fmt.Errorf("enqueue %s for %s: %w", o.Kind, o.RequestID, err)
 		}
-		b.Queue(upsertOutgoing, o.RequestID, string(o.Kind), Text(o.Coalesce()), body, Time(now))
+		bodies[i] = body
 	}
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("enqueue: %w", err)
+	if lock {
+		var refs []string
+		for _, o := range entries {
+			refs = append(refs, o.RequestID)
+		}
+		slices.Sort(refs)
+		if _, err := tx.ExecContext(ctx, lockRequests, pq.Array(slices.Compact(refs))); err != nil {
+			return fmt.Errorf("enqueue: %w", err)
+		}
+	}
+	for i, o := range entries {
+		if _, err := tx.ExecContext(ctx, upsertOutgoing, o.RequestID, string(o.Kind), Text(o.Coalesce()), bodies[i], Time(now)); err != nil {
+			return fmt.Errorf("enqueue: %w", err)
+		}
 	}
 	return nil
 }
@@ -62,15 +69,15 @@ func (s *Store) Enqueue(ctx context.Context, entries ...approvals.Outgoing) erro
 	if len(entries) == 0 {
 		return nil
 	}
-	tx, err := s.pool.Begin(ctx)
+	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("enqueue: %w", err)
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
-	if err := enqueue(ctx, tx, time.Now(), true, entries...); err != nil {
+	defer tx.Rollback()
+	if err := enqueue(ctx, s.q(tx), time.Now(), true, entries...); err != nil {
 		return err
 	}
-	if err := tx.Commit(ctx); err != nil {
+	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("enqueue: commit: %w", err)
 	}
 	return nil
@@ -92,7 +99,7 @@ FROM outbox WHERE next_at <= $1`
 		args = append(args, ref)
 	}
 	query += ` ORDER BY id LIMIT $2`
-	rows, err := s.pool.Query(ctx, query, args...)
+	rows, err := s.q(nil).QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("due notices: %w", err)
 	}
@@ -125,7 +132,7 @@ FROM outbox WHERE next_at <= $1`
 // generation and leaves it; or waits for the DELETE and then inserts a new
 // entry.)
 func (s *Store) Delivered(ctx context.Context, o approvals.Outgoing) error {
-	if _, err := s.pool.Exec(ctx, `DELETE FROM outbox WHERE id = $1 AND generation = $2`, o.ID, o.Generation); err != nil {
+	if _, err := s.q(nil).ExecContext(ctx, `DELETE FROM outbox WHERE id = $1 AND generation = $2`, o.ID, o.Generation); err != nil {
 		return fmt.Errorf("notice %d delivered: %w", o.ID, err)
 	}
 	return nil
@@ -137,7 +144,7 @@ func (s *Store) Postpone(ctx context.Context, o approvals.Outgoing, at time.Time
 	if err := checkTime(at); err != nil {
 		return fmt.Errorf("postpone notice %d: %w", o.ID, err)
 	}
-	_, err := s.pool.Exec(ctx,
+	_, err := s.q(nil).ExecContext(ctx,
 		`UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_at = $2 WHERE id = $3 AND generation = $4`,
 		Text(why), Time(at), o.ID, o.Generation)
 	if err != nil {
@@ -149,7 +156,7 @@ func (s *Store) Postpone(ctx context.Context, o approvals.Outgoing, at time.Time
 // Undelivered counts the entries not delivered yet.
 func (s *Store) Undelivered(ctx context.Context) (int, error) {
 	var n int
-	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM outbox`).Scan(&n); err != nil {
+	if err := s.q(nil).QueryRowContext(ctx, `SELECT count(*) FROM outbox`).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count notices: %w", err)
 	}
 	return n, nil

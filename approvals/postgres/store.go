@@ -1,5 +1,5 @@
 // Package postgres keeps approvals requests, the audit trail and the outbox
-// in a PostgreSQL database, through github.com/jackc/pgx/v5 (pgxpool), so
+// in a PostgreSQL database, through database/sql and github.com/lib/pq, so
 // that several replicas of the bot can share them.
 //
 // It gives the guarantees of the SQLite store (approvals/sqlite), across
@@ -43,6 +43,7 @@ package postgres
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -50,18 +51,19 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/lib/pq"
+	"github.com/lib/pq/pqerror"
 
 	"github.com/reprovision-bot/reprovision-bot/approvals"
+	"github.com/reprovision-bot/reprovision-bot/approvals/postgres/internal/pqconn"
 )
 
 // Store is an approvals.Store backed by a PostgreSQL database. It is safe
 // for concurrent use by goroutines, and any number of Stores, in this
 // process or others, may serve one database at a time.
 type Store struct {
-	pool      *pgxpool.Pool
+	db        *sql.DB
+	stmts     statements
 	closeOnce sync.Once
 }
 
@@ -75,7 +77,8 @@ func IsURL(s string) bool {
 }
 
 // Session settings Open asks for unless the URL sets them (any URL query
-// parameter pgx does not know itself is sent to the server as a setting).
+// parameter lib/pq does not know itself is sent to the server as a
+// setting).
 var defaultSettings = map[string]string{
 	"application_name": "reprovision-bot",
 	// A replica that stops in the middle of a change (frozen, or its host
@@ -88,93 +91,96 @@ var defaultSettings = map[string]string{
 }
 
 // Open connects to the database at url (postgres://… or postgresql://…,
-// as libpq and pgx read them: user, password, host, port, database, and
-// parameters such as sslmode or pool_max_conns) and brings its schema up
-// to date, creating it in an empty database. It fails when the database
-// cannot be reached within ctx, when its schema is newer than this
-// program's, or when the schema needs a migration and the role may not
-// make it (see Grants). Errors never repeat the URL's password.
+// as libpq reads them: user, password, hosts, ports, database, and
+// parameters such as sslmode; and pgxpool's pool_max_conns,
+// pool_max_conn_lifetime and pool_max_conn_idle_time, for database/sql's
+// pool: see package pqconn for what else changed from pgx) and brings its
+// schema up to date, creating it in an empty database. It fails when the
+// database cannot be reached within ctx, when its schema is newer than
+// this program's, or when the schema needs a migration and the role may
+// not make it (see Grants). Errors never repeat the URL's password.
 func Open(ctx context.Context, url string) (*Store, error) {
 	if !IsURL(url) {
 		return nil, errors.New("postgres store: the database must be a postgres:// or postgresql:// URL")
 	}
-	// pgx takes a URL only with its scheme in lower case (any other
-	// string it reads as "key=value" settings).
-	scheme, rest, _ := strings.Cut(url, "://")
-	cfg, err := pgxpool.ParseConfig(strings.ToLower(scheme) + "://" + rest)
+	settings, err := pqconn.Parse(url)
 	if err != nil {
-		// pgx's error shows the URL with its password masked.
 		return nil, fmt.Errorf("postgres store: %w", err)
 	}
 	for k, v := range defaultSettings {
-		if _, set := cfg.ConnConfig.RuntimeParams[k]; !set {
-			cfg.ConnConfig.RuntimeParams[k] = v
-		}
+		settings.SetDefault(k, v)
 	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	db, cfg, err := pqconn.Open(settings)
 	if err != nil {
 		return nil, fmt.Errorf("postgres store: %w", err)
 	}
-	s := &Store{pool: pool}
-	where := fmt.Sprintf("database %q on %s:%d", cfg.ConnConfig.Database, cfg.ConnConfig.Host, cfg.ConnConfig.Port)
-	if err := pool.Ping(ctx); err != nil {
-		pool.Close()
+	s := &Store{db: db, stmts: statements{db: db}}
+	where := pqconn.Where(cfg)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
 		return nil, fmt.Errorf("postgres store: connect to %s: %w", where, err)
 	}
 	if err := s.migrate(ctx); err != nil {
-		pool.Close()
+		db.Close()
 		return nil, fmt.Errorf("postgres store: %s: %w", where, err)
+	}
+	for _, query := range txStatements {
+		s.stmts.prepared(ctx, query) // one that fails runs as text
 	}
 	return s, nil
 }
 
 // Close closes the connections; later calls do nothing.
 func (s *Store) Close() error {
-	s.closeOnce.Do(s.pool.Close)
-	return nil
+	var err error
+	s.closeOnce.Do(func() {
+		s.stmts.close()
+		err = s.db.Close()
+	})
+	return err
 }
 
-// querier is what reading needs from the pool or a transaction.
+// querier is what reading needs from the database, a transaction or the
+// statement cache.
 type querier interface {
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
 // migrate brings the schema up to date.
 func (s *Store) migrate(ctx context.Context) error {
 	// Fast path without the lock, for an up-to-date database (and for a
 	// role that may not change the schema: it needs none).
-	version, err := readVersion(ctx, s.pool)
+	version, err := readVersion(ctx, s.db)
 	if err != nil || version == schemaVersion {
 		return err
 	}
-	tx, err := s.pool.Begin(ctx)
+	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
+	defer tx.Rollback()
 	// Whoever else migrates waits here until that one commits; then, each
 	// statement reading what was committed before it began, the version is
 	// read again and nothing runs twice.
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, MigrationLockKey); err != nil {
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, MigrationLockKey); err != nil {
 		return fmt.Errorf("migration lock: %w", err)
 	}
 	if version, err = readVersion(ctx, tx); err != nil || version == schemaVersion {
 		return err
 	}
 	for v := version; v < schemaVersion; v++ {
-		if _, err := tx.Exec(ctx, migrations[v]); err != nil {
-			var pe *pgconn.PgError
-			if errors.As(err, &pe) && pe.Code == "42501" { // insufficient_privilege
+		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+			if pq.As(err, pqerror.InsufficientPrivilege) != nil {
 				return fmt.Errorf("migrate schema to version %d: %w (the schema's owner must run this version once: see Grants)", v+1, err)
 			}
 			return fmt.Errorf("migrate schema to version %d: %w", v+1, err)
 		}
 	}
-	if _, err := tx.Exec(ctx, `UPDATE schema_version SET version = $1`, schemaVersion); err != nil {
+	if _, err := tx.ExecContext(ctx, `UPDATE schema_version SET version = $1`, schemaVersion); err != nil {
 		return err
 	}
-	return tx.Commit(ctx)
+	return tx.Commit()
 }
 
 // readVersion reads the schema version (0: no schema yet) and refuses one
@@ -185,7 +191,7 @@ func readVersion(ctx context.Context, q querier) (int, error) {
 	// refresh, so under the migration lock it could miss the table another
 	// session has just committed (and the migration would run twice).
 	var exists bool
-	if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_catalog.pg_class c
+	if err := q.QueryRowContext(ctx, `SELECT EXISTS (SELECT FROM pg_catalog.pg_class c
 		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 		WHERE c.relname = 'schema_version' AND n.nspname = current_schema())`).Scan(&exists); err != nil {
 		return 0, fmt.Errorf("read the schema version: %w", err)
@@ -194,7 +200,7 @@ func readVersion(ctx context.Context, q querier) (int, error) {
 		return 0, nil
 	}
 	var version int
-	if err := q.QueryRow(ctx, `SELECT version FROM schema_version`).Scan(&version); err != nil {
+	if err := q.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&version); err != nil {
 		return 0, fmt.Errorf("read the schema version: %w", err)
 	}
 	if version > schemaVersion {
@@ -206,11 +212,16 @@ func readVersion(ctx context.Context, q querier) (int, error) {
 // constraint returns the name of the unique constraint or index err
 // violates, or "".
 func constraint(err error) string {
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) && pe.Code == "23505" { // unique_violation
-		return pe.ConstraintName
+	if pe := pq.As(err, pqerror.UniqueViolation); pe != nil {
+		return pe.Constraint
 	}
 	return ""
+}
+
+// txStatements are the statements the store's transactions run, which
+// Open prepares (see stmtQueryer.stmt).
+var txStatements = []string{
+	insertRequest, updateRequest, getForUpdate, selectHeld, insertHold, deleteHolds, lockRequests, upsertOutgoing,
 }
 
 const (
@@ -254,12 +265,12 @@ func (s *Store) Create(ctx context.Context, r *approvals.Request) error {
 	if err != nil {
 		return fmt.Errorf("create request %s: %w", c.ID, err)
 	}
-	tx, err := s.pool.Begin(ctx)
+	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("create request %s: %w", c.ID, err)
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
-	_, err = tx.Exec(ctx, insertRequest, values...)
+	defer tx.Rollback()
+	_, err = s.q(tx).ExecContext(ctx, insertRequest, values...)
 	switch constraint(err) {
 	case "":
 		if err != nil {
@@ -272,10 +283,10 @@ func (s *Store) Create(ctx context.Context, r *approvals.Request) error {
 	default:
 		return fmt.Errorf("create request %s: %w", c.ID, err)
 	}
-	if err := hold(ctx, tx, c.ID, nil, c.HeldCloudPCs()); err != nil {
+	if err := hold(ctx, s.q(tx), c.ID, nil, c.HeldCloudPCs()); err != nil {
 		return fmt.Errorf("create request %s: %w", c.ID, err)
 	}
-	if err := tx.Commit(ctx); err != nil {
+	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("create request %s: commit: %w", c.ID, err)
 	}
 	*r = *c
@@ -285,14 +296,23 @@ func (s *Store) Create(ctx context.Context, r *approvals.Request) error {
 // Get returns the request with reference id, or an error wrapping
 // approvals.ErrNotFound.
 func (s *Store) Get(ctx context.Context, id string) (*approvals.Request, error) {
-	return getRequest(ctx, s.pool, id, "")
+	return getRequest(ctx, s.q(nil), id, false)
 }
 
-// getRequest reads request id, with lock appended to the SELECT (""
-// or "FOR UPDATE").
-func getRequest(ctx context.Context, q querier, id, lock string) (*approvals.Request, error) {
-	r, err := scanRequest(q.QueryRow(ctx, `SELECT `+selectColumns+` FROM requests WHERE id = $1 `+lock, id))
-	if errors.Is(err, pgx.ErrNoRows) {
+// The SELECTs of one request, and of one to change (its row locked).
+var (
+	getByID      = `SELECT ` + selectColumns + ` FROM requests WHERE id = $1`
+	getForUpdate = getByID + ` FOR UPDATE`
+)
+
+// getRequest reads request id, locking its row (FOR UPDATE) if lock.
+func getRequest(ctx context.Context, q querier, id string, lock bool) (*approvals.Request, error) {
+	query := getByID
+	if lock {
+		query = getForUpdate
+	}
+	r, err := scanRequest(q.QueryRowContext(ctx, query, id))
+	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("request %s: %w", id, approvals.ErrNotFound)
 	}
 	if err != nil {
@@ -363,13 +383,13 @@ func (s *Store) Apply(ctx context.Context, id string, c approvals.Change) (*appr
 // validates, saves, and enqueues what notify returns for the saved
 // request. op prefixes the errors change makes.
 func (s *Store) change(ctx context.Context, op, id string, edit func(current *approvals.Request) (*approvals.Request, error), notify func(*approvals.Request) []approvals.Outgoing) (*approvals.Request, error) {
-	tx, err := s.pool.Begin(ctx)
+	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
+	defer tx.Rollback()
 
-	current, err := getRequest(ctx, tx, id, "FOR UPDATE")
+	current, err := getRequest(ctx, s.q(tx), id, true)
 	if err != nil {
 		return nil, err
 	}
@@ -393,29 +413,33 @@ func (s *Store) change(ctx context.Context, op, id string, edit func(current *ap
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	// values[0] is the id ($1), which is not rewritten but names the row.
-	tag, err := tx.Exec(ctx, updateRequest, values...)
+	res, err := s.q(tx).ExecContext(ctx, updateRequest, values...)
 	if constraint(err) == oneOpenPerPC {
 		return nil, fmt.Errorf("%s: cloud PC %s: %w", op, next.CloudPCID, approvals.ErrOpenRequestExists)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	if n := tag.RowsAffected(); n != 1 {
-		return nil, fmt.Errorf("%s: %d rows saved, want 1", op, n)
-	}
-	held, err := heldBy(ctx, tx, id)
+	n, err := res.RowsAffected()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	if err := hold(ctx, tx, id, held, next.HeldCloudPCs()); err != nil {
+	if n != 1 {
+		return nil, fmt.Errorf("%s: %d rows saved, want 1", op, n)
+	}
+	held, err := heldBy(ctx, s.q(tx), id)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	if err := hold(ctx, s.q(tx), id, held, next.HeldCloudPCs()); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	if notify != nil {
-		if err := enqueue(ctx, tx, next.UpdatedAt, false, notify(clone(next))...); err != nil {
+		if err := enqueue(ctx, s.q(tx), next.UpdatedAt, false, notify(clone(next))...); err != nil {
 			return nil, fmt.Errorf("%s: %w", op, err)
 		}
 	}
-	if err := tx.Commit(ctx); err != nil {
+	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("%s: commit: %w", op, err)
 	}
 	return next, nil
@@ -431,7 +455,7 @@ func (s *Store) ListByState(ctx context.Context, states ...approvals.State) ([]*
 	for i, st := range states {
 		names[i] = string(st)
 	}
-	return s.list(ctx, `WHERE state = ANY($1) ORDER BY created_at, id`, names)
+	return s.list(ctx, `WHERE state = ANY($1) ORDER BY created_at, id`, pq.Array(names))
 }
 
 // OpenFor returns the open request that holds the Cloud PC
@@ -444,9 +468,9 @@ func (s *Store) OpenFor(ctx context.Context, cloudPCID string) (*approvals.Reque
 	if id == "" {
 		return nil, fmt.Errorf("open request for cloud PC %q: %w", cloudPCID, approvals.ErrNotFound)
 	}
-	r, err := scanRequest(s.pool.QueryRow(ctx, `SELECT `+selectColumns+` FROM requests
+	r, err := scanRequest(s.q(nil).QueryRowContext(ctx, `SELECT `+selectColumns+` FROM requests
 		WHERE id = (SELECT request_id FROM cloud_pc_holds WHERE cloud_pc_id = $1)`, id))
-	if errors.Is(err, pgx.ErrNoRows) {
+	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("open request for cloud PC %s: %w", id, approvals.ErrNotFound)
 	}
 	if err != nil {
@@ -480,7 +504,7 @@ func (s *Store) ListUpdatedSince(ctx context.Context, since time.Time) ([]*appro
 
 // list returns the requests selected by the WHERE/ORDER BY clause tail.
 func (s *Store) list(ctx context.Context, tail string, args ...any) ([]*approvals.Request, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+selectColumns+` FROM requests `+tail, args...)
+	rows, err := s.q(nil).QueryContext(ctx, `SELECT `+selectColumns+` FROM requests `+tail, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list requests: %w", err)
 	}
@@ -519,7 +543,7 @@ func (s *Store) Record(ctx context.Context, e approvals.Event) error {
 			return fmt.Errorf("record audit event: %w", err)
 		}
 	}
-	_, err := s.pool.Exec(ctx,
+	_, err := s.q(nil).ExecContext(ctx,
 		`INSERT INTO audit_events ("time", request_id, kind, actor, details) VALUES ($1, $2, $3, $4, $5)`,
 		Time(e.Time), Text(e.RequestID), Text(string(e.Kind)), Text(e.Actor), string(details))
 	if err != nil {
@@ -540,7 +564,7 @@ func (s *Store) Events(ctx context.Context, since time.Time) ([]approvals.Event,
 		args = append(args, Time(since))
 	}
 	query += ` ORDER BY "time", id`
-	rows, err := s.pool.Query(ctx, query, args...)
+	rows, err := s.q(nil).QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list audit events: %w", err)
 	}

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
+	"github.com/lib/pq"
 
 	"github.com/reprovision-bot/reprovision-bot/approvals"
 	"github.com/reprovision-bot/reprovision-bot/approvals/postgres"
@@ -51,13 +51,13 @@ func mustCreate(t testing.TB, s approvals.Store, r *approvals.Request) *approval
 // queryInt reads one integer with a connection of its own.
 func queryInt(t testing.TB, url, query string) int {
 	t.Helper()
-	conn, err := pgx.Connect(context.Background(), url)
+	db, err := pgtest.Open(url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close(context.Background())
+	defer db.Close()
 	var n int
-	if err := conn.QueryRow(context.Background(), query).Scan(&n); err != nil {
+	if err := db.QueryRowContext(context.Background(), query).Scan(&n); err != nil {
 		t.Fatalf("%s: %v", query, err)
 	}
 	return n
@@ -165,22 +165,22 @@ func TestMigrationRunsOnce(t *testing.T) {
 func TestMigrationWaitsForTheLock(t *testing.T) {
 	u := pgtest.URL(t)
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, u)
+	db, err := pgtest.Open(u)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close(ctx)
-	tx, err := conn.Begin(ctx)
+	defer db.Close()
+	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, postgres.MigrationLockKey); err != nil {
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, postgres.MigrationLockKey); err != nil {
 		t.Fatal(err)
 	}
 	const hold = 500 * time.Millisecond
 	released := make(chan struct{})
 	time.AfterFunc(hold, func() {
-		tx.Rollback(ctx)
+		tx.Rollback()
 		close(released)
 	})
 	begin := time.Now()
@@ -359,7 +359,7 @@ func TestSessionSettings(t *testing.T) {
 	u := pgtest.URL(t)
 	show := func(s *postgres.Store, name string) string {
 		var v string
-		if err := postgres.Pool(s).QueryRow(context.Background(), "SHOW "+name).Scan(&v); err != nil {
+		if err := postgres.Pool(s).QueryRowContext(context.Background(), "SHOW "+name).Scan(&v); err != nil {
 			t.Fatal(err)
 		}
 		return v
@@ -557,7 +557,7 @@ func TestMigrationFromVersion2(t *testing.T) {
 	unresolved.CloudPCID = ""
 	mustCreate(t, s, unresolved)
 	s.Close()
-	r := pgx.Identifier{role}.Sanitize()
+	r := pq.QuoteIdentifier(role)
 	for _, stmt := range []string{
 		`DROP TABLE cloud_pc_holds`,
 		`ALTER TABLE requests DROP COLUMN batch`,

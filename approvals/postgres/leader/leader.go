@@ -5,20 +5,23 @@
 //
 // An advisory lock belongs to the connection that took it, so leadership is
 // exactly "this connection is alive": the holder checks it every second and
-// gives up serving the moment the check fails, and the server ends a dead
-// holder's session (and frees the lock) within seconds because the
-// connection asks for short TCP keepalives.
+// gives up serving the moment the check fails (or takes longer than its
+// timeout: the connection's deadline then ends it, see pqconn.Connector),
+// and the server ends a dead holder's session (and frees the lock) within
+// seconds because the connection asks for short TCP keepalives. The
+// connection is one *sql.Conn, of a database/sql pool of its own that
+// holds no other: every statement of the lease runs in that one session.
 package leader
 
 import (
 	"context"
-	"errors"
+	"database/sql"
 	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/reprovision-bot/reprovision-bot/approvals/postgres/internal/pqconn"
 )
 
 // Key is the advisory lock of reprovision-bot's leadership (any int64 no
@@ -41,7 +44,8 @@ const (
 
 // Lease is leadership held.
 type Lease struct {
-	conn *pgx.Conn
+	db   *sql.DB   // holds conn only
+	conn *sql.Conn // the session that holds the lock
 	lost chan struct{}
 	stop chan struct{}
 	done chan struct{}
@@ -55,17 +59,18 @@ type Lease struct {
 func Acquire(ctx context.Context, url string, log *slog.Logger, standby func()) (*Lease, error) {
 	told := false
 	for {
-		conn, err := connect(ctx, url)
+		db, conn, err := connect(ctx, url)
 		if err == nil {
 			var got bool
-			err = conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, Key).Scan(&got)
+			err = conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, Key).Scan(&got)
 			if err == nil && got {
-				l := &Lease{conn: conn, lost: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{}), log: log}
+				l := &Lease{db: db, conn: conn, lost: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{}), log: log}
 				go l.watch()
 				log.Info("leadership acquired: serving")
 				return l, nil
 			}
-			conn.Close(context.Background())
+			conn.Close() // back to db, whose Close ends the session (and a lock it took after all, its answer lost)
+			db.Close()
 			if err == nil && !told {
 				told = true
 				log.Info("another process serves this database: standing by")
@@ -86,22 +91,38 @@ func Acquire(ctx context.Context, url string, log *slog.Logger, standby func()) 
 }
 
 // connect opens the dedicated connection, asking the server to notice a
-// dead peer within seconds (its default is two hours of silence).
-func connect(ctx context.Context, url string) (*pgx.Conn, error) {
-	cfg, err := pgx.ParseConfig(url)
+// dead peer within seconds (its default is two hours of silence): a pool
+// of one connection, which it takes out of the pool for good.
+func connect(ctx context.Context, url string) (*sql.DB, *sql.Conn, error) {
+	settings, err := pqconn.Parse(url)
 	if err != nil {
-		return nil, errors.New("leadership: the database URL does not parse") // the URL may hold a password: not echoed
+		return nil, nil, fmt.Errorf("leadership: the database URL: %w", err) // never the password
 	}
-	if cfg.RuntimeParams == nil {
-		cfg.RuntimeParams = map[string]string{}
+	settings.Params["application_name"] = "reprovision-bot leader"
+	settings.Params["tcp_keepalives_idle"] = fmt.Sprint(keepaliveIdle)
+	settings.Params["tcp_keepalives_interval"] = fmt.Sprint(keepaliveInterval)
+	settings.Params["tcp_keepalives_count"] = fmt.Sprint(keepaliveCount)
+	settings.MaxConns = 1
+	settings.MaxConnLifetime, settings.MaxConnIdleTime = 0, 0 // never recycled: it holds the lock
+	db, _, err := pqconn.Open(settings)
+	if err != nil {
+		return nil, nil, fmt.Errorf("leadership: the database URL: %w", err)
 	}
-	cfg.RuntimeParams["application_name"] = "reprovision-bot leader"
-	cfg.RuntimeParams["tcp_keepalives_idle"] = fmt.Sprint(keepaliveIdle)
-	cfg.RuntimeParams["tcp_keepalives_interval"] = fmt.Sprint(keepaliveInterval)
-	cfg.RuntimeParams["tcp_keepalives_count"] = fmt.Sprint(keepaliveCount)
 	cctx, cancel := context.WithTimeout(ctx, checkTimeout+time.Second)
 	defer cancel()
-	return pgx.ConnectConfig(cctx, cfg)
+	conn, err := db.Conn(cctx)
+	if err == nil {
+		// db.Conn may hand out a connection without a round trip: make
+		// sure this one is alive before taking the lock on it.
+		if err = conn.PingContext(cctx); err != nil {
+			conn.Close()
+		}
+	}
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	return db, conn, nil
 }
 
 // watch checks the connection every second; the first failure ends the
@@ -120,7 +141,7 @@ func (l *Lease) watch() {
 		var held bool
 		// The lock is still ours if this session holds it (a server
 		// restart or a killed session would have freed it).
-		err := l.conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()
+		err := l.conn.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()
 			AND granted AND classid = ($1::bigint >> 32)::oid AND objid = ($1::bigint & 4294967295)::oid)`, Key).Scan(&held)
 		cancel()
 		if err != nil || !held {
@@ -143,7 +164,8 @@ func (l *Lease) Release() {
 		<-l.done
 		ctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
 		defer cancel()
-		_, _ = l.conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, Key)
-		_ = l.conn.Close(ctx)
+		_, _ = l.conn.ExecContext(ctx, `SELECT pg_advisory_unlock($1)`, Key)
+		_ = l.conn.Close()
+		_ = l.db.Close()
 	})
 }

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/reprovision-bot/reprovision-bot/approvals/postgres/leader"
 	"github.com/reprovision-bot/reprovision-bot/approvals/postgres/pgtest"
 )
@@ -75,15 +73,15 @@ func TestLeaderLosesItsSession(t *testing.T) {
 		l, _ := leader.Acquire(ctx, url, quiet, nil)
 		got <- l
 	}()
-	admin, err := pgx.Connect(ctx, url)
+	admin, err := pgtest.Open(url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer admin.Close(ctx)
+	defer admin.Close()
 	time.Sleep(200 * time.Millisecond)
 	begin := time.Now()
 	// Only this test's database: the server may be shared with other tests.
-	if _, err := admin.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'reprovision-bot leader'
+	if _, err := admin.ExecContext(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'reprovision-bot leader'
 		AND datname = current_database() AND pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted)`); err != nil {
 		t.Fatal(err)
 	}

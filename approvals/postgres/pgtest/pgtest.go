@@ -27,6 +27,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -46,9 +47,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/lib/pq"
+
+	"github.com/reprovision-bot/reprovision-bot/approvals/postgres/internal/pqconn"
 )
 
 // EnvURL names the variable that points the tests at a server of one's
@@ -64,9 +65,9 @@ var (
 
 // server is where the databases are made.
 type server struct {
-	admin   string        // URL of a role that may create databases
-	pool    *pgxpool.Pool // connected as that role
-	cluster *cluster      // the one pgtest started, or nil
+	admin   string   // URL of a role that may create databases
+	pool    *sql.DB  // connected as that role
+	cluster *cluster // the one pgtest started, or nil
 
 	mu    sync.Mutex
 	roles map[string][]string // database → roles NewRole made for it
@@ -95,7 +96,7 @@ func URL(t testing.TB) string {
 	name := "pgtest_" + randomHex(8)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := s.pool.Exec(ctx, `CREATE DATABASE `+pgx.Identifier{name}.Sanitize()); err != nil {
+	if _, err := s.pool.ExecContext(ctx, `CREATE DATABASE `+pq.QuoteIdentifier(name)); err != nil {
 		t.Fatalf("pgtest: create database: %v", err)
 	}
 	t.Cleanup(func() { s.drop(t, name) })
@@ -117,7 +118,7 @@ func NewRole(t testing.TB, dbURL string) (role, roleURL string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	// CREATE ROLE takes no parameters; both are made of hex digits here.
-	if _, err := s.pool.Exec(ctx, fmt.Sprintf(`CREATE ROLE %s LOGIN NOINHERIT PASSWORD '%s'`, role, password)); err != nil {
+	if _, err := s.pool.ExecContext(ctx, fmt.Sprintf(`CREATE ROLE %s LOGIN NOINHERIT PASSWORD '%s'`, role, password)); err != nil {
 		t.Fatalf("pgtest: create role (the role of %s needs CREATEROLE): %v", EnvURL, err)
 	}
 	s.mu.Lock()
@@ -135,10 +136,10 @@ func (s *server) drop(t testing.TB, name string) {
 	// role that is not a superuser may end only its own roles' sessions,
 	// and those of NewRole's roles may still be closing: then DROP waits
 	// for them (up to 5 s a try).
-	drop := `DROP DATABASE IF EXISTS ` + pgx.Identifier{name}.Sanitize()
-	_, err := s.pool.Exec(ctx, drop+` WITH (FORCE)`)
+	drop := `DROP DATABASE IF EXISTS ` + pq.QuoteIdentifier(name)
+	_, err := s.pool.ExecContext(ctx, drop+` WITH (FORCE)`)
 	for try := 0; try < 5 && (errorCode(err) == "42501" || errorCode(err) == "55006"); try++ {
-		_, err = s.pool.Exec(ctx, drop)
+		_, err = s.pool.ExecContext(ctx, drop)
 	}
 	if err != nil {
 		t.Errorf("pgtest: drop database %s: %v", name, err)
@@ -149,7 +150,7 @@ func (s *server) drop(t testing.TB, name string) {
 	delete(s.roles, name)
 	s.mu.Unlock()
 	for _, role := range roles {
-		if _, err := s.pool.Exec(ctx, `DROP ROLE IF EXISTS `+pgx.Identifier{role}.Sanitize()); err != nil {
+		if _, err := s.pool.ExecContext(ctx, `DROP ROLE IF EXISTS `+pq.QuoteIdentifier(role)); err != nil {
 			t.Errorf("pgtest: drop role %s: %v", role, err)
 		}
 	}
@@ -157,11 +158,23 @@ func (s *server) drop(t testing.TB, name string) {
 
 // errorCode is the SQLSTATE of err, or "".
 func errorCode(err error) string {
-	var pe *pgconn.PgError
+	var pe *pq.Error
 	if errors.As(err, &pe) {
-		return pe.Code
+		return string(pe.Code)
 	}
 	return ""
+}
+
+// Open returns a pool of connections to the database at url, read as the
+// store reads its URL (approvals/postgres.Open), for tests that query a
+// database beside the store. Close it.
+func Open(url string) (*sql.DB, error) {
+	settings, err := pqconn.Parse(url)
+	if err != nil {
+		return nil, err
+	}
+	db, _, err := pqconn.Open(settings)
+	return db, err
 }
 
 // get returns the server, finding or starting it on first use.
@@ -193,9 +206,11 @@ func start() (*server, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	pool, err := pgxpool.New(ctx, s.admin)
+	pool, err := Open(s.admin)
 	if err == nil {
-		err = pool.Ping(ctx)
+		if err = pool.PingContext(ctx); err != nil {
+			pool.Close()
+		}
 	}
 	if err != nil {
 		if s.cluster != nil {
@@ -449,10 +464,13 @@ func (c *cluster) waitReady() error {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		conn, err := pgx.Connect(ctx, c.url)
+		db, err := Open(c.url)
+		if err == nil {
+			err = db.PingContext(ctx)
+			db.Close()
+		}
 		cancel()
 		if err == nil {
-			conn.Close(context.Background())
 			return nil
 		}
 		select {
@@ -491,4 +509,84 @@ func (c *cluster) kill() {
 		<-c.exit
 	}
 	c.proc = nil
+}
+
+// Proxy returns dbURL through a TCP proxy on 127.0.0.1 that forwards to
+// its server, and freeze, which makes the proxy stop forwarding, in both
+// directions, without closing anything: the client then sees what a cut
+// network or a frozen server looks like (no answer, no reset). Everything
+// is closed when the test ends.
+func Proxy(t testing.TB, dbURL string) (proxyURL string, freeze func()) {
+	t.Helper()
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	target := u.Host
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	frozen := make(chan struct{})
+	ended := make(chan struct{})
+	var (
+		mu    sync.Mutex
+		conns []net.Conn
+	)
+	track := func(c net.Conn) {
+		mu.Lock()
+		conns = append(conns, c)
+		mu.Unlock()
+	}
+	pipe := func(dst, src net.Conn) {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			select {
+			case <-frozen:
+				<-ended // hold what was read: nothing more goes through
+				return
+			default:
+			}
+			if n > 0 {
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+			if err != nil {
+				dst.Close()
+				return
+			}
+		}
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			track(c)
+			track(s)
+			go pipe(s, c)
+			go pipe(c, s)
+		}
+	}()
+	var once sync.Once
+	t.Cleanup(func() {
+		ln.Close()
+		once.Do(func() { close(frozen) })
+		close(ended)
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	u.Host = ln.Addr().String()
+	return u.String(), func() { once.Do(func() { close(frozen) }) }
 }

@@ -116,3 +116,40 @@ func TestAcquireEndsWithTheContext(t *testing.T) {
 		t.Fatal("a second leader")
 	}
 }
+
+// The holder's network cut (no answer, no reset: the server still thinks
+// the session alive for a while): the holder's check times out and it
+// learns it has lost leadership within seconds, before the server drops
+// the session (about 5 s of silence) and a standby could take over; and
+// Release does not hang on the dead connection.
+func TestLeaderLosesItsNetwork(t *testing.T) {
+	url, freeze := pgtest.Proxy(t, testURL(t))
+	first, err := leader.Acquire(context.Background(), url, quiet, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // a check or so on a live connection
+	select {
+	case <-first.Lost():
+		t.Fatal("leadership lost on a live connection")
+	default:
+	}
+	freeze()
+	begin := time.Now()
+	select {
+	case <-first.Lost():
+		t.Logf("holder knew after %v", time.Since(begin).Round(time.Millisecond))
+	case <-time.After(5 * time.Second):
+		t.Fatal("the holder did not notice it lost its network")
+	}
+	released := make(chan struct{})
+	go func() {
+		first.Release()
+		close(released)
+	}()
+	select {
+	case <-released:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Release hangs on the cut connection")
+	}
+}

@@ -69,7 +69,7 @@ func (c *Connector) Connect(ctx context.Context) (driver.Conn, error) {
 	stop := context.AfterFunc(ctx, a.abort)
 	dc, err := c.pq.Connect(context.WithValue(ctx, attemptKey{}, a))
 	if !stop() { // ctx ended meanwhile
-		if dc != nil {
+		if err == nil { // (on an error dc is a nil *pq.conn in an interface)
 			dc.Close()
 		}
 		return nil, ctxError(ctx, err)

@@ -344,10 +344,10 @@ func clone(r *approvals.Request) *approvals.Request {
 }
 
 // Precision is the finest step of the times the store keeps: PostgreSQL's
-// timestamptz holds microseconds. Times are truncated to it (rounded down,
-// as pgx would encode them) before they are stored and before Create,
-// Transition or Update return, so that what a call returns is what Get
-// reads back.
+// timestamptz holds microseconds. Times are truncated to it (rounded down:
+// lib/pq sends nanoseconds, which the server would round to the nearest
+// microsecond) before they are stored and before Create, Transition or
+// Update return, so that what a call returns is what Get reads back.
 const Precision = time.Microsecond
 
 // Time returns t as the store keeps it: in UTC, truncated to Precision,

@@ -222,6 +222,7 @@ func constraint(err error) string {
 // Open prepares (see stmtQueryer.stmt).
 var txStatements = []string{
 	insertRequest, updateRequest, getForUpdate, selectHeld, insertHold, deleteHolds, lockRequests, upsertOutgoing,
+	insertEvent,
 }
 
 const (
@@ -543,14 +544,28 @@ func (s *Store) Record(ctx context.Context, e approvals.Event) error {
 			return fmt.Errorf("record audit event: %w", err)
 		}
 	}
-	_, err := s.q(nil).ExecContext(ctx,
-		`INSERT INTO audit_events ("time", request_id, kind, actor, details) VALUES ($1, $2, $3, $4, $5)`,
-		Time(e.Time), Text(e.RequestID), Text(string(e.Kind)), Text(e.Actor), string(details))
+	// In a transaction of its own: outside one, database/sql sends a
+	// statement again on another connection when lib/pq reports the
+	// connection bad (driver.ErrBadConn), which lib/pq also does when the
+	// server closes it while the answer is awaited (io.EOF), after the
+	// insert may have committed: a record written twice. A transaction is
+	// never resent; a failed one is rolled back by the server.
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err == nil {
+		defer tx.Rollback()
+		_, err = s.q(tx).ExecContext(ctx, insertEvent,
+			Time(e.Time), Text(e.RequestID), Text(string(e.Kind)), Text(e.Actor), string(details))
+		if err == nil {
+			err = tx.Commit()
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("record audit event %s for %s: %w", e.Kind, e.RequestID, err)
 	}
 	return nil
 }
+
+const insertEvent = `INSERT INTO audit_events ("time", request_id, kind, actor, details) VALUES ($1, $2, $3, $4, $5)`
 
 // Events returns the audit records whose Time is at or after since (to
 // Precision; all of them when since is zero), oldest first; records with

@@ -4,12 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +15,7 @@ import (
 	"github.com/reprovision-bot/reprovision-bot/approvals/postgres/pgtest"
 	"github.com/reprovision-bot/reprovision-bot/approvals/sqlite/sqlitetest"
 	"github.com/reprovision-bot/reprovision-bot/fakes"
+	"github.com/reprovision-bot/reprovision-bot/internal/testparallel"
 )
 
 // The end-to-end tests run the real run() in-process against the fakes.
@@ -37,23 +35,15 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	os.Setenv("SSL_CERT_FILE", path)
-	moreParallel()
+	// The end-to-end tests mostly wait on the fakes, timers and retries:
+	// go test's default (GOMAXPROCS at once) left the CPUs idle. On 2 CPUs
+	// the package took 66 s under -race, 33 s with 8 at once (4 per CPU;
+	// more only tightens their deadlines); without -race 50 s with 8 at
+	// once, 39 s with 16.
+	testparallel.Raise(8, 4)
 	// pgtest stops the PostgreSQL cluster it may start for the tests that
 	// run on both stores, then exits with the tests' code.
 	pgtest.Main(m)
-}
-
-// moreParallel runs 4 parallel tests per CPU unless -parallel says
-// otherwise. The end-to-end tests mostly wait on the fakes, timers and
-// retries, so go test's default (GOMAXPROCS at once) left the CPUs idle:
-// on 2 CPUs the package took 66 s, with 8 at once 33 s.
-func moreParallel() {
-	flag.Parse()
-	set := false
-	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
-	if !set {
-		_ = flag.Set("test.parallel", strconv.Itoa(4*runtime.GOMAXPROCS(0)))
-	}
 }
 
 const (

@@ -1,0 +1,32 @@
+// Package testparallel sets how many parallel tests a test binary runs at
+// once, for packages whose tests mostly wait (on timers, retries and the
+// fakes) rather than compute: go test's default, GOMAXPROCS at once, leaves
+// the CPUs idle while a slow package holds one of go test's -p slots.
+package testparallel
+
+import (
+	"flag"
+	"runtime"
+	"strconv"
+)
+
+// Raise sets -test.parallel to perCPU parallel tests per CPU, or to
+// perCPUUnderRace under the race detector (which makes the same tests
+// several times as CPU-hungry, so that more at once only makes their
+// deadlines tighter), unless the command line sets -parallel. Call it from
+// TestMain before m.Run.
+func Raise(perCPU, perCPUUnderRace int) {
+	if !flag.Parsed() {
+		flag.Parse()
+	}
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if set {
+		return
+	}
+	n := perCPU
+	if RaceDetector {
+		n = perCPUUnderRace
+	}
+	_ = flag.Set("test.parallel", strconv.Itoa(n*runtime.GOMAXPROCS(0)))
+}

@@ -47,6 +47,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/reprovision-bot/reprovision-bot/approvals/internal/stmtcache"
 	"strings"
 	"sync"
 	"time"
@@ -63,7 +64,7 @@ import (
 // process or others, may serve one database at a time.
 type Store struct {
 	db        *sql.DB
-	stmts     statements
+	stmts     *stmtcache.Cache // frequent statements, prepared once
 	closeOnce sync.Once
 }
 
@@ -114,7 +115,7 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres store: %w", err)
 	}
-	s := &Store{db: db, stmts: statements{db: db}}
+	s := &Store{db: db, stmts: stmtcache.New(db, true)}
 	where := pqconn.Where(cfg)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
@@ -125,7 +126,7 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		return nil, fmt.Errorf("postgres store: %s: %w", where, err)
 	}
 	for _, query := range txStatements {
-		s.stmts.prepared(ctx, query) // one that fails runs as text
+		s.stmts.Prepared(ctx, query) // one that fails runs as text
 	}
 	return s, nil
 }
@@ -134,7 +135,7 @@ func Open(ctx context.Context, url string) (*Store, error) {
 func (s *Store) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
-		s.stmts.close()
+		s.stmts.Close()
 		err = s.db.Close()
 	})
 	return err
@@ -219,7 +220,7 @@ func constraint(err error) string {
 }
 
 // txStatements are the statements the store's transactions run, which
-// Open prepares (see stmtQueryer.stmt).
+// Open prepares (see stmtcache.New: a transaction prepares none).
 var txStatements = []string{
 	insertRequest, updateRequest, getForUpdate, selectHeld, insertHold, deleteHolds, lockRequests, upsertOutgoing,
 	insertEvent,

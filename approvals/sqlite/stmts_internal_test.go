@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"github.com/reprovision-bot/reprovision-bot/approvals/internal/stmtcache"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -21,24 +22,20 @@ func TestStatementsPreparedOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s.stmts.mu.Lock()
-	n := len(s.stmts.m)
-	s.stmts.mu.Unlock()
+	n := s.stmts.Len()
 	if n != 1 {
 		t.Errorf("%d statements cached after three identical lists, want 1", n)
 	}
 	if _, err := s.q(nil).ExecContext(ctx, "UPDATE nowhere SET x = 1"); err == nil || !strings.Contains(err.Error(), "nowhere") {
 		t.Errorf("a bad statement: %v, want SQLite's error naming the table", err)
 	}
-	for i := range maxStatements + 5 {
+	for i := range stmtcache.Max + 5 {
 		if _, err := s.q(nil).ExecContext(ctx, "SELECT "+strings.Repeat("1,", i)+"1"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	s.stmts.mu.Lock()
-	n = len(s.stmts.m)
-	s.stmts.mu.Unlock()
-	if n != maxStatements {
-		t.Errorf("%d statements cached, want the bound %d", n, maxStatements)
+	n = s.stmts.Len()
+	if n != stmtcache.Max {
+		t.Errorf("%d statements cached, want the bound %d", n, stmtcache.Max)
 	}
 }

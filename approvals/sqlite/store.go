@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/reprovision-bot/reprovision-bot/approvals/internal/stmtcache"
 	"io/fs"
 	"net/url"
 	"os"
@@ -198,8 +199,8 @@ INSERT INTO cloud_pc_holds (cloud_pc_id, request_id)
 // (Open); others may read it meanwhile (OpenReader).
 type Store struct {
 	db    *sql.DB
-	stmts statements
-	lock  *storeLock // nil for a reader
+	stmts *stmtcache.Cache // frequent statements, prepared once
+	lock  *storeLock       // nil for a reader
 }
 
 var _ approvals.Store = (*Store)(nil)
@@ -257,7 +258,7 @@ func open(abs string, lock *storeLock) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{db: db, stmts: statements{db: db}, lock: lock}
+	s := &Store{db: db, stmts: stmtcache.New(db, false), lock: lock}
 	ctx := context.Background()
 	if err := enableWAL(ctx, db); err != nil {
 		db.Close()
@@ -310,7 +311,7 @@ func OpenReader(path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s read-only: %w", path, err)
 	}
-	return &Store{db: db, stmts: statements{db: db}}, nil
+	return &Store{db: db, stmts: stmtcache.New(db, false)}, nil
 }
 
 // openReadOnly opens the database file abs as OpenReader does and returns
@@ -532,7 +533,7 @@ func userVersion(ctx context.Context, q queryer) (int, error) {
 // lock, so that the next process only starts once SQLite is done with the
 // file.
 func (s *Store) Close() error {
-	s.stmts.close()
+	s.stmts.Close()
 	err := s.db.Close()
 	if s.lock != nil {
 		if lerr := s.lock.release(); err == nil {

@@ -92,6 +92,7 @@ func bxAll(t *testing.T, blocks []slack.Block) string {
 }
 
 func TestBatchCounts(t *testing.T) {
+	t.Parallel()
 	if got, want := batchCountsText(bxRunning().Batch), "12 of 30 sent · 1 in flight · 1 failed · 2 skipped"; got != want {
 		t.Errorf("running: %q, want %q", got, want)
 	}
@@ -111,6 +112,7 @@ func TestBatchCounts(t *testing.T) {
 // The prompt in every state: what is asked, the list, the counts in the
 // status line, and the buttons of the state.
 func TestBatchPrompt(t *testing.T) {
+	t.Parallel()
 	ref := txRef
 	tracked := func(tr approvals.Tracking) *approvals.Request {
 		r := bxResults(bxBatch(approvals.StateSucceeded, 4), approvals.MemberSucceeded, approvals.MemberSent, approvals.MemberSent, approvals.MemberSkipped)
@@ -230,6 +232,7 @@ func TestBatchPrompt(t *testing.T) {
 // The final confirmation lists what will be reprovisioned (device, user,
 // status) and what will not and why, with one button for all.
 func TestBatchConfirmation(t *testing.T) {
+	t.Parallel()
 	r := bxBatch(approvals.StateConfirming, 5)
 	r.Options.OSVersion = approvals.OSWindows11
 	m := r.Batch.Members
@@ -269,6 +272,7 @@ func TestBatchConfirmation(t *testing.T) {
 // One line per Cloud PC's new result under the prompt, and the batch's
 // own words for accepted and ended.
 func TestBatchProgress(t *testing.T) {
+	t.Parallel()
 	r := bxRunning()
 	line := func(edit func(m *approvals.Member)) string {
 		m := bxMember(1, approvals.MemberSent)
@@ -330,6 +334,7 @@ func TestBatchProgress(t *testing.T) {
 
 // A halted batch asks the approver who confirmed it to Resume or Stop.
 func TestBatchHaltedNotice(t *testing.T) {
+	t.Parallel()
 	r := bxRunning()
 	r.Batch.Halted = true
 	r.Batch.Members[20].Result = approvals.MemberUnknown
@@ -375,6 +380,7 @@ func TestBatchHaltedNotice(t *testing.T) {
 // A batch's summary to the requester and the approvers: the state, the
 // counts, who stopped it, and how many are provisioned again.
 func TestBatchStatusNotices(t *testing.T) {
+	t.Parallel()
 	r := bxResults(bxBatch(approvals.StateSucceeded, 4), approvals.MemberSucceeded, approvals.MemberSucceeded, approvals.MemberNotSent, approvals.MemberNotSent)
 	r.Batch.Stopped, r.Batch.StoppedBy = true, "UA2"
 	r.Tracking = approvals.Tracking{Since: time.Now(), Until: time.Now().Add(time.Hour), Result: approvals.TrackProvisioned}
@@ -408,6 +414,7 @@ func TestBatchStatusNotices(t *testing.T) {
 // Each Cloud PC's user hears about their own Cloud PC, in the words of one
 // Cloud PC.
 func TestBatchMemberNotices(t *testing.T) {
+	t.Parallel()
 	r := bxRunning()
 	m := r.Batch.Members[15]
 	m.HeadsUp = approvals.HeadsUp{UserID: "UANNA", Result: approvals.HeadsUpSent}
@@ -452,6 +459,7 @@ func TestBatchMemberNotices(t *testing.T) {
 
 // The Home tab lists batches by what they ask for and their counts.
 func TestBatchOnTheHomeTab(t *testing.T) {
+	t.Parallel()
 	pending := bxBatch(approvals.StatePending, 7)
 	txCheck(t, "awaiting", bxAll(t, awaitingBlocks([]*approvals.Request{pending})),
 		[]string{"*" + txRef + "* 7 Cloud PCs from <@UREQ>", "every one of these Cloud PCs", "approve:" + txRef + "=" + txRef}, []string{"`CPC-USER"})
@@ -470,6 +478,7 @@ func TestBatchOnTheHomeTab(t *testing.T) {
 
 // Stop and Resume, done and refused, in the one mapping.
 func TestBatchClickTexts(t *testing.T) {
+	t.Parallel()
 	running := bxRunning()
 	halted := bxRunning()
 	halted.Batch.Halted = true
@@ -514,6 +523,7 @@ func TestBatchClickTexts(t *testing.T) {
 // most 50 blocks a message, 3000 characters a section text, 2000 a field,
 // and Slack (the fake checks Block Kit as Slack does) takes it.
 func TestBatchBlocksWithinSlackLimits(t *testing.T) {
+	t.Parallel()
 	b, fs := newNoticesBot(t)
 	long := func(r *approvals.Request) *approvals.Request {
 		for i := range r.Batch.Members {
@@ -581,6 +591,7 @@ func TestBatchBlocksWithinSlackLimits(t *testing.T) {
 // Outside text in a batch's prompt and confirmation is escaped: the typed
 // targets and policy, and Graph's names.
 func TestBatchEscapesOutsideText(t *testing.T) {
+	t.Parallel()
 	r := bxBatch(approvals.StatePending, 2)
 	r.Batch.Targets[0] = txHostile
 	txCheck(t, "targets", bxAll(t, promptBlocks(r)), []string{"`" + txHostileEscaped + "`"}, txRaw)
@@ -595,6 +606,7 @@ func TestBatchEscapesOutsideText(t *testing.T) {
 
 // A member whose user could not be told: said on its line and in the counts.
 func TestBatchMemberUserNotTold(t *testing.T) {
+	t.Parallel()
 	r := bxBatch(approvals.StateExecuting, 3)
 	r.Batch.Members[0].Result = approvals.MemberSent
 	r.Batch.Members[0].HeadsUp = approvals.HeadsUp{Result: approvals.HeadsUpNoAccount}

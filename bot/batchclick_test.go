@@ -97,6 +97,7 @@ func bxLastEphemeral(fs *fakes.Slack, user string) string {
 }
 
 func TestStopBatchClicks(t *testing.T) {
+	t.Parallel()
 	b, fs := newNoticesBot(t)
 	store := bxWorkflow(t, b)
 	ctx := context.Background()
@@ -140,6 +141,7 @@ func TestStopBatchClicks(t *testing.T) {
 }
 
 func TestResumeBatchClicks(t *testing.T) {
+	t.Parallel()
 	b, fs := newNoticesBot(t)
 	store := bxWorkflow(t, b)
 	ctx := context.Background()

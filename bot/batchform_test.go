@@ -16,6 +16,7 @@ import (
 // asks for it and carries the list or the policy.
 
 func TestBatchCommandBecomesABatchRequest(t *testing.T) {
+	t.Parallel()
 	b, _ := newNoticesBot(t)
 	bxWorkflow(t, b)
 	sc := slack.SlashCommand{UserID: "U0REQ", ChannelID: "C0REQ"}
@@ -69,6 +70,7 @@ func TestBatchCommandBecomesABatchRequest(t *testing.T) {
 
 // The reason form for a batch asks about the batch and keeps the options.
 func TestBatchReasonForm(t *testing.T) {
+	t.Parallel()
 	parsed, err := ParseCommand(strings.Join(bxBatch(approvals.StatePending, 12).Batch.Targets, ",") + " --account admin")
 	if err != nil {
 		t.Fatal(err)
@@ -90,6 +92,7 @@ func TestBatchReasonForm(t *testing.T) {
 // The reason form carries a batch's list or policy, and reads it back
 // checked as the command was.
 func TestReasonFormCarriesABatch(t *testing.T) {
+	t.Parallel()
 	sc := slack.SlashCommand{UserID: "U0ALICE", ChannelID: "C1", ResponseURL: "https://hooks.slack.com/commands/1"}
 	for _, text := range []string{"CPC-1,bob@contoso.com,CPC-1 why", `--policy "Sales EMEA" --os windows11`, "CPC-1 why"} {
 		parsed, err := ParseCommand(text)

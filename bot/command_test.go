@@ -13,6 +13,7 @@ import (
 const id = "4e1f0b9a-2c3d-4e5f-8a9b-0c1d2e3f4a5b"
 
 func TestParseCommandTargets(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		text   string
 		target string
@@ -42,6 +43,7 @@ func TestParseCommandTargets(t *testing.T) {
 }
 
 func TestParseCommandHelp(t *testing.T) {
+	t.Parallel()
 	for _, text := range []string{"", "   ", "help", "HELP", " help "} {
 		got, err := ParseCommand(text)
 		if err != nil || !got.Help {
@@ -51,6 +53,7 @@ func TestParseCommandHelp(t *testing.T) {
 }
 
 func TestParseCommandRefusesWhatIsNotACloudPC(t *testing.T) {
+	t.Parallel()
 	cases := map[string]struct{ text, wantMsg string }{
 		"broken guid":        {"9e1f0b9a-2c3d-4e5f-8a9b-0c1d2e3f4a5", "not a Cloud PC id"},
 		"slash":              {id + "/../../users", "path characters"},
@@ -93,6 +96,7 @@ func TestParseCommandRefusesWhatIsNotACloudPC(t *testing.T) {
 }
 
 func TestCheckReasonRequiredInTheForm(t *testing.T) {
+	t.Parallel()
 	if err := CheckReason("  ", true); err == nil {
 		t.Error("a blank reason passed where one is required")
 	}
@@ -105,6 +109,7 @@ func TestCheckReasonRequiredInTheForm(t *testing.T) {
 // trick in a reason) are stripped before anything is checked or stored: the
 // target is then validated as usual, the reason keeps its words.
 func TestParseCommandStripsInvisibleCharacters(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		text   string
 		target string
@@ -140,6 +145,7 @@ func TestParseCommandStripsInvisibleCharacters(t *testing.T) {
 
 // The reason and deny forms strip the same characters from what is typed.
 func TestFormReasonStripsInvisibleCharacters(t *testing.T) {
+	t.Parallel()
 	form := func(value string) slack.InteractionCallback {
 		var cb slack.InteractionCallback
 		cb.View.State = &slack.ViewState{Values: map[string]map[string]slack.BlockAction{
@@ -162,6 +168,7 @@ func TestFormReasonStripsInvisibleCharacters(t *testing.T) {
 }
 
 func TestOtherInvisibleFormatCharactersAreStrippedToo(t *testing.T) {
+	t.Parallel()
 	for _, r := range []rune{'\u00AD', '\u180E', '\u2061', '\u2064', '\u206A', '\u206F', '\U000E0041'} {
 		got, err := ParseCommand("CPC-alice-8X2K1" + string(r) + " disk" + string(r) + " full")
 		if err != nil || got.Target != "CPC-alice-8X2K1" || got.Reason != "disk full" {
@@ -171,6 +178,7 @@ func TestOtherInvisibleFormatCharactersAreStrippedToo(t *testing.T) {
 }
 
 func TestParseCommandOptions(t *testing.T) {
+	t.Parallel()
 	w10, w11 := approvals.OSWindows10, approvals.OSWindows11
 	std, admin := approvals.AccountStandardUser, approvals.AccountAdministrator
 	cases := []struct {
@@ -201,6 +209,7 @@ func TestParseCommandOptions(t *testing.T) {
 }
 
 func TestParseCommandRefusesBadOptions(t *testing.T) {
+	t.Parallel()
 	cases := map[string]struct{ text, wantMsg string }{
 		"unknown option":        {id + " --color red why", "Unknown option"},
 		"unknown option alone":  {id + " --force", "Unknown option"},
@@ -244,6 +253,7 @@ func TestParseCommandRefusesBadOptions(t *testing.T) {
 }
 
 func TestUsageShowsTheOptions(t *testing.T) {
+	t.Parallel()
 	for _, want := range []string{"[--os windows10|windows11]", "[--account standard|administrator]", "local administrator"} {
 		if !strings.Contains(Usage, want) {
 			t.Errorf("Usage lacks %q", want)
@@ -255,6 +265,7 @@ func TestUsageShowsTheOptions(t *testing.T) {
 // one target is, repeats are kept (the workflow collapses them), and the
 // options and the reason follow as for one Cloud PC.
 func TestParseCommandLists(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		text    string
 		targets []string
@@ -292,6 +303,7 @@ func TestParseCommandLists(t *testing.T) {
 // A bad item is named by its position, in the words a single bad target
 // gets, never repeated; an empty item or a space in the list is said so.
 func TestParseCommandRefusesBadLists(t *testing.T) {
+	t.Parallel()
 	cases := map[string]struct{ text, wantMsg string }{
 		"third not a target":  {"CPC-1,CPC-2,!!! why", "Target 3 in the list: that is not a Cloud PC id (a GUID), a device name or a user sign-in name."},
 		"second markup":       {"CPC-1,<@U0BOSS> why", "Target 2 in the list: a Cloud PC is named by its id"},
@@ -339,6 +351,7 @@ func TestParseCommandRefusesBadLists(t *testing.T) {
 // --policy names a provisioning policy by id (a GUID) or by name, in
 // double quotes when it has spaces (kept as typed inside them).
 func TestParseCommandPolicy(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		text   string
 		policy string
@@ -369,6 +382,7 @@ func TestParseCommandPolicy(t *testing.T) {
 }
 
 func TestParseCommandRefusesBadPolicies(t *testing.T) {
+	t.Parallel()
 	cases := map[string]struct{ text, wantMsg string }{
 		"no value":              {"--policy", "`--policy` needs a provisioning policy"},
 		"empty inline":          {"--policy= why", "`--policy` needs a provisioning policy"},
@@ -409,6 +423,7 @@ func TestParseCommandRefusesBadPolicies(t *testing.T) {
 }
 
 func TestUsageShowsBatches(t *testing.T) {
+	t.Parallel()
 	for _, want := range []string{"<cloud PC>,<cloud PC>,…", "--policy <policy id | \"policy name\">"} {
 		if !strings.Contains(Usage, want) {
 			t.Errorf("Usage lacks %q", want)

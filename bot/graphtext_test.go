@@ -10,6 +10,7 @@ import (
 // The sentences people see for each failed Graph call (they are the ones package graph's
 // Explain produced before the errors became data).
 func TestGraphErrorText(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		err  approvals.GraphError
@@ -140,6 +141,7 @@ func TestGraphErrorText(t *testing.T) {
 }
 
 func TestGraphErrorTextEscapesGraphText(t *testing.T) {
+	t.Parallel()
 	e := &approvals.GraphError{Kind: approvals.GraphConflict, Cause: approvals.CauseConflict, Method: "POST", Status: 409,
 		Code: "Con`flict<b>", RequestID: "id <x> & `y`", Message: "State is <b>busy</b> & <!channel> second line"}
 	got := graphErrorText(e)

@@ -17,6 +17,7 @@ import (
 // requester read, and the buttons they get.
 
 func TestHeadsUpNoticeTexts(t *testing.T) {
+	t.Parallel()
 	scheduled := txScheduled()
 	scheduled.Options = approvals.Options{OSVersion: approvals.OSWindows11}
 	now := txWith(txRequest(approvals.StateExecuting), func(r *approvals.Request) {
@@ -142,6 +143,7 @@ func buttonsIn(t *testing.T, raw []byte) []string {
 }
 
 func TestHeadsUpButtons(t *testing.T) {
+	t.Parallel()
 	same := func(name string, got []string, want ...string) {
 		t.Helper()
 		if strings.Join(got, " ") != strings.Join(want, " ") {
@@ -189,6 +191,7 @@ func jsonText(s string) string {
 
 // Done clicks on the heads-up's buttons say what happened.
 func TestScheduledDoneText(t *testing.T) {
+	t.Parallel()
 	r := txScheduled()
 	for _, tc := range []struct{ action, want string }{
 		{actionSendNow, "Sending " + txRef + " now…"},
@@ -209,6 +212,7 @@ func TestScheduledDoneText(t *testing.T) {
 
 // Tell sends the notices with buttons as Block Kit that Slack accepts.
 func TestTellHeadsUpNoticesWithButtons(t *testing.T) {
+	t.Parallel()
 	b, fs := newNoticesBot(t)
 	r := txScheduled()
 	for _, tc := range []struct {
@@ -237,6 +241,7 @@ func TestTellHeadsUpNoticesWithButtons(t *testing.T) {
 // ChatUserByEmail finds the Cloud PC's user in Slack; no account, a
 // deactivated one or a bot is ErrNoChatAccount, anything else an error.
 func TestChatUserByEmail(t *testing.T) {
+	t.Parallel()
 	b, fs := newNoticesBot(t)
 	ctx := context.Background()
 	fs.SetUserEmail("U0ANNA", "Anna@Contoso.example")

@@ -28,6 +28,7 @@ func newNoticesBot(t *testing.T) (*Bot, *fakes.Slack) {
 
 // The outbox learns from Tell's error whether and when to try again.
 func TestTellErrorsSayWhenToTryAgain(t *testing.T) {
+	t.Parallel()
 	b, slack := newNoticesBot(t)
 	r := &approvals.Request{ID: "R-ABCDEF", Target: "CPC-1", RequesterID: "U0ALICE", State: approvals.StateDenied}
 	n := approvals.Notice{Kind: approvals.NoticeStatus, Request: r}
@@ -65,6 +66,7 @@ func TestTellErrorsSayWhenToTryAgain(t *testing.T) {
 // A prompt copy deleted in Slack does not hold the others' redraw back;
 // any other failure makes the whole redraw be tried again.
 func TestUpdatePromptsErrors(t *testing.T) {
+	t.Parallel()
 	b, slack := newNoticesBot(t)
 	store, err := sqlite.Open(sqlitetest.Path(t))
 	if err != nil {

@@ -21,6 +21,7 @@ var (
 )
 
 func TestOptionsText(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		opts approvals.Options
 		want string
@@ -78,6 +79,7 @@ func optionTexts(t *testing.T, r *approvals.Request) map[string]string {
 }
 
 func TestOptionsShownWhereverPeopleSeeWhatWillBeDone(t *testing.T) {
+	t.Parallel()
 	r := txRequest(approvals.StatePending)
 	r.Options = optW11Standard
 	for name, text := range optionTexts(t, r) {
@@ -91,6 +93,7 @@ func TestOptionsShownWhereverPeopleSeeWhatWillBeDone(t *testing.T) {
 }
 
 func TestNoOptionsNoWords(t *testing.T) {
+	t.Parallel()
 	for name, text := range optionTexts(t, txRequest(approvals.StatePending)) {
 		txCheck(t, name, text, nil, []string{"Windows 1", "standard user", "administrator", "Reprovision with", "As provisioned", "now with", "reprovisioned with"})
 	}
@@ -130,6 +133,7 @@ func txSelect(t *testing.T, blocks []map[string]any, blockID string) map[string]
 }
 
 func TestReasonFormOffersTheOptions(t *testing.T) {
+	t.Parallel()
 	blocks := txModalJSON(t, approvals.Options{})
 	for blockID, want := range map[string][]string{
 		blockOS:      {asProvisioned, approvals.OSWindows11, approvals.OSWindows10},
@@ -178,6 +182,7 @@ func txFormSubmission(os, account string) slack.InteractionCallback {
 }
 
 func TestFormOptions(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		os, account string
 		want        approvals.Options
@@ -202,6 +207,7 @@ func TestFormOptions(t *testing.T) {
 // A submission is not trusted: a value the form does not offer (a forged
 // payload, or one of the command's spellings) is refused on its select.
 func TestFormOptionsRefusesWhatTheFormDoesNotOffer(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct{ os, account, block string }{
 		{"windows95", "", blockOS},
 		{"Windows11", "", blockOS},

@@ -19,6 +19,7 @@ import (
 )
 
 func TestPacerBooksTurns(t *testing.T) {
+	t.Parallel()
 	p := newPacer([]PaceLimit{
 		{Method: "chat.postMessage", Every: 100 * time.Millisecond, Burst: 3},
 		{Method: "chat.postMessage", PerChannel: true, Every: time.Second, Burst: 2},
@@ -64,6 +65,7 @@ func TestPacerBooksTurns(t *testing.T) {
 }
 
 func TestPacerScale(t *testing.T) {
+	t.Parallel()
 	p := newPacer([]PaceLimit{{Method: "views.open", Every: time.Second, Burst: 1}}, 20)
 	now := time.Now()
 	p.reserve("views.open", 0, "", now, 0)
@@ -73,6 +75,7 @@ func TestPacerScale(t *testing.T) {
 }
 
 func TestPaceBudget(t *testing.T) {
+	t.Parallel()
 	now := time.Now()
 	within := func(d time.Duration) context.Context {
 		ctx, cancel := context.WithDeadline(context.Background(), now.Add(d))
@@ -101,6 +104,7 @@ func TestPaceBudget(t *testing.T) {
 // A notice sent at once takes a free turn or none: beyond the burst it is
 // not made, and the outbox learns when to try again.
 func TestNoticesBeyondTheBurstWaitForTheirTurn(t *testing.T) {
+	t.Parallel()
 	b, slack := newNoticesBot(t)
 	b.pace = newPacer([]PaceLimit{{Method: "chat.postMessage", PerChannel: true, Every: time.Second, Burst: 3}}, 1)
 	slack.ObservePace(fakes.PaceRule{Method: "chat.postMessage", PerChannel: true, Every: time.Second, Burst: 3})
@@ -148,6 +152,7 @@ func TestNoticesBeyondTheBurstWaitForTheirTurn(t *testing.T) {
 // A reason form whose turn would come after its trigger_id expires is not
 // opened, and the requester is told to give the reason in the command.
 func TestReasonFormRefusedWhenItsTurnComesTooLate(t *testing.T) {
+	t.Parallel()
 	b, fake := newNoticesBot(t)
 	b.pace = newPacer([]PaceLimit{{Method: "views.open", Every: time.Minute, Burst: 1}}, 1)
 	for _, target := range []string{"CPC-ONE", "CPC-TWO"} {
@@ -165,6 +170,7 @@ func TestReasonFormRefusedWhenItsTurnComesTooLate(t *testing.T) {
 }
 
 func TestWorkQueueIsBoundedAndDropsWhatItDidNotRun(t *testing.T) {
+	t.Parallel()
 	q := newWorkQueue("test", 1, 3)
 	for i := range 3 {
 		if !q.book() {
@@ -202,6 +208,7 @@ func TestWorkQueueIsBoundedAndDropsWhatItDidNotRun(t *testing.T) {
 }
 
 func TestWorkQueueDrainsAfterClose(t *testing.T) {
+	t.Parallel()
 	q := newWorkQueue("test", 2, 100)
 	var ran atomic.Int32
 	for range 50 {
@@ -219,6 +226,7 @@ func TestWorkQueueDrainsAfterClose(t *testing.T) {
 }
 
 func TestEnvelopeLogIsBoundedAndForgetsTheOldest(t *testing.T) {
+	t.Parallel()
 	var l envelopeLog
 	if !l.firstTime("e0") || l.firstTime("e0") {
 		t.Fatal("a repeated envelope is not recognised")
@@ -251,6 +259,7 @@ func TestEnvelopeLogIsBoundedAndForgetsTheOldest(t *testing.T) {
 // told of a problem), and all of them reach the approver at the pace, none
 // over Slack's limits.
 func TestBurstOfRequestsPromptsAtThePace(t *testing.T) {
+	t.Parallel()
 	b, slack := newNoticesBot(t)
 	// The bot paces at 150 ms, the fake judges by 100 ms: between the bot's
 	// turn and the fake's reading the call lie two schedulers, which on a

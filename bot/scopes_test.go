@@ -99,6 +99,7 @@ func sorted(s []string) []string {
 // TestRequiredBotScopesMatchManifest: the scopes check compares against and
 // the scopes the manifest grants cannot drift apart.
 func TestRequiredBotScopesMatchManifest(t *testing.T) {
+	t.Parallel()
 	manifest := manifestBotScopes(t)
 	required := SplitScopes(RequiredBotScopes)
 	if !slices.Equal(sorted(required), sorted(manifest)) {
@@ -116,6 +117,7 @@ func TestRequiredBotScopesMatchManifest(t *testing.T) {
 }
 
 func TestMissingBotScopes(t *testing.T) {
+	t.Parallel()
 	cases := map[string]struct {
 		granted string
 		want    []string
@@ -144,6 +146,7 @@ func TestMissingBotScopes(t *testing.T) {
 }
 
 func TestSplitScopes(t *testing.T) {
+	t.Parallel()
 	if got := SplitScopes(" a,b ,, c\t,"); !slices.Equal(got, []string{"a", "b", "c"}) {
 		t.Errorf("SplitScopes = %q", got)
 	}

@@ -293,6 +293,7 @@ var txRefusalCases = []txRefusalCase{
 }
 
 func TestReplyTextRefusals(t *testing.T) {
+	t.Parallel()
 	for _, tc := range txRefusalCases {
 		f := tc.refusal
 		got := replyText(&f)
@@ -306,6 +307,7 @@ func TestReplyTextRefusals(t *testing.T) {
 
 // A refusal names a Cloud PC only escaped: the target was typed by a person.
 func TestReplyTextRefusalEscapesTarget(t *testing.T) {
+	t.Parallel()
 	r := txRequest(approvals.StatePending)
 	r.CloudPCID, r.Target = "", txHostile
 	for _, other := range []*approvals.Request{nil, {ID: txOtherRef, RequesterID: "UOTHER", State: approvals.StateApproved}} {
@@ -320,6 +322,7 @@ func TestReplyTextRefusalEscapesTarget(t *testing.T) {
 }
 
 func TestReplyTextOtherErrors(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		err  error
@@ -342,6 +345,7 @@ func TestReplyTextOtherErrors(t *testing.T) {
 }
 
 func TestOrMentions(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		users []string
 		want  string
@@ -406,6 +410,7 @@ var txOutcomeCases = []txOutcomeCase{
 }
 
 func TestOutcomeText(t *testing.T) {
+	t.Parallel()
 	for _, tc := range txOutcomeCases {
 		o := tc.outcome
 		txCheck(t, tc.name, outcomeText(&o), tc.want, nil)
@@ -422,6 +427,7 @@ func TestOutcomeText(t *testing.T) {
 // Everything an outcome quotes came from outside: a typed target, Entra
 // usernames, Graph's statuses and messages, an older version's sentence.
 func TestOutcomeTextEscapesOutsideText(t *testing.T) {
+	t.Parallel()
 	h, e := txHostile, txHostileEscaped
 	for _, tc := range []struct {
 		name    string
@@ -452,6 +458,7 @@ func TestOutcomeTextEscapesOutsideText(t *testing.T) {
 
 // A request sent back to pending says why and what the approver can do.
 func TestWaitingAgainText(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name    string
 		outcome *approvals.Outcome
@@ -516,6 +523,7 @@ func TestWaitingAgainText(t *testing.T) {
 }
 
 func TestNoticeText(t *testing.T) {
+	t.Parallel()
 	declined := &approvals.Outcome{Kind: approvals.OutcomeSignInDeclined}
 	conflict := &approvals.Outcome{Kind: approvals.OutcomeGraph, Graph: txConflict}
 	denied := txWith(txRequest(approvals.StateDenied), func(r *approvals.Request) { r.DecisionReason = "not now" })
@@ -587,6 +595,7 @@ func TestNoticeText(t *testing.T) {
 }
 
 func TestProgressText(t *testing.T) {
+	t.Parallel()
 	active := txTracked(approvals.Tracking{LastStatus: "provisioning"})
 	done := txTracked(approvals.Tracking{LastStatus: "provisioned", Result: approvals.TrackProvisioned})
 	for _, tc := range []struct {
@@ -717,6 +726,7 @@ func txStatusCases() []txStatusCase {
 }
 
 func TestStatusLine(t *testing.T) {
+	t.Parallel()
 	for _, tc := range txStatusCases() {
 		txCheck(t, tc.name, statusLine(tc.r), tc.want, tc.bad)
 	}
@@ -725,6 +735,7 @@ func TestStatusLine(t *testing.T) {
 // Outside text in a status line is escaped: the approver's Entra username,
 // the denial reason, Graph's status, details and request-id.
 func TestStatusLineEscapes(t *testing.T) {
+	t.Parallel()
 	h, e := txHostile, txHostileEscaped
 	confirming := txRequest(approvals.StateConfirming)
 	confirming.SignedInAs = h
@@ -754,6 +765,7 @@ func TestStatusLineEscapes(t *testing.T) {
 // from its source, so a kind added later is listed too) and fails for any
 // without words of its own, or missing from the tables above.
 func TestEveryKindHasWords(t *testing.T) {
+	t.Parallel()
 	declared := txDeclaredKinds(t)
 
 	// Refusals: every kind, with every action, has a sentence of its own.
@@ -906,6 +918,7 @@ func txDeclaredKinds(t *testing.T) map[string][]string {
 // A click the workflow carried out rewrites the message clicked on, where
 // that is how Slack shows it; the target as typed is escaped.
 func TestDoneText(t *testing.T) {
+	t.Parallel()
 	r := &approvals.Request{ID: txRef, Target: "<!channel>", State: approvals.StateConfirming}
 	for action, want := range map[string]string{
 		actionCancel:  ":leftwards_arrow_with_hook: You canceled " + txRef + "; the approvers' prompts say so.",
@@ -960,6 +973,7 @@ func txMrkdwn(t *testing.T, blocks []slack.Block) []string {
 // invisible characters gone. So a multi-line reason cannot add lines that
 // look like the prompt's own "*Field*" headings, a quote, a list or code.
 func TestReasonsCannotImitateThePromptsFields(t *testing.T) {
+	t.Parallel()
 	forged := "disk full\n*Cloud PC*\n`CPC-boss-01`\n\n> *Approvers*\n• _urgent_ ~ignore~\r\n\u202eevil\u202c\u200b"
 	// How forged must read: one line, inert, escaped.
 	const shown = "disk full ＊Cloud PC＊ ｀CPC-boss-01｀ &gt; ＊Approvers＊ • ＿urgent＿ ～ignore～ evil"
@@ -1024,6 +1038,7 @@ func TestReasonsCannotImitateThePromptsFields(t *testing.T) {
 // Reasons reach Slack only through reasonText: no other way of showing a
 // Reason or DecisionReason is in the package's source.
 func TestReasonsShownThroughOneHelper(t *testing.T) {
+	t.Parallel()
 	files, err := filepath.Glob("*.go")
 	if err != nil {
 		t.Fatal(err)
@@ -1073,6 +1088,7 @@ var txLookedUpDetails = []string{"CPC-SECRET-01", "secret.user@contoso.com", txC
 // approver has acted on the details (approved and signed in): a denial, an
 // expiry or a wait shows them none of what the approver's token looked up.
 func TestRequesterSeesOnlyWhatTheyTyped(t *testing.T) {
+	t.Parallel()
 	denied := txWith(txLookedUp(approvals.StateDenied), func(r *approvals.Request) { r.DecisionReason = "not now" })
 	expired := txWith(txLookedUp(approvals.StateExpired), func(r *approvals.Request) { r.DecidedBy = "" })
 	// Signed in once, then sent back to waiting (a stale sign-in): the

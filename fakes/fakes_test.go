@@ -115,6 +115,7 @@ func approvalBlocks() []slack.Block {
 }
 
 func TestSlackSocketModeRoundTrip(t *testing.T) {
+	t.Parallel()
 	s := fakes.NewSlack(t)
 	s.SetUserEmail("U0ALICE", "alice@example.com")
 	s.SetUserName("U0ALICE", "alice")
@@ -315,6 +316,7 @@ func TestSlackSocketModeRoundTrip(t *testing.T) {
 }
 
 func TestSlackPingsKeepConnection(t *testing.T) {
+	t.Parallel()
 	s := fakes.NewSlack(t)
 	s.SetPingInterval(100 * time.Millisecond)
 	c := startClient(t, s, socketmode.OptionPingInterval(500*time.Millisecond))
@@ -327,6 +329,7 @@ func TestSlackPingsKeepConnection(t *testing.T) {
 }
 
 func TestSlackNoPingsMeansReconnect(t *testing.T) {
+	t.Parallel()
 	s := fakes.NewSlack(t)
 	s.SetPingInterval(time.Hour)
 	c := startClient(t, s, socketmode.OptionPingInterval(300*time.Millisecond))
@@ -335,6 +338,7 @@ func TestSlackNoPingsMeansReconnect(t *testing.T) {
 }
 
 func TestSlackEphemeralBlockAction(t *testing.T) {
+	t.Parallel()
 	s := fakes.NewSlack(t)
 	c := startClient(t, s)
 	c.next(t, socketmode.EventTypeConnected)
@@ -371,6 +375,7 @@ func TestSlackEphemeralBlockAction(t *testing.T) {
 }
 
 func TestSlackWebAPIErrors(t *testing.T) {
+	t.Parallel()
 	s := fakes.NewSlack(t)
 	bad := slack.New("xoxb-wrong", slack.OptionAPIURL(s.APIURL()))
 	if _, err := bad.AuthTest(); err == nil || err.Error() != "invalid_auth" {
@@ -477,6 +482,7 @@ func jwtClaims(t *testing.T, tok string) map[string]any {
 }
 
 func TestEntraDeviceCodeFlow(t *testing.T) {
+	t.Parallel()
 	e := fakes.NewEntra(t)
 	// Trust only the PEM written for child processes.
 	pemPath := fakes.WriteCAFile(t, t.TempDir())
@@ -661,6 +667,7 @@ func graphErr(t *testing.T, r graphResp) (code string, inner map[string]any) {
 }
 
 func TestGraphReprovision(t *testing.T) {
+	t.Parallel()
 	g := fakes.NewGraph(t)
 	c := fakes.TLSClient()
 	if !strings.HasPrefix(g.URL(), "https://127.0.0.1:") || !strings.HasSuffix(g.URL(), "/beta") {
@@ -735,6 +742,7 @@ func TestGraphReprovision(t *testing.T) {
 }
 
 func TestGraphCloudPCsAndTokens(t *testing.T) {
+	t.Parallel()
 	e := fakes.NewEntra(t)
 	g := fakes.NewGraph(t)
 	g.RequireTokensFrom(e)
@@ -790,12 +798,14 @@ func TestGraphCloudPCsAndTokens(t *testing.T) {
 }
 
 func TestCAPEM(t *testing.T) {
+	t.Parallel()
 	if !strings.HasPrefix(string(fakes.CAPEM()), "-----BEGIN CERTIFICATE-----") {
 		t.Fatal("CAPEM")
 	}
 }
 
 func TestGraphListPagingFilterAndStatusDetail(t *testing.T) {
+	t.Parallel()
 	g := fakes.NewGraph(t)
 	c := fakes.TLSClient()
 	pcs := g.URL() + "/deviceManagement/virtualEndpoint/cloudPCs"
@@ -898,6 +908,7 @@ func TestGraphListPagingFilterAndStatusDetail(t *testing.T) {
 // Like Graph, $select of a property cloudPC does not have is a 400, so a
 // typo in the bot's $select cannot pass unnoticed.
 func TestGraphSelectUnknownPropertyIsBadRequest(t *testing.T) {
+	t.Parallel()
 	g := fakes.NewGraph(t)
 	g.AddCloudPC(fakes.CloudPC{ID: "4e1f0b9a-2c3d-4e5f-8a9b-0c1d2e3f4a5b", ManagedDeviceName: "CPC-a", Status: "provisioned"})
 	c := fakes.TLSClient()

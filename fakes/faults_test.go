@@ -21,6 +21,7 @@ import (
 // short windows that are waited out.
 
 func TestSlackRateLimit(t *testing.T) {
+	t.Parallel()
 	s := fakes.NewSlack(t)
 	api := slack.New(fakes.BotToken, slack.OptionAPIURL(s.APIURL()))
 
@@ -96,6 +97,7 @@ func TestSlackRateLimit(t *testing.T) {
 }
 
 func TestSlackOutage(t *testing.T) {
+	t.Parallel()
 	s := fakes.NewSlack(t)
 	api := slack.New(fakes.BotToken, slack.OptionAPIURL(s.APIURL()))
 	if _, _, err := api.PostMessage("C1", slack.MsgOptionText("before", false)); err != nil {
@@ -169,6 +171,7 @@ func TestSlackOutage(t *testing.T) {
 }
 
 func TestSlackHookRateLimit(t *testing.T) {
+	t.Parallel()
 	s := fakes.NewSlack(t)
 	api := slack.New(fakes.BotToken, slack.OptionAPIURL(s.APIURL()))
 	hook := s.ResponseURL("U1")
@@ -234,6 +237,7 @@ func isTimeout(err error) bool {
 }
 
 func TestEntraHang(t *testing.T) {
+	t.Parallel()
 	e := fakes.NewEntra(t)
 	base := e.AuthorityHost() + fakes.TenantID
 	c := fakes.TLSClient()
@@ -304,6 +308,7 @@ func TestEntraHang(t *testing.T) {
 }
 
 func TestEntraHangReleasedAtClose(t *testing.T) {
+	t.Parallel()
 	done := make(chan error, 1)
 	start := time.Now()
 	t.Run("held", func(t *testing.T) {
@@ -335,6 +340,7 @@ func TestEntraHangReleasedAtClose(t *testing.T) {
 }
 
 func TestEntraDown(t *testing.T) {
+	t.Parallel()
 	e := fakes.NewEntra(t)
 	base := e.AuthorityHost() + fakes.TenantID
 	c := fakes.TLSClient()
@@ -393,6 +399,7 @@ func TestEntraDown(t *testing.T) {
 // ---- Graph: huge and garbage bodies through the existing queue ----
 
 func TestGraphHugeAndGarbageBodies(t *testing.T) {
+	t.Parallel()
 	g := fakes.NewGraph(t)
 	c := fakes.TLSClient()
 	const pc = "/deviceManagement/virtualEndpoint/cloudPCs/pc-1"

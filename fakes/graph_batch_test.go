@@ -42,6 +42,7 @@ func values(t *testing.T, r graphResp) []map[string]any {
 // provisioningPolicyId carries) and from AddProvisioningPolicy, e.g. a second
 // policy with a name another already has.
 func TestGraphProvisioningPolicies(t *testing.T) {
+	t.Parallel()
 	g := fakes.NewGraph(t)
 	c := fakes.TLSClient()
 	const other = "0b6c3f1e-5a2d-4c8e-9f10-2a3b4c5d6e7f"
@@ -113,6 +114,7 @@ func TestGraphProvisioningPolicies(t *testing.T) {
 // cloudPCs?$filter=provisioningPolicyId eq '…' lists a policy's Cloud PCs in pages
 // linked by absolute @odata.nextLink URLs with a $skiptoken, as Graph pages.
 func TestGraphCloudPCsOfAPolicyPaged(t *testing.T) {
+	t.Parallel()
 	g := fakes.NewGraph(t)
 	c := fakes.TLSClient()
 	var want []string
@@ -159,6 +161,7 @@ func postRP(t *testing.T, g *fakes.Graph, id, crid string) graphResp {
 }
 
 func TestGraphThrottleReprovision(t *testing.T) {
+	t.Parallel()
 	g := fakes.NewGraph(t)
 	g.AddCloudPC(fakes.CloudPC{ID: "pc-1"})
 	g.AddCloudPC(fakes.CloudPC{ID: "pc-2"})
@@ -201,6 +204,7 @@ func TestGraphThrottleReprovision(t *testing.T) {
 }
 
 func TestGraphFailReprovisions(t *testing.T) {
+	t.Parallel()
 	g := fakes.NewGraph(t)
 	g.AddCloudPC(fakes.CloudPC{ID: "PC-1"})
 	g.AddCloudPC(fakes.CloudPC{ID: "pc-2"})
@@ -237,6 +241,7 @@ func TestGraphFailReprovisions(t *testing.T) {
 }
 
 func TestGraphReprovisionPostsCountsUnknownAndRefused(t *testing.T) {
+	t.Parallel()
 	g := fakes.NewGraph(t)
 	c := fakes.TLSClient()
 	if r := postRP(t, g, "Unknown-PC", ""); r.status != 204 { // no Cloud PC added: any id is accepted
@@ -257,6 +262,7 @@ func TestGraphReprovisionPostsCountsUnknownAndRefused(t *testing.T) {
 // brute force over the recorded arrival times, and against two bursts more than a
 // second apart.
 func TestGraphMaxRequestsIn(t *testing.T) {
+	t.Parallel()
 	g := fakes.NewGraph(t)
 	c := fakes.TLSClient()
 	if n := g.MaxRequestsPerSecond(); n != 0 {

@@ -44,6 +44,7 @@ func ptr(s string) *string { return &s }
 // The reprovision action's parameters reach the fake as sent (body and
 // Content-Type are recorded) and are read as Graph reads them.
 func TestGraphReprovisionBody(t *testing.T) {
+	t.Parallel()
 	const jsonType = "application/json"
 	for _, c := range []struct {
 		name        string

@@ -35,6 +35,7 @@ func slackPost(t *testing.T, s *fakes.Slack, method, token string, form url.Valu
 }
 
 func TestSlackOAuthScopesHeader(t *testing.T) {
+	t.Parallel()
 	s := fakes.NewSlack(t)
 	h, body := slackPost(t, s, "auth.test", fakes.BotToken, nil)
 	if body["ok"] != true || body["bot_id"] != fakes.BotID {
@@ -65,6 +66,7 @@ func TestSlackOAuthScopesHeader(t *testing.T) {
 }
 
 func TestSlackRemoveBotScope(t *testing.T) {
+	t.Parallel()
 	s := fakes.NewSlack(t)
 	const user = "U0ALICE"
 	s.SetUserEmail(user, "alice@example.com")
@@ -103,6 +105,7 @@ func TestSlackRemoveBotScope(t *testing.T) {
 }
 
 func TestSlackConnectionsOpenRefusals(t *testing.T) {
+	t.Parallel()
 	s := fakes.NewSlack(t)
 	cases := []struct {
 		name, token, want string
@@ -131,6 +134,7 @@ func TestSlackConnectionsOpenRefusals(t *testing.T) {
 // Entra's discovery for a tenant it does not know: 400 invalid_tenant with
 // AADSTS90002, in Entra's error shape.
 func TestEntraDiscoveryUnknownTenant(t *testing.T) {
+	t.Parallel()
 	e := fakes.NewEntra(t)
 	const tenant = "11111111-1111-1111-1111-111111111111"
 	resp, err := fakes.TLSClient().Get(e.AuthorityHost() + tenant + "/v2.0/.well-known/openid-configuration")

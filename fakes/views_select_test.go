@@ -38,6 +38,7 @@ var (
 // opened, lets the user choose only one of them, and sends the whole option
 // chosen (the initial one if untouched, null if none) in state.values.
 func TestSlackViewStaticSelect(t *testing.T) {
+	t.Parallel()
 	s := fakes.NewSlack(t)
 	c := startClient(t, s)
 	c.next(t, socketmode.EventTypeConnected)
@@ -94,6 +95,7 @@ func TestSlackViewStaticSelect(t *testing.T) {
 // views.open refuses a select Slack would refuse: no options, an
 // initial_option that is not one of them, an option without a value.
 func TestSlackViewStaticSelectValidation(t *testing.T) {
+	t.Parallel()
 	s := fakes.NewSlack(t)
 	c := startClient(t, s)
 	c.next(t, socketmode.EventTypeConnected)

@@ -107,6 +107,7 @@ func nextSubmission(t *testing.T, c *smClient) (socketmode.Event, slack.Interact
 }
 
 func TestSlackViewSubmission(t *testing.T) {
+	t.Parallel()
 	s := fakes.NewSlack(t)
 	s.SetUserName("U0ALICE", "alice")
 	c := startClient(t, s)
@@ -231,6 +232,7 @@ func TestSlackViewSubmission(t *testing.T) {
 }
 
 func TestSlackViewSubmissionResponseActions(t *testing.T) {
+	t.Parallel()
 	s := fakes.NewSlack(t)
 	c := startClient(t, s)
 	c.next(t, socketmode.EventTypeConnected)
@@ -335,6 +337,7 @@ func TestSlackViewSubmissionResponseActions(t *testing.T) {
 }
 
 func TestSlackHomeTabBlockAction(t *testing.T) {
+	t.Parallel()
 	s := fakes.NewSlack(t)
 	c := startClient(t, s)
 	c.next(t, socketmode.EventTypeConnected)

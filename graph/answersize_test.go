@@ -121,6 +121,7 @@ func wantBounded(t *testing.T, ct *countingTransport, answers int) {
 // A Cloud PC answered with 5 MiB of valid JSON is refused after 1 MiB, without a retry;
 // the port calls it a bad answer. An answer of exactly 1 MiB is still read.
 func TestGetCloudPCAnswerTooLarge(t *testing.T) {
+	t.Parallel()
 	huge := sized(t, cloudPCJSON(testCloudPC, nil), 5*mib)
 	g := newFakeGraph(t, func(_ int, w http.ResponseWriter, _ *http.Request) { writeRaw(w, 200, huge) })
 	c, p, ct := countedClient(t, g, ClientOptions{RetryDelay: time.Millisecond})
@@ -160,6 +161,7 @@ func TestGetCloudPCAnswerTooLarge(t *testing.T) {
 
 // A list whose second page is over the cap fails; no partial list is returned.
 func TestFindCloudPCsPageTooLarge(t *testing.T) {
+	t.Parallel()
 	var next string
 	page2 := sized(t, map[string]any{"value": []any{cloudPCJSON(guid(2), nil)}}, MaxAnswerBytes+1)
 	g := newFakeGraph(t, func(n int, w http.ResponseWriter, _ *http.Request) {
@@ -192,6 +194,7 @@ func TestFindCloudPCsPageTooLarge(t *testing.T) {
 // An error body over the cap keeps the status's classification, without Graph's
 // message; a retriable status is still retried.
 func TestErrorBodyTooLarge(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name     string
 		status   int
@@ -258,6 +261,7 @@ func TestErrorBodyTooLarge(t *testing.T) {
 
 // A 2xx to a retriable status's retry still succeeds after an over-long error body.
 func TestGetRetriedAfterErrorBodyTooLarge(t *testing.T) {
+	t.Parallel()
 	huge := bytes.Repeat([]byte(" "), 3*mib)
 	g := newFakeGraph(t, func(n int, w http.ResponseWriter, _ *http.Request) {
 		if n == 0 {
@@ -300,6 +304,7 @@ func (b *limitlessBody) Close() error { b.closed.Store(true); return nil }
 // A 2xx to the POST means Graph accepted it: its body, however large, is not read.
 // (A Go server cannot send a body with 204, so a transport hands it over.)
 func TestReprovision2xxWithHugeBodySucceeds(t *testing.T) {
+	t.Parallel()
 	for _, status := range []int{204, 200, 202} {
 		body := &limitlessBody{}
 		tr := transporterFunc(func(r *http.Request) (*http.Response, error) {
@@ -360,6 +365,7 @@ func TestReprovision2xxWithHugeBodySucceeds(t *testing.T) {
 // An endless answer ends the call promptly with ErrAnswerTooLarge, and the client never
 // holds more than the cap: the server sees the connection go away.
 func TestEndlessAnswerIsCutOff(t *testing.T) {
+	t.Parallel()
 	item, _ := json.Marshal(cloudPCJSON(guid(1), nil))
 	chunk := bytes.Repeat(append(item, ','), 64)
 	served := make(chan int64, 4)

@@ -15,6 +15,7 @@ import (
 )
 
 func TestClassify(t *testing.T) {
+	t.Parallel()
 	are := &azidentity.AuthenticationRequiredError{}
 	withIDs := func(e Error) *Error {
 		if e.Code == "" {
@@ -144,6 +145,7 @@ func TestClassify(t *testing.T) {
 }
 
 func TestClassifyKeepsGraphTextPlain(t *testing.T) {
+	t.Parallel()
 	e := &Error{Method: "POST", StatusCode: 409, Code: "Con`flict<b>", RequestID: "id <x> & `y`", Attempts: 1,
 		Message: "State is <b>busy</b> & <!channel>\nsecond line"}
 	got := classify(e, "POST")
@@ -168,6 +170,7 @@ func TestClassifyKeepsGraphTextPlain(t *testing.T) {
 
 // The errors the client really returns classify as the table says.
 func TestClassifyRealErrors(t *testing.T) {
+	t.Parallel()
 	g := newFakeGraph(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, 502, map[string]any{"error": map[string]any{"code": "BadGateway", "message": "upstream <failed>", "innerError": map[string]any{"request-id": "rid-502"}}})
 	})

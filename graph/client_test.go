@@ -22,6 +22,7 @@ const wantPath = "/beta/deviceManagement/virtualEndpoint/cloudPCs/" + testCloudP
 func noContent(_ int, w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }
 
 func TestNewClientValidation(t *testing.T) {
+	t.Parallel()
 	cred := &staticCred{token: testToken}
 	if _, err := NewClient(nil, ClientOptions{}); err == nil {
 		t.Error("nil credential accepted")
@@ -38,6 +39,7 @@ func TestNewClientValidation(t *testing.T) {
 }
 
 func TestReprovisionSuccess(t *testing.T) {
+	t.Parallel()
 	for _, suffix := range []string{"/beta", "/beta/"} {
 		t.Run(suffix, func(t *testing.T) {
 			g := newFakeGraph(t, noContent)
@@ -86,6 +88,7 @@ func TestReprovisionSuccess(t *testing.T) {
 }
 
 func TestReprovisionGraphError(t *testing.T) {
+	t.Parallel()
 	g := newFakeGraph(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Date", "Mon, 01 Jan 2024 00:00:00 GMT")
 		writeJSON(w, http.StatusNotFound, map[string]any{"error": map[string]any{
@@ -126,6 +129,7 @@ func TestReprovisionGraphError(t *testing.T) {
 }
 
 func TestReprovisionGraphErrorHeaderFallback(t *testing.T) {
+	t.Parallel()
 	g := newFakeGraph(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusBadRequest) // no body
 	})
@@ -141,6 +145,7 @@ func TestReprovisionGraphErrorHeaderFallback(t *testing.T) {
 }
 
 func TestReprovisionThrottledThenSucceeds(t *testing.T) {
+	t.Parallel()
 	g := newFakeGraph(t, func(n int, w http.ResponseWriter, _ *http.Request) {
 		if n == 0 {
 			w.Header().Set("Retry-After", "1")
@@ -177,6 +182,7 @@ func TestReprovisionThrottledThenSucceeds(t *testing.T) {
 }
 
 func TestReprovisionRetryAfterBeyondCapIsNotWaited(t *testing.T) {
+	t.Parallel()
 	g := newFakeGraph(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Retry-After", "120")
 		w.WriteHeader(http.StatusTooManyRequests)
@@ -197,6 +203,7 @@ func TestReprovisionRetryAfterBeyondCapIsNotWaited(t *testing.T) {
 }
 
 func TestReprovision503RetriesThenKnownFailure(t *testing.T) {
+	t.Parallel()
 	g := newFakeGraph(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Retry-After-Ms", "20")
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": map[string]any{"code": "ServiceUnavailable", "message": "try later"}})
@@ -219,6 +226,7 @@ func TestReprovision503RetriesThenKnownFailure(t *testing.T) {
 }
 
 func TestReprovisionNoRetryMeansOneTry(t *testing.T) {
+	t.Parallel()
 	g := newFakeGraph(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Retry-After-Ms", "20")
 		w.WriteHeader(http.StatusServiceUnavailable)
@@ -231,6 +239,7 @@ func TestReprovisionNoRetryMeansOneTry(t *testing.T) {
 }
 
 func TestReprovision5xxIsNotRetried(t *testing.T) {
+	t.Parallel()
 	for _, status := range []int{500, 502, 504} {
 		t.Run(http.StatusText(status), func(t *testing.T) {
 			g := newFakeGraph(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
@@ -270,6 +279,7 @@ func hanging(t *testing.T) func(int, http.ResponseWriter, *http.Request) {
 }
 
 func TestReprovisionHangPastDeadline(t *testing.T) {
+	t.Parallel()
 	g := newFakeGraph(t, hanging(t))
 	c := g.client(t, &staticCred{token: testToken}, ClientOptions{})
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
@@ -303,6 +313,7 @@ func TestReprovisionHangPastDeadline(t *testing.T) {
 
 // azcore would retry a per-try timeout by default; the client must not resend the POST.
 func TestReprovisionTryTimeoutIsNotRetried(t *testing.T) {
+	t.Parallel()
 	g := newFakeGraph(t, hanging(t))
 	c := g.client(t, &staticCred{token: testToken}, ClientOptions{TryTimeout: 200 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -321,6 +332,7 @@ func TestReprovisionTryTimeoutIsNotRetried(t *testing.T) {
 }
 
 func TestReprovisionConnectionRefusedIsKnownNotSent(t *testing.T) {
+	t.Parallel()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -345,6 +357,7 @@ func TestReprovisionConnectionRefusedIsKnownNotSent(t *testing.T) {
 }
 
 func TestReprovisionClaimsChallenge(t *testing.T) {
+	t.Parallel()
 	claims := `{"access_token":{"nbf":{"essential":true,"value":"1700000000"}}}`
 	challenge := `Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", error="insufficient_claims", claims="` +
 		base64.StdEncoding.EncodeToString([]byte(claims)) + `"`
@@ -387,6 +400,7 @@ func TestReprovisionClaimsChallenge(t *testing.T) {
 // bearer policy resends once; Graph refused the first request, so that is no blind
 // resend, and both attempts are recorded.
 func TestReprovisionClaimsChallengeSatisfiedIsRecorded(t *testing.T) {
+	t.Parallel()
 	g := newFakeGraph(t, func(n int, w http.ResponseWriter, _ *http.Request) {
 		if n == 0 {
 			w.Header().Set("WWW-Authenticate", `Bearer error="insufficient_claims", claims="`+base64.StdEncoding.EncodeToString([]byte(`{"access_token":{}}`))+`"`)
@@ -407,6 +421,7 @@ func TestReprovisionClaimsChallengeSatisfiedIsRecorded(t *testing.T) {
 }
 
 func TestReprovisionTokenFailureSendsNothing(t *testing.T) {
+	t.Parallel()
 	g := newFakeGraph(t, noContent)
 	c := g.client(t, &staticCred{fail: errors.New("no token")}, ClientOptions{})
 	call, err := c.Reprovision(context.Background(), testCloudPC, approvals.Options{})
@@ -420,6 +435,7 @@ func TestReprovisionTokenFailureSendsNothing(t *testing.T) {
 }
 
 func TestReprovisionInvalidIDSendsNothing(t *testing.T) {
+	t.Parallel()
 	g := newFakeGraph(t, noContent)
 	cred := &staticCred{token: testToken}
 	c := g.client(t, cred, ClientOptions{})
@@ -451,6 +467,7 @@ func TestReprovisionInvalidIDSendsNothing(t *testing.T) {
 }
 
 func TestReprovisionContextAlreadyDone(t *testing.T) {
+	t.Parallel()
 	g := newFakeGraph(t, noContent)
 	c := g.client(t, &staticCred{token: testToken}, ClientOptions{})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -465,6 +482,7 @@ func TestReprovisionContextAlreadyDone(t *testing.T) {
 }
 
 func TestOutcomeUnknownDefinition(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		e    Error
 		want bool
@@ -487,6 +505,7 @@ func TestOutcomeUnknownDefinition(t *testing.T) {
 }
 
 func TestClaimsChallengeParsing(t *testing.T) {
+	t.Parallel()
 	enc := base64.StdEncoding.EncodeToString([]byte(`{"a":1}`))
 	for _, tc := range []struct{ header, want string }{
 		{`Bearer error="insufficient_claims", claims="` + enc + `"`, `{"a":1}`},
@@ -512,6 +531,7 @@ func (f transporterFunc) Do(r *http.Request) (*http.Response, error) { return f(
 // Graph's answer wins over a context error that arrives with it: the pipeline reports
 // the context error, but the 204 says the reprovision was accepted.
 func TestReprovisionAnswerBeatsLateContextError(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	tr := transporterFunc(func(r *http.Request) (*http.Response, error) {
@@ -534,6 +554,7 @@ func TestReprovisionAnswerBeatsLateContextError(t *testing.T) {
 // A transport that reports nothing through httptrace: a failure cannot be shown to have
 // happened before sending, so the outcome is unknown.
 func TestReprovisionUntracedTransportFailureIsUnknown(t *testing.T) {
+	t.Parallel()
 	var sent int
 	tr := transporterFunc(func(*http.Request) (*http.Response, error) {
 		sent++
@@ -554,6 +575,7 @@ func TestReprovisionUntracedTransportFailureIsUnknown(t *testing.T) {
 }
 
 func TestReprovisionRedirectIsNotFollowed(t *testing.T) {
+	t.Parallel()
 	g := newFakeGraph(t, func(n int, w http.ResponseWriter, r *http.Request) {
 		if n == 0 {
 			http.Redirect(w, r, "/elsewhere", http.StatusTemporaryRedirect)
@@ -575,6 +597,7 @@ func TestReprovisionRedirectIsNotFollowed(t *testing.T) {
 // TestReprovisionOptions: the options given, and only those, go in a JSON
 // body (also on a retry); with none there is no body at all.
 func TestReprovisionOptions(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name     string
 		opts     approvals.Options
@@ -620,6 +643,7 @@ func TestReprovisionOptions(t *testing.T) {
 }
 
 func TestReprovisionRefusesUnknownOptions(t *testing.T) {
+	t.Parallel()
 	g := newFakeGraph(t, noContent)
 	c := g.client(t, &staticCred{token: testToken}, ClientOptions{})
 	for _, opts := range []approvals.Options{{OSVersion: "windows7"}, {UserAccountType: `admin","x":"`}} {
@@ -635,6 +659,7 @@ func TestReprovisionRefusesUnknownOptions(t *testing.T) {
 // A negative RetryDelay means no backoff. azcore reads a zero RetryDelay as an overflow
 // and would wait MaxRetryDelay (60s) instead; the context's 20s would run out first.
 func TestNegativeRetryDelayMeansNoDelay(t *testing.T) {
+	t.Parallel()
 	g := newFakeGraph(t, func(n int, w http.ResponseWriter, _ *http.Request) {
 		if n == 0 {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": map[string]any{"code": "ServiceUnavailable", "message": "busy"}})

@@ -43,6 +43,7 @@ func cloudPCJSON(id string, extra map[string]any) map[string]any {
 }
 
 func TestGetCloudPC(t *testing.T) {
+	t.Parallel()
 	g := newFakeGraph(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, 200, cloudPCJSON(strings.ToUpper(testCloudPC), map[string]any{
 			"status":       "inGracePeriod",
@@ -82,6 +83,7 @@ func TestGetCloudPC(t *testing.T) {
 }
 
 func TestGetCloudPCStatusShapes(t *testing.T) {
+	t.Parallel()
 	long := strings.Repeat("x", 400)
 	for _, tc := range []struct {
 		name             string
@@ -129,6 +131,7 @@ func TestGetCloudPCStatusShapes(t *testing.T) {
 }
 
 func TestGetCloudPCBadAnswers(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		body string
@@ -163,6 +166,7 @@ func TestGetCloudPCBadAnswers(t *testing.T) {
 }
 
 func TestLookupsInvalidIDSendNothing(t *testing.T) {
+	t.Parallel()
 	g := newFakeGraph(t, noContent)
 	cred := &staticCred{token: testToken}
 	c := g.client(t, cred, ClientOptions{})
@@ -183,6 +187,7 @@ func TestLookupsInvalidIDSendNothing(t *testing.T) {
 }
 
 func TestGetCloudPCRetries(t *testing.T) {
+	t.Parallel()
 	t.Run("5xx then OK", func(t *testing.T) {
 		g := newFakeGraph(t, func(n int, w http.ResponseWriter, _ *http.Request) {
 			switch n {
@@ -252,6 +257,7 @@ func TestGetCloudPCRetries(t *testing.T) {
 
 // A caller's policy.WithRetryOptions cannot make the POST retry a 5xx or a timeout.
 func TestReprovisionIgnoresCallerRetryOptions(t *testing.T) {
+	t.Parallel()
 	g := newFakeGraph(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusInternalServerError)
 	})
@@ -282,6 +288,7 @@ func listPage(w http.ResponseWriter, next string, items ...map[string]any) {
 func guid(n int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012d", n) }
 
 func TestFindCloudPCsQuery(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		by     Field
 		value  string
@@ -322,6 +329,7 @@ func TestFindCloudPCsQuery(t *testing.T) {
 }
 
 func TestFindCloudPCsNoMatch(t *testing.T) {
+	t.Parallel()
 	g := newFakeGraph(t, func(_ int, w http.ResponseWriter, _ *http.Request) { listPage(w, "") })
 	pcs, call, err := g.client(t, &staticCred{token: testToken}, ClientOptions{}).FindCloudPCs(context.Background(), ByDisplayName, "nothing")
 	if err != nil || pcs == nil || len(pcs) != 0 || len(call.Attempts) != 1 {
@@ -330,6 +338,7 @@ func TestFindCloudPCsNoMatch(t *testing.T) {
 }
 
 func TestFindCloudPCsInvalidValueSendsNothing(t *testing.T) {
+	t.Parallel()
 	g := newFakeGraph(t, noContent)
 	cred := &staticCred{token: testToken}
 	c := g.client(t, cred, ClientOptions{})
@@ -405,6 +414,7 @@ func TestFindCloudPCsInvalidValueSendsNothing(t *testing.T) {
 }
 
 func TestFindCloudPCsPaging(t *testing.T) {
+	t.Parallel()
 	var g *fakeGraph
 	g = newFakeGraph(t, func(n int, w http.ResponseWriter, r *http.Request) {
 		switch n {
@@ -445,6 +455,7 @@ func TestFindCloudPCsPaging(t *testing.T) {
 }
 
 func TestFindCloudPCsNextLinkElsewhereIsNotFollowed(t *testing.T) {
+	t.Parallel()
 	other := newFakeGraph(t, func(_ int, w http.ResponseWriter, _ *http.Request) { listPage(w, "") })
 	otherURL, _ := url.Parse(other.srv.URL)
 	for _, tc := range []struct {
@@ -493,6 +504,7 @@ func TestFindCloudPCsNextLinkElsewhereIsNotFollowed(t *testing.T) {
 }
 
 func TestFindCloudPCsPageBound(t *testing.T) {
+	t.Parallel()
 	var g *fakeGraph
 	g = newFakeGraph(t, func(n int, w http.ResponseWriter, _ *http.Request) {
 		listPage(w, fmt.Sprintf("%s%s?$skiptoken=%d", g.srv.URL, pcsPath, n+1), cloudPCJSON(guid(n), nil))
@@ -507,6 +519,7 @@ func TestFindCloudPCsPageBound(t *testing.T) {
 }
 
 func TestFindCloudPCsBadAnswers(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		body any
@@ -533,6 +546,7 @@ func TestFindCloudPCsBadAnswers(t *testing.T) {
 }
 
 func TestRemoteActionResults(t *testing.T) {
+	t.Parallel()
 	g := newFakeGraph(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, 200, map[string]any{
 			"@odata.context": "https://graph.microsoft.com/beta/$metadata#Collection(microsoft.graph.cloudPcRemoteActionResult)",
@@ -584,6 +598,7 @@ func sharedGraph(t *testing.T) (*fakes.Graph, *Client) {
 }
 
 func TestResolveAgainstSharedFake(t *testing.T) {
+	t.Parallel()
 	g, c := sharedGraph(t)
 	g.AddCloudPC(fakes.CloudPC{ID: guid(1), DisplayName: "Alice-PC", UserPrincipalName: "o'brien@contoso.example", ManagedDeviceName: "CPC-obrien-1", Status: "movingRegion",
 		StatusDetailCode: "regionMove", StatusDetailMessage: "Moving to <westeurope>."})
@@ -693,6 +708,7 @@ func TestResolveAgainstSharedFake(t *testing.T) {
 }
 
 func TestResolveErrors(t *testing.T) {
+	t.Parallel()
 	t.Run("GUID 500 is an error", func(t *testing.T) {
 		g := newFakeGraph(t, func(_ int, w http.ResponseWriter, _ *http.Request) { w.WriteHeader(500) })
 		c := g.client(t, &staticCred{token: testToken}, ClientOptions{MaxRetries: -1})

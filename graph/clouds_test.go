@@ -7,6 +7,7 @@ import (
 )
 
 func TestClouds(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		name, authority, graphURL, scope string
 	}{
@@ -39,6 +40,7 @@ func TestClouds(t *testing.T) {
 }
 
 func TestOperationOf(t *testing.T) {
+	t.Parallel()
 	base := "https://graph.microsoft.com/beta/deviceManagement/virtualEndpoint/cloudPCs"
 	for url, want := range map[string]string{
 		base + "/abc/reprovision":                        "reprovision",

@@ -81,6 +81,7 @@ func newEntraLike(t *testing.T) *entraLike {
 }
 
 func TestDiscoverTenantKnown(t *testing.T) {
+	t.Parallel()
 	e := newEntraLike(t)
 	ctx := context.Background()
 	for _, tenant := range []string{discoTenant, strings.ToUpper(discoTenant), discoDomain} {
@@ -105,6 +106,7 @@ func TestDiscoverTenantKnown(t *testing.T) {
 }
 
 func TestDiscoverTenantUnknown(t *testing.T) {
+	t.Parallel()
 	e := newEntraLike(t)
 	const wrong = "11111111-2222-3333-4444-555555555555"
 	err := CheckTenant(context.Background(), e.srv.URL+"/", wrong, nil)
@@ -129,6 +131,7 @@ func TestDiscoverTenantUnknown(t *testing.T) {
 // Entra refuses a tenant string that is neither a GUID nor a domain with
 // AADSTS900023 and error invalid_request: unknown too.
 func TestDiscoverTenantInvalidIdentifier(t *testing.T) {
+	t.Parallel()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
 		w.WriteHeader(http.StatusBadRequest)
@@ -145,6 +148,7 @@ func TestDiscoverTenantInvalidIdentifier(t *testing.T) {
 // The document is found but names no single tenant, or another one: a
 // TenantError, not an unknown tenant.
 func TestDiscoverTenantNotOneTenant(t *testing.T) {
+	t.Parallel()
 	e := newEntraLike(t)
 	for _, tenant := range []string{"common", "organizations", "consumers"} {
 		err := CheckTenant(context.Background(), e.srv.URL, tenant, nil)
@@ -172,6 +176,7 @@ func TestDiscoverTenantNotOneTenant(t *testing.T) {
 }
 
 func TestDiscoverTenantUnreachable(t *testing.T) {
+	t.Parallel()
 	serve := func(status int, contentType, body string) *httptest.Server {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if contentType != "" {
@@ -223,6 +228,7 @@ func TestDiscoverTenantUnreachable(t *testing.T) {
 }
 
 func TestDiscoverTenantTimeout(t *testing.T) {
+	t.Parallel()
 	release := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
@@ -245,6 +251,7 @@ func TestDiscoverTenantTimeout(t *testing.T) {
 }
 
 func TestDiscoverTenantBadAuthority(t *testing.T) {
+	t.Parallel()
 	for _, a := range []string{"not a url", "ftp://login.example/", "/relative/"} {
 		if err := CheckTenant(context.Background(), a, discoTenant, nil); !errors.Is(err, ErrEntraUnreachable) {
 			t.Errorf("%q: %v", a, err)
@@ -257,6 +264,7 @@ func TestDiscoverTenantBadAuthority(t *testing.T) {
 
 // Against the fake Entra (TLS, the bot's view of it).
 func TestDiscoverTenantFakeEntra(t *testing.T) {
+	t.Parallel()
 	e := fakes.NewEntra(t)
 	info, err := DiscoverTenant(context.Background(), e.AuthorityHost(), fakes.TenantID, fakes.TLSClient())
 	if err != nil || info.ID != fakes.TenantID || info.Issuer != e.Issuer() {

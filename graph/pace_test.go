@@ -19,6 +19,7 @@ import (
 // five connections take 400 ms to open and the next five none. Counted at dial time,
 // the slow five would arrive at 0.4 s and the fast five at 1.0 s: ten in one second.
 func TestRateLimiterPacesArrivalsAtGraph(t *testing.T) {
+	t.Parallel()
 	g := newFakeGraph(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, 200, cloudPCJSON(testCloudPC, nil))
 	})
@@ -67,6 +68,7 @@ func TestRateLimiterPacesArrivalsAtGraph(t *testing.T) {
 // limiter sends nothing, and the connection it shares with other requests stays up:
 // the request in flight on it gets its answer.
 func TestRateLimiterCanceledWaitOnHTTP2(t *testing.T) {
+	t.Parallel()
 	release := make(chan struct{})
 	g := newFakeGraphServer(t, func(n int, w http.ResponseWriter, _ *http.Request) {
 		if n == 0 {

@@ -34,6 +34,7 @@ func policyPage(w http.ResponseWriter, next string, items ...map[string]any) {
 }
 
 func TestFindPolicyByID(t *testing.T) {
+	t.Parallel()
 	g := newFakeGraph(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
 		m := policyJSON(strings.ToUpper(testPolicy), "HR provisioning policy")
 		m["@odata.context"] = "https://graph.microsoft.com/beta/$metadata#deviceManagement/virtualEndpoint/provisioningPolicies(id,displayName)/$entity"
@@ -58,6 +59,7 @@ func TestFindPolicyByID(t *testing.T) {
 }
 
 func TestFindPolicyByName(t *testing.T) {
+	t.Parallel()
 	var g *fakeGraph
 	g = newFakeGraph(t, func(n int, w http.ResponseWriter, r *http.Request) {
 		switch n {
@@ -97,6 +99,7 @@ func TestFindPolicyByName(t *testing.T) {
 
 // A name with apostrophes that passes the check reaches Graph as one string literal.
 func TestFindPolicyNameIsOneLiteral(t *testing.T) {
+	t.Parallel()
 	g := newFakeGraph(t, func(_ int, w http.ResponseWriter, _ *http.Request) { policyPage(w, "") })
 	_, _, err := cloudPCsPort(t, g, ClientOptions{}).FindPolicy(context.Background(), "x' or displayName ne '")
 	if !errors.Is(err, ErrPolicyNotFound) {
@@ -109,6 +112,7 @@ func TestFindPolicyNameIsOneLiteral(t *testing.T) {
 }
 
 func TestFindPolicyNotFound(t *testing.T) {
+	t.Parallel()
 	t.Run("no such name", func(t *testing.T) {
 		g := newFakeGraph(t, func(_ int, w http.ResponseWriter, _ *http.Request) { policyPage(w, "") })
 		pol, call, err := cloudPCsPort(t, g, ClientOptions{}).FindPolicy(context.Background(), "Engineering")
@@ -137,6 +141,7 @@ func TestFindPolicyNotFound(t *testing.T) {
 
 // Two policies with one name: which one is meant cannot be told, so nothing is picked.
 func TestFindPolicyNameSharedIsInvalid(t *testing.T) {
+	t.Parallel()
 	g := newFakeGraph(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
 		policyPage(w, "", policyJSON(guid(1), "Engineering"), policyJSON(guid(2), "engineering"))
 	})
@@ -151,6 +156,7 @@ func TestFindPolicyNameSharedIsInvalid(t *testing.T) {
 }
 
 func TestFindPolicyBadAnswers(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name   string
 		policy string
@@ -173,6 +179,7 @@ func TestFindPolicyBadAnswers(t *testing.T) {
 }
 
 func TestValidPolicyName(t *testing.T) {
+	t.Parallel()
 	for _, ok := range []string{"Engineering", "HR provisioning policy", "O'Brien (HR)", "Ventes & Marketing, Paris", "Équipe Zürich 2", "日本 ポリシー",
 		"W365 [pilot] v1.2", "x", "a:b@c+d_e-f.", "Sales -", "R&D!", "Pilot  2", strings.Repeat("x", MaxPolicyNameLength)} {
 		if !ValidPolicyName(ok) {
@@ -189,6 +196,7 @@ func TestValidPolicyName(t *testing.T) {
 
 // A policy that is neither a GUID nor a sane name never reaches a URL.
 func TestFindPolicyInvalidSendsNothing(t *testing.T) {
+	t.Parallel()
 	g := newFakeGraph(t, func(n int, w http.ResponseWriter, r *http.Request) {
 		t.Errorf("request sent: %s %s?%s", r.Method, r.URL.Path, r.URL.RawQuery)
 		policyPage(w, "")
@@ -230,6 +238,7 @@ func TestFindPolicyInvalidSendsNothing(t *testing.T) {
 // Every page of a policy's Cloud PCs is read, each with its own GraphCall (a retried
 // page has both attempts), and provisioningPolicyId is decoded.
 func TestPolicyCloudPCsPaging(t *testing.T) {
+	t.Parallel()
 	pc := func(n int) map[string]any {
 		return cloudPCJSON(guid(n), map[string]any{"provisioningPolicyId": strings.ToUpper(testPolicy), "provisioningPolicyName": "Engineering"})
 	}
@@ -286,6 +295,7 @@ func TestPolicyCloudPCsPaging(t *testing.T) {
 }
 
 func TestPolicyCloudPCsEmptyAndErrors(t *testing.T) {
+	t.Parallel()
 	t.Run("none", func(t *testing.T) {
 		g := newFakeGraph(t, func(_ int, w http.ResponseWriter, _ *http.Request) { listPage(w, "") })
 		pcs, calls, err := cloudPCsPort(t, g, ClientOptions{}).PolicyCloudPCs(context.Background(), testPolicy)
@@ -347,6 +357,7 @@ func TestPolicyCloudPCsEmptyAndErrors(t *testing.T) {
 // by name and by id, its Cloud PCs over several pages, a name two policies share, and
 // a batch's reprovisions through one shared RateLimiter while the fake throttles one.
 func TestPoliciesAgainstSharedFake(t *testing.T) {
+	t.Parallel()
 	g, _ := sharedGraph(t)
 	for i := 1; i <= 5; i++ {
 		g.AddCloudPC(fakes.CloudPC{ID: guid(i), ManagedDeviceName: "CPC-eng-" + string(rune('0'+i)), ProvisioningPolicyName: "Engineering"})

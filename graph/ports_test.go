@@ -13,6 +13,7 @@ import (
 )
 
 func TestNewSignInsValidation(t *testing.T) {
+	t.Parallel()
 	f := newFakeEntra(t)
 	a := f.authenticator(t)
 	if _, err := NewSignIns(nil, ClientOptions{}); err == nil {
@@ -33,6 +34,7 @@ func TestNewSignInsValidation(t *testing.T) {
 
 // A sign-in through the port gives a session whose CloudPCs use the approver's token.
 func TestSignInsPort(t *testing.T) {
+	t.Parallel()
 	f := newFakeEntra(t)
 	g := newFakeGraph(t, noContent)
 	signIns, err := NewSignIns(f.authenticator(t), ClientOptions{BaseURL: g.srv.URL + "/beta", Transport: g.srv.Client()})
@@ -68,6 +70,7 @@ func TestSignInsPort(t *testing.T) {
 }
 
 func TestSignInsPortErrors(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		outcome string
 		want    error
@@ -127,6 +130,7 @@ func cloudPCsPort(t *testing.T, g *fakeGraph, opts ClientOptions) approvals.Clou
 }
 
 func TestCloudPCsPortConverts(t *testing.T) {
+	t.Parallel()
 	g := newFakeGraph(t, func(_ int, w http.ResponseWriter, r *http.Request) {
 		switch {
 		case r.Method == "POST":
@@ -196,6 +200,7 @@ func TestCloudPCsPortConverts(t *testing.T) {
 // Every error of the port is an *approvals.GraphError, classified for the method the
 // port method uses, and the attempts come back with it.
 func TestCloudPCsPortErrorsAreGraphErrors(t *testing.T) {
+	t.Parallel()
 	status := 0
 	g := newFakeGraph(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, status, map[string]any{"error": map[string]any{"code": "Code" + http.StatusText(status), "message": "said <no>"}})

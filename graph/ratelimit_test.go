@@ -55,6 +55,7 @@ func checkWindow(t *testing.T, starts []time.Time, rps int) {
 }
 
 func TestNewRateLimiterValidation(t *testing.T) {
+	t.Parallel()
 	for _, rps := range []int{0, -1} {
 		if l, err := NewRateLimiter(rps); err == nil || l != nil {
 			t.Errorf("NewRateLimiter(%d) = %v, %v; want an error", rps, l, err)
@@ -68,6 +69,7 @@ func TestNewRateLimiterValidation(t *testing.T) {
 // Many goroutines at once: never more than rps starts in any one second (a token
 // bucket of burst rps would allow 2×rps across a window boundary).
 func TestRateLimiterWindowUnderConcurrency(t *testing.T) {
+	t.Parallel()
 	const rps, n = 20, 70
 	l, err := NewRateLimiter(rps)
 	if err != nil {
@@ -95,6 +97,7 @@ func TestRateLimiterWindowUnderConcurrency(t *testing.T) {
 }
 
 func TestRateLimiterWaitEndsWithContext(t *testing.T) {
+	t.Parallel()
 	l, _ := NewRateLimiter(1)
 	starts := recordStarts(l)
 	if err := l.Wait(context.Background()); err != nil { // the one start of this second
@@ -129,6 +132,7 @@ func TestRateLimiterWaitEndsWithContext(t *testing.T) {
 
 // A waiter that gives up while first in line does not hold up the next one.
 func TestRateLimiterCanceledFirstWaiterLetsNextGo(t *testing.T) {
+	t.Parallel()
 	l, _ := NewRateLimiter(1)
 	if err := l.Wait(context.Background()); err != nil {
 		t.Fatal(err)
@@ -161,6 +165,7 @@ func TestRateLimiterCanceledFirstWaiterLetsNextGo(t *testing.T) {
 }
 
 func TestRetryAfterHeader(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	resp := func(status int, kv ...string) *http.Response {
 		h := http.Header{}
@@ -197,6 +202,7 @@ func TestRetryAfterHeader(t *testing.T) {
 }
 
 func TestRateLimiterPauseOnlyGrows(t *testing.T) {
+	t.Parallel()
 	l, _ := NewRateLimiter(5)
 	until := time.Now().Add(time.Minute)
 	l.PauseUntil(until)
@@ -214,6 +220,7 @@ func TestRateLimiterPauseOnlyGrows(t *testing.T) {
 // every one of them, azcore's retries included, is one start of the limiter, and the
 // starts keep the window.
 func TestRateLimiterPacesEveryAttemptOfEveryClient(t *testing.T) {
+	t.Parallel()
 	const rps = 10
 	var served atomic.Int32
 	g := newFakeGraph(t, func(n int, w http.ResponseWriter, r *http.Request) {
@@ -268,6 +275,7 @@ func TestRateLimiterPacesEveryAttemptOfEveryClient(t *testing.T) {
 // A 429 (or 503) with Retry-After to one Client pauses another Client sharing the
 // limiter: its request reaches Graph no earlier than Retry-After after the answer.
 func TestRetryAfterPausesOtherClients(t *testing.T) {
+	t.Parallel()
 	for _, status := range []int{http.StatusTooManyRequests, http.StatusServiceUnavailable} {
 		t.Run(http.StatusText(status), func(t *testing.T) {
 			var mu sync.Mutex
@@ -308,6 +316,7 @@ func TestRetryAfterPausesOtherClients(t *testing.T) {
 
 // The wait for the limiter is not part of TryTimeout: the attempt gets all of it.
 func TestRateLimiterWaitIsNotPartOfTryTimeout(t *testing.T) {
+	t.Parallel()
 	g := newFakeGraph(t, noContent)
 	l, _ := NewRateLimiter(5)
 	l.PauseUntil(time.Now().Add(400 * time.Millisecond))
@@ -320,6 +329,7 @@ func TestRateLimiterWaitIsNotPartOfTryTimeout(t *testing.T) {
 
 // A call whose context ends while it waits sends nothing and says so.
 func TestRateLimiterCanceledWaitSendsNothing(t *testing.T) {
+	t.Parallel()
 	g := newFakeGraph(t, noContent)
 	l, _ := NewRateLimiter(5)
 	l.PauseUntil(time.Now().Add(time.Minute))
@@ -347,6 +357,7 @@ func (hangingCred) GetToken(ctx context.Context, _ policy.TokenRequestOptions) (
 // Token acquisition is still bounded by TryTimeout (it was by azcore's per-try
 // timeout, which pacePolicy replaced).
 func TestTokenAcquisitionBoundedByTryTimeout(t *testing.T) {
+	t.Parallel()
 	g := newFakeGraph(t, noContent)
 	c := g.client(t, hangingCred{}, ClientOptions{TryTimeout: 100 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

@@ -15,6 +15,7 @@ import (
 )
 
 func TestNewAuthenticatorValidation(t *testing.T) {
+	t.Parallel()
 	ok := SignInConfig{TenantID: testTenant, ClientID: testClientID}
 	for name, mod := range map[string]func(*SignInConfig){
 		"no tenant":        func(c *SignInConfig) { c.TenantID = "" },
@@ -57,6 +58,7 @@ func TestNewAuthenticatorValidation(t *testing.T) {
 }
 
 func TestSignInSuccessAndCAECache(t *testing.T) {
+	t.Parallel()
 	f := newFakeEntra(t)
 	a := f.authenticator(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -124,6 +126,7 @@ func TestSignInSuccessAndCAECache(t *testing.T) {
 }
 
 func TestSignInDeclined(t *testing.T) {
+	t.Parallel()
 	f := newFakeEntra(t)
 	a := f.authenticator(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -145,6 +148,7 @@ func TestSignInDeclined(t *testing.T) {
 }
 
 func TestSignInExpiredReportedByEntra(t *testing.T) {
+	t.Parallel()
 	f := newFakeEntra(t)
 	a := f.authenticator(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -165,6 +169,7 @@ func TestSignInExpiredReportedByEntra(t *testing.T) {
 // MSAL stops polling by itself at the code's expires_in (context.DeadlineExceeded inside
 // MSAL); that must also come out as ErrSignInExpired, not as a context error.
 func TestSignInCodeExpiresWhilePending(t *testing.T) {
+	t.Parallel()
 	f := newFakeEntra(t)
 	f.expiresIn = 1
 	a := f.authenticator(t)
@@ -188,6 +193,7 @@ func TestSignInCodeExpiresWhilePending(t *testing.T) {
 }
 
 func TestSignInContextCancelReturnsPromptly(t *testing.T) {
+	t.Parallel()
 	f := newFakeEntra(t)
 	a := f.authenticator(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -220,6 +226,7 @@ func TestSignInContextCancelReturnsPromptly(t *testing.T) {
 }
 
 func TestSignInPromptErrorAbandons(t *testing.T) {
+	t.Parallel()
 	f := newFakeEntra(t)
 	a := f.authenticator(t)
 	errSlack := errors.New("slack: channel_not_found")
@@ -233,6 +240,7 @@ func TestSignInPromptErrorAbandons(t *testing.T) {
 }
 
 func TestSignInWithClaimsSendsClaims(t *testing.T) {
+	t.Parallel()
 	f := newFakeEntra(t)
 	a := f.authenticator(t)
 	claims := `{"access_token":{"nbf":{"essential":true,"value":"1700000000"}}}`
@@ -258,6 +266,7 @@ func TestSignInWithClaimsSendsClaims(t *testing.T) {
 // The whole path: sign in, then the Graph client uses the approver's token with no second
 // device-code round.
 func TestSignInThenReprovision(t *testing.T) {
+	t.Parallel()
 	f := newFakeEntra(t)
 	a := f.authenticator(t)
 	s, err := a.SignIn(context.Background(), func(context.Context, DeviceCode) error {

@@ -22,6 +22,7 @@ func testURL(t *testing.T) string { return pgtest.URL(t) }
 // One holder at a time: a second process waits as a standby (told so) and
 // takes over when the holder releases.
 func TestOneLeaderAtATime(t *testing.T) {
+	t.Parallel()
 	url := testURL(t)
 	ctx := context.Background()
 	first, err := leader.Acquire(ctx, url, quiet, nil)
@@ -62,6 +63,7 @@ func TestOneLeaderAtATime(t *testing.T) {
 // drops it): the holder learns it has lost leadership within seconds, and
 // a standby takes over.
 func TestLeaderLosesItsSession(t *testing.T) {
+	t.Parallel()
 	url := testURL(t)
 	ctx := context.Background()
 	first, err := leader.Acquire(ctx, url, quiet, nil)
@@ -103,6 +105,7 @@ func TestLeaderLosesItsSession(t *testing.T) {
 
 // A standby stops waiting when its context ends.
 func TestAcquireEndsWithTheContext(t *testing.T) {
+	t.Parallel()
 	url := testURL(t)
 	first, err := leader.Acquire(context.Background(), url, quiet, nil)
 	if err != nil {
@@ -123,6 +126,7 @@ func TestAcquireEndsWithTheContext(t *testing.T) {
 // the session (about 5 s of silence) and a standby could take over; and
 // Release does not hang on the dead connection.
 func TestLeaderLosesItsNetwork(t *testing.T) {
+	t.Parallel()
 	url, freeze := pgtest.Proxy(t, testURL(t))
 	first, err := leader.Acquire(context.Background(), url, quiet, nil)
 	if err != nil {

@@ -32,6 +32,10 @@ type Config struct {
 	Logger      *slog.Logger
 	// Observer is told about acks and reconnects, for metrics (nil: nobody).
 	Observer Observer
+	// PaceScale paces Slack calls that many times faster than Slack's
+	// published limits (PaceLimits). 0 is 1, Slack's own pace (or the
+	// benchmark's knob, benchknobs.go); only tests set it.
+	PaceScale float64
 }
 
 // Bot serves one Slack app. It implements approvals.Notices; Run drives a
@@ -101,7 +105,11 @@ func New(cfg Config) (*Bot, error) {
 			slack.OptionHTTPClient(httpClient)),
 	}
 	b.handlerCtx, b.cancelHandler = context.WithCancel(context.Background())
-	b.pace = newPacer(PaceLimits(), paceScale)
+	scale := paceScale
+	if cfg.PaceScale > 0 {
+		scale = cfg.PaceScale
+	}
+	b.pace = newPacer(PaceLimits(), scale)
 	b.requests = newWorkQueue("requests", requestWorkers, queueCapacity)
 	b.forms = newWorkQueue("forms", formWorkers, queueCapacity)
 	b.homes.init()

@@ -68,6 +68,9 @@ type harness struct {
 	graph  *fakes.Graph
 	env    map[string]string
 	stderr *syncBuffer
+	// slackPace, when set, paces the bot's Slack calls that many times
+	// faster than Slack's limits (slackPaceKey); 0 keeps Slack's.
+	slackPace float64
 
 	cancel context.CancelFunc
 	done   chan error
@@ -121,6 +124,9 @@ func newHarness(t testing.TB) *harness {
 func (h *harness) start() {
 	h.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
+	if h.slackPace > 0 {
+		ctx = context.WithValue(ctx, slackPaceKey{}, h.slackPace)
+	}
 	h.cancel = cancel
 	h.done = make(chan error, 1)
 	connections := h.slack.Connections()

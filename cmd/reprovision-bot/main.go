@@ -59,6 +59,19 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 	return 0
 }
 
+// slackPaceKey is the context key under which the end-to-end tests speed
+// up the bot's Slack pace (bot.Config.PaceScale) for one run: a batch of 30
+// Cloud PCs posts 30 thread lines, half a minute at Slack's one message a
+// second. Nothing but those tests sets it; the configuration has no such
+// setting, so a deployment always keeps Slack's published limits.
+type slackPaceKey struct{}
+
+// slackPaceScale is the scale the tests put in ctx, or 0 (Slack's pace).
+func slackPaceScale(ctx context.Context) float64 {
+	scale, _ := ctx.Value(slackPaceKey{}).(float64)
+	return scale
+}
+
 // run serves until ctx is done (nil) or something fatal happens (error).
 // Logs go to stderr as JSON lines.
 func run(ctx context.Context, getenv func(string) string, stderr io.Writer) error {
@@ -103,7 +116,7 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 	}
 	b, err := bot.New(bot.Config{
 		BotToken: cfg.SlackBotToken, AppToken: cfg.SlackAppToken, SlackAPIURL: cfg.SlackAPIURL,
-		Logger: log, Observer: m,
+		Logger: log, Observer: m, PaceScale: slackPaceScale(ctx),
 	})
 	if err != nil {
 		return err

@@ -217,7 +217,9 @@ func TestGetCloudPCRetries(t *testing.T) {
 			}
 			writeJSON(w, 200, cloudPCJSON(testCloudPC, nil))
 		})
-		c := g.client(t, &staticCred{token: testToken}, ClientOptions{TryTimeout: 300 * time.Millisecond, RetryDelay: 10 * time.Millisecond})
+		// A second long enough for the second try's TLS handshake and answer
+		// on a loaded machine (300 ms was not, with compiles running).
+		c := g.client(t, &staticCred{token: testToken}, ClientOptions{TryTimeout: time.Second, RetryDelay: 10 * time.Millisecond})
 		_, call, err := c.GetCloudPC(context.Background(), testCloudPC)
 		if err != nil {
 			t.Fatal(err)

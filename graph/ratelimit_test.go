@@ -319,8 +319,8 @@ func TestRateLimiterWaitIsNotPartOfTryTimeout(t *testing.T) {
 	t.Parallel()
 	g := newFakeGraph(t, noContent)
 	l, _ := NewRateLimiter(5)
-	l.PauseUntil(time.Now().Add(400 * time.Millisecond))
-	c := g.client(t, &staticCred{token: testToken}, ClientOptions{RateLimiter: l, TryTimeout: 100 * time.Millisecond})
+	l.PauseUntil(time.Now().Add(1500 * time.Millisecond))
+	c := g.client(t, &staticCred{token: testToken}, ClientOptions{RateLimiter: l, TryTimeout: time.Second})
 	call, err := c.Reprovision(context.Background(), testCloudPC, approvals.Options{})
 	if err != nil || len(call.Attempts) != 1 || call.Attempts[0].Status != 204 {
 		t.Fatalf("err %v, attempts %+v", err, call.Attempts)

@@ -129,6 +129,16 @@ func (h *harness) start() {
 	}
 	h.cancel = cancel
 	h.done = make(chan error, 1)
+	// Stopped by a cleanup of start's own, registered after whatever the
+	// test set up before it (pgtest.URL's DROP DATABASE among them), so it
+	// runs before those: a bot still running reconnects faster than DROP
+	// DATABASE … WITH (FORCE) ends its sessions, and the DROP then waited
+	// out its retries (25 s) and failed.
+	h.t.Cleanup(func() {
+		if h.cancel != nil {
+			h.stop()
+		}
+	})
 	connections := h.slack.Connections()
 	go func() { h.done <- run(ctx, func(k string) string { return h.env[k] }, h.stderr) }()
 	h.slack.WaitFor(h.t, wait, "the bot connects to Socket Mode", func() bool { return h.slack.Connections() > connections })

@@ -109,10 +109,8 @@ func newHarness(t testing.TB) *harness {
 		ID: cloudPCID, DisplayName: "Alice's Cloud PC", UserPrincipalName: userUPN, ManagedDeviceName: deviceName,
 		ServicePlanName: "Cloud PC Enterprise 2vCPU/8GB/128GB", ProvisioningPolicyName: "Standard", Status: "provisioned",
 	})
+	// start() registers the bot's stop; this runs after it.
 	t.Cleanup(func() {
-		if h.cancel != nil {
-			h.stop()
-		}
 		if t.Failed() {
 			t.Logf("bot log:\n%s", h.stderr.String())
 		}

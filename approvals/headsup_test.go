@@ -41,7 +41,18 @@ func (h *harness) confirmScheduled(ref string) *approvals.Request {
 	if _, err := h.w.Confirm(ctx, a1, ref, ""); err != nil {
 		h.t.Fatalf("Confirm(%s): %v", ref, err)
 	}
-	return h.waitState(ref, approvals.StateScheduled)
+	return h.waitScheduled(ref)
+}
+
+// waitScheduled waits until ref is scheduled and the worker that scheduled
+// it has let go of it: the state is stored a moment before the worker's
+// claim ends (and its user-notified record is written after), and a click
+// in between is rightly told "busy".
+func (h *harness) waitScheduled(ref string) *approvals.Request {
+	h.t.Helper()
+	r := h.waitState(ref, approvals.StateScheduled)
+	h.waitFor("the scheduling worker to finish", func() bool { return len(h.eventsOf(ref, approvals.EventUserNotified)) > 0 })
+	return r
 }
 
 // toldKinds is who was told what about ref, as "user:kind", in order.
@@ -178,7 +189,7 @@ func TestUserNoticeSendNowAndCancel(t *testing.T) {
 		if _, err := h.w.Confirm(ctx, a1, r.ID, ""); err != nil {
 			t.Fatal(err)
 		}
-		return h.waitState(r.ID, approvals.StateScheduled)
+		return h.waitScheduled(r.ID)
 	}
 	r := scheduledOne()
 	_, err := h.w.SendNow(ctx, a2, r.ID)

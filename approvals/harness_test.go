@@ -1090,22 +1090,29 @@ func (s *spyStore) OpenFor(ctx context.Context, cloudPCID string) (*approvals.Re
 }
 
 func (s *spyStore) ListByState(ctx context.Context, states ...approvals.State) ([]*approvals.Request, error) {
-	if slices.Equal(states, []approvals.State{approvals.StatePending, approvals.StateConfirming}) {
-		s.mu.Lock()
-		gate := s.gate
-		s.mu.Unlock()
-		if gate != nil {
-			select {
-			case <-gate:
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
+	if err := s.failing("list", ""); err != nil {
+		return nil, err
+	}
+	return s.Store.ListByState(ctx, states...)
+}
+
+// ListExpiringBefore is the scheduler's first call of a pass: the gate
+// holds it here.
+func (s *spyStore) ListExpiringBefore(ctx context.Context, before time.Time, states ...approvals.State) ([]*approvals.Request, error) {
+	s.mu.Lock()
+	gate := s.gate
+	s.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
 	}
 	if err := s.failing("list", ""); err != nil {
 		return nil, err
 	}
-	return s.Store.ListByState(ctx, states...)
+	return s.Store.ListExpiringBefore(ctx, before, states...)
 }
 
 func (s *spyStore) ListTracking(ctx context.Context) ([]*approvals.Request, error) {

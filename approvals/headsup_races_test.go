@@ -56,8 +56,8 @@ type listHookStore struct {
 	afterList func([]*approvals.Request)
 }
 
-func (s *listHookStore) ListByState(ctx context.Context, states ...approvals.State) ([]*approvals.Request, error) {
-	got, err := s.Store.ListByState(ctx, states...)
+func (s *listHookStore) ListExpiringBefore(ctx context.Context, before time.Time, states ...approvals.State) ([]*approvals.Request, error) {
+	got, err := s.Store.ListExpiringBefore(ctx, before, states...)
 	s.mu.Lock()
 	hook := s.afterList
 	s.mu.Unlock()

@@ -48,7 +48,9 @@ func (w *Workflow) runDue() time.Time {
 	defer cancel()
 	now := time.Now()
 	next := now.Add(maxSleep)
-	undecided, err := w.store.ListByState(ctx, StatePending, StateConfirming)
+	// Only the undecided requests that expire before the next wake-up
+	// matter here; the rest wait in the store.
+	undecided, err := w.store.ListExpiringBefore(ctx, next, StatePending, StateConfirming)
 	if err != nil {
 		w.log.Error("could not list undecided requests", "err", err)
 	}
@@ -56,7 +58,7 @@ func (w *Workflow) runDue() time.Time {
 		switch {
 		case r.ExpiredAt(now):
 			w.expire(ctx, r)
-		case !r.ExpiresAt.IsZero() && r.ExpiresAt.Before(next):
+		case r.ExpiresAt.Before(next):
 			next = r.ExpiresAt
 		}
 	}

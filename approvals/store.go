@@ -40,6 +40,12 @@ type Store interface {
 	// ListByState returns the requests in any of the given states, oldest first.
 	ListByState(ctx context.Context, states ...State) ([]*Request, error)
 
+	// ListExpiringBefore returns the requests in any of the given states
+	// whose ExpiresAt is set and earlier than before, soonest first. The
+	// scheduler asks only for what falls due before its next wake-up, so
+	// that thousands of pending requests stay in the store, not in memory.
+	ListExpiringBefore(ctx context.Context, before time.Time, states ...State) ([]*Request, error)
+
 	// OpenFor returns the open request (Request.Open) for the Cloud PC, or
 	// ErrNotFound.
 	OpenFor(ctx context.Context, cloudPCID string) (*Request, error)

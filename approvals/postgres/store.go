@@ -460,6 +460,21 @@ func (s *Store) ListByState(ctx context.Context, states ...approvals.State) ([]*
 	return s.list(ctx, `WHERE state = ANY($1) ORDER BY created_at, id`, pq.Array(names))
 }
 
+// ListExpiringBefore returns the requests in any of states whose ExpiresAt
+// is set and earlier than before, soonest first. No states means no
+// requests.
+func (s *Store) ListExpiringBefore(ctx context.Context, before time.Time, states ...approvals.State) ([]*approvals.Request, error) {
+	if len(states) == 0 {
+		return nil, nil
+	}
+	names := make([]string, len(states))
+	for i, st := range states {
+		names[i] = string(st)
+	}
+	return s.list(ctx, `WHERE state = ANY($1) AND expires_at IS NOT NULL AND expires_at < $2
+		ORDER BY expires_at, id`, pq.Array(names), Time(before))
+}
+
 // OpenFor returns the open request that holds the Cloud PC
 // (approvals.Request.HeldCloudPCs): a single request for it, or a batch
 // one of whose members holds it; or an error wrapping

@@ -764,6 +764,27 @@ func (s *Store) ListByState(ctx context.Context, states ...approvals.State) ([]*
 	return s.list(ctx, `WHERE state IN (`+placeholders+`) ORDER BY created_at, id`, args...)
 }
 
+// ListExpiringBefore returns the requests in any of states whose ExpiresAt
+// is set and earlier than before, soonest first. No states means no
+// requests.
+func (s *Store) ListExpiringBefore(ctx context.Context, before time.Time, states ...approvals.State) ([]*approvals.Request, error) {
+	if len(states) == 0 {
+		return nil, nil
+	}
+	until, err := formatTime(before)
+	if err != nil {
+		return nil, fmt.Errorf("list expiring requests: %w", err)
+	}
+	args := make([]any, 0, len(states)+1)
+	for _, st := range states {
+		args = append(args, string(st))
+	}
+	args = append(args, until)
+	placeholders := strings.TrimSuffix(strings.Repeat("?, ", len(states)), ", ")
+	return s.list(ctx, `WHERE state IN (`+placeholders+`) AND expires_at <> '' AND expires_at < ?
+		ORDER BY expires_at, id`, args...)
+}
+
 // OpenFor returns the open request that holds the Cloud PC
 // (approvals.Request.HeldCloudPCs): a single request for it, or a batch one
 // of whose members holds it; or an error wrapping approvals.ErrNotFound. The

@@ -18,6 +18,7 @@ var listTests = []test{
 	{"ListTracking", testListTracking},
 	{"ListByRequester", testListByRequester},
 	{"ListByState", testListByState},
+	{"ListExpiringBefore", testListExpiringBefore},
 }
 
 func testOpenFor(t *testing.T, h *Harness) {
@@ -140,5 +141,46 @@ func testListByState(t *testing.T, h *Harness) {
 	}
 	if !reflect.DeepEqual(rs[0], first) {
 		t.Errorf("listed %+v\nwant    %+v", rs[0], first)
+	}
+}
+
+func testListExpiringBefore(t *testing.T, h *Harness) {
+	s := h.open(t)
+	ctx := context.Background()
+	before := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	mk := func(state approvals.State, expires time.Time) *approvals.Request {
+		r := newRequest()
+		r.ExpiresAt = expires
+		return createIn(t, s, r, state)
+	}
+	// Created out of expiry order, to show the order comes from ExpiresAt.
+	second := mk(approvals.StatePending, before.Add(-time.Minute))
+	first := mk(approvals.StateConfirming, before.Add(-time.Hour))
+	last := mk(approvals.StatePending, before.Add(-h.step())) // just in time
+	mk(approvals.StatePending, before)                        // not before: excluded
+	mk(approvals.StatePending, before.Add(time.Hour))
+	mk(approvals.StatePending, time.Time{}) // never expires
+	mk(approvals.StateApproved, before.Add(-time.Hour))
+
+	list := func(states ...approvals.State) []*approvals.Request {
+		t.Helper()
+		rs, err := s.ListExpiringBefore(ctx, before, states...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rs
+	}
+	got := list(approvals.StatePending, approvals.StateConfirming)
+	if want := []string{first.ID, second.ID, last.ID}; !reflect.DeepEqual(ids(got), want) {
+		t.Errorf("pending+confirming expiring before %v = %v, want %v", before, ids(got), want)
+	}
+	if stored, err := s.Get(ctx, second.ID); err != nil || len(got) != 3 || !reflect.DeepEqual(got[1], stored) {
+		t.Errorf("listed %+v\nwant   %+v (%v)", got[1], stored, err)
+	}
+	if got := list(approvals.StateConfirming); !reflect.DeepEqual(ids(got), []string{first.ID}) {
+		t.Errorf("confirming = %v, want %v", ids(got), []string{first.ID})
+	}
+	if got := list(); len(got) != 0 {
+		t.Errorf("no states = %v, want none", ids(got))
 	}
 }

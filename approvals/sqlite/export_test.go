@@ -36,7 +36,7 @@ func Seed(s *Store, requests []*approvals.Request, events []approvals.Event) err
 		if _, err := insert.ExecContext(ctx, values...); err != nil {
 			return err
 		}
-		if err := hold(ctx, tx, r); err != nil {
+		if err := hold(ctx, s.q(tx), r); err != nil {
 			return err
 		}
 	}

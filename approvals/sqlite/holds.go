@@ -2,11 +2,17 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 
 	"github.com/reprovision-bot/reprovision-bot/approvals"
+	"github.com/reprovision-bot/reprovision-bot/approvals/internal/stmtcache"
 	sqlite3 "modernc.org/sqlite/lib"
+)
+
+const (
+	deleteHolds  = `DELETE FROM cloud_pc_holds WHERE request_id = ?`
+	insertHold   = `INSERT INTO cloud_pc_holds (cloud_pc_id, request_id) VALUES (?, ?)`
+	selectHolder = `SELECT request_id FROM cloud_pc_holds WHERE cloud_pc_id = ?`
 )
 
 // hold makes request r's rows of cloud_pc_holds what r, about to be saved
@@ -15,18 +21,18 @@ import (
 // fails the save with an error wrapping approvals.ErrOpenRequestExists
 // (the caller then rolls the whole write back). The write lock serialises
 // every writer, so dropping r's rows and inserting the new set is safe.
-func hold(ctx context.Context, tx *sql.Tx, r *approvals.Request) error {
-	if _, err := tx.ExecContext(ctx, `DELETE FROM cloud_pc_holds WHERE request_id = ?`, r.ID); err != nil {
+func hold(ctx context.Context, tx stmtcache.Queryer, r *approvals.Request) error {
+	if _, err := tx.ExecContext(ctx, deleteHolds, r.ID); err != nil {
 		return fmt.Errorf("release cloud PCs: %w", err)
 	}
 	for _, pc := range r.HeldCloudPCs() {
-		_, err := tx.ExecContext(ctx, `INSERT INTO cloud_pc_holds (cloud_pc_id, request_id) VALUES (?, ?)`, pc, r.ID)
+		_, err := tx.ExecContext(ctx, insertHold, pc, r.ID)
 		switch code := sqliteCode(err); {
 		case err == nil:
 		case code == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || code == sqlite3.SQLITE_CONSTRAINT_UNIQUE:
 			// The failed statement alone is undone: tx can still say who.
 			var holder string
-			if err := tx.QueryRowContext(ctx, `SELECT request_id FROM cloud_pc_holds WHERE cloud_pc_id = ?`, pc).Scan(&holder); err != nil {
+			if err := tx.QueryRowContext(ctx, selectHolder, pc).Scan(&holder); err != nil {
 				holder = "another request"
 			}
 			return fmt.Errorf("cloud PC %s is held by %s: %w", pc, holder, approvals.ErrOpenRequestExists)

@@ -17,6 +17,13 @@ type execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
+const upsertOutgoing = `
+INSERT INTO outbox (request_id, kind, coalesce_key, payload, generation, attempts, last_error, created_at, next_at)
+VALUES (?, ?, ?, ?, 0, 0, '', ?, ?)
+ON CONFLICT (request_id, coalesce_key) WHERE coalesce_key <> '' DO UPDATE SET
+	payload = excluded.payload, generation = generation + 1, next_at = excluded.next_at,
+	attempts = 0, last_error = '', created_at = excluded.created_at`
+
 // enqueue inserts entries due at now, coalescing those with a key into the
 // undelivered entry of the same request and key.
 func enqueue(ctx context.Context, x execer, now time.Time, entries ...approvals.Outgoing) error {
@@ -32,13 +39,7 @@ func enqueue(ctx context.Context, x execer, now time.Time, entries ...approvals.
 		if err != nil {
 			return fmt.Errorf("enqueue %s for %s: %w", o.Kind, o.RequestID, err)
 		}
-		_, err = x.ExecContext(ctx, `
-INSERT INTO outbox (request_id, kind, coalesce_key, payload, generation, attempts, last_error, created_at, next_at)
-VALUES (?, ?, ?, ?, 0, 0, '', ?, ?)
-ON CONFLICT (request_id, coalesce_key) WHERE coalesce_key <> '' DO UPDATE SET
-	payload = excluded.payload, generation = generation + 1, next_at = excluded.next_at,
-	attempts = 0, last_error = '', created_at = excluded.created_at`,
-			o.RequestID, string(o.Kind), o.Coalesce(), body, at, at)
+		_, err = x.ExecContext(ctx, upsertOutgoing, o.RequestID, string(o.Kind), o.Coalesce(), body, at, at)
 		if err != nil {
 			return fmt.Errorf("enqueue %s for %s: %w", o.Kind, o.RequestID, err)
 		}

@@ -33,6 +33,7 @@ var (
 		strings.TrimSuffix(strings.Repeat("?, ", len(requestColumns)), ", ") + `)`
 	// updateRequest rewrites every column but id, which is the last argument.
 	updateRequest = `UPDATE requests SET ` + strings.Join(requestColumns[1:], " = ?, ") + ` = ? WHERE id = ?`
+	selectRequest = `SELECT ` + selectColumns + ` FROM requests WHERE id = ?`
 )
 
 // encodeRequest returns r's column values in requestColumns order, with

@@ -2,10 +2,11 @@ package sqlite
 
 import (
 	"context"
-	"github.com/reprovision-bot/reprovision-bot/approvals/internal/stmtcache"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/reprovision-bot/reprovision-bot/approvals/internal/stmtcache"
 )
 
 // Statements are prepared once and reused; a text SQLite refuses is not
@@ -17,14 +18,18 @@ func TestStatementsPreparedOnce(t *testing.T) {
 	}
 	defer s.Close()
 	ctx := context.Background()
+	// Open prepares the transactions' statements.
+	if n := s.stmts.Len(); n != len(txStatements) {
+		t.Errorf("%d statements cached after Open, want the %d transactions run", n, len(txStatements))
+	}
 	for range 3 {
 		if _, err := s.ListByState(ctx, "pending"); err != nil {
 			t.Fatal(err)
 		}
 	}
 	n := s.stmts.Len()
-	if n != 1 {
-		t.Errorf("%d statements cached after three identical lists, want 1", n)
+	if n != len(txStatements)+1 {
+		t.Errorf("%d statements cached after three identical lists, want one more than after Open", n)
 	}
 	if _, err := s.q(nil).ExecContext(ctx, "UPDATE nowhere SET x = 1"); err == nil || !strings.Contains(err.Error(), "nowhere") {
 		t.Errorf("a bad statement: %v, want SQLite's error naming the table", err)

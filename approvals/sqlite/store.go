@@ -205,6 +205,12 @@ type Store struct {
 
 var _ approvals.Store = (*Store)(nil)
 
+// pageCacheKiB is each serving connection's page cache. A store is small
+// and the file's pages stay in the OS cache; SQLite's default 2 MB per
+// connection grew the process by that much per connection after a burst,
+// memory the driver's allocator does not give back.
+const pageCacheKiB = 512
+
 // busyTimeout is how long a statement waits for another connection's or
 // process's lock before failing with SQLITE_BUSY.
 const busyTimeout = 5 * time.Second
@@ -258,7 +264,15 @@ func open(abs string, lock *storeLock) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{db: db, stmts: stmtcache.New(db, false), lock: lock}
+	// A few connections, kept open. SQLite serialises writers anyway
+	// (BEGIN IMMEDIATE), so more connections under a burst only wait for
+	// its lock; and each one opened and closed again costs memory the
+	// driver's C allocator keeps (a burst of 2000 requests opened 220).
+	db.SetMaxOpenConns(maxConns)
+	db.SetMaxIdleConns(maxConns)
+	// With the pool bounded, a transaction must not wait for a second
+	// connection to prepare a statement on: those it runs are prepared here.
+	s := &Store{db: db, stmts: stmtcache.New(db, true), lock: lock}
 	ctx := context.Background()
 	if err := enableWAL(ctx, db); err != nil {
 		db.Close()
@@ -268,7 +282,19 @@ func open(abs string, lock *storeLock) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	for _, query := range txStatements {
+		s.stmts.Prepared(ctx, query) // one that fails runs as text
+	}
 	return s, nil
+}
+
+// maxConns bounds the serving pool: one writer and one reader beside it.
+const maxConns = 2
+
+// txStatements are the statements the store's transactions run, which
+// open prepares (see stmtcache.New: a transaction prepares none).
+var txStatements = []string{
+	insertRequest, selectRequest, updateRequest, deleteHolds, insertHold, selectHolder, upsertOutgoing,
 }
 
 // OpenReader opens an existing store at path read-only, to read it while
@@ -422,6 +448,7 @@ func absPath(path string) (string, error) {
 //   - busy_timeout: wait for another connection or process holding the lock
 //     instead of failing at once with SQLITE_BUSY;
 //   - foreign_keys, synchronous(FULL): crash safety;
+//   - cache_size: pageCacheKiB per connection instead of SQLite's 2 MB;
 //   - _txlock=immediate: BeginTx issues BEGIN IMMEDIATE, taking the write lock
 //     before the first read, so a read-modify-write never fails half way on a
 //     lock upgrade and concurrent transitions are serialised.
@@ -445,6 +472,7 @@ func dsn(absPath string, readOnly bool) string {
 	} else {
 		q.Add("_pragma", "foreign_keys(1)")
 		q.Add("_pragma", "synchronous(FULL)")
+		q.Add("_pragma", fmt.Sprintf("cache_size(-%d)", pageCacheKiB))
 		q.Set("_txlock", "immediate")
 	}
 	u.RawQuery = q.Encode()
@@ -594,7 +622,7 @@ func (s *Store) Create(ctx context.Context, r *approvals.Request) error {
 	default:
 		return fmt.Errorf("create request %s: %w", c.ID, err)
 	}
-	if err := hold(ctx, tx, c); err != nil {
+	if err := hold(ctx, s.q(tx), c); err != nil {
 		return fmt.Errorf("create request %s: %w", c.ID, err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -625,7 +653,7 @@ type queryer interface {
 }
 
 func getRequest(ctx context.Context, q queryer, id string) (*approvals.Request, error) {
-	r, err := scanRequest(q.QueryRowContext(ctx, `SELECT `+selectColumns+` FROM requests WHERE id = ?`, id))
+	r, err := scanRequest(q.QueryRowContext(ctx, selectRequest, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("request %s: %w", id, approvals.ErrNotFound)
 	}
@@ -736,7 +764,7 @@ func (s *Store) change(ctx context.Context, op, id string, edit func(current *ap
 	if n, err := res.RowsAffected(); err != nil || n != 1 {
 		return nil, fmt.Errorf("%s: %d rows saved (%v), want 1", op, n, err)
 	}
-	if err := hold(ctx, tx, next); err != nil {
+	if err := hold(ctx, s.q(tx), next); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	if notify != nil {

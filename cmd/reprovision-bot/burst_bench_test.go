@@ -58,8 +58,10 @@ import (
 // and goroutine profiles of the bot during the largest request burst there).
 // It builds both binaries as deploy/Dockerfile does (CGO_ENABLED=0,
 // -trimpath -ldflags=-s -w), the bot's with -tags benchknobs
-// (bot/benchknobs.go: the pace scale and pprof, nothing else), and reports
-// the size of a normal build. BURST_BOT_BIN runs a bot binary built
+// (bot/benchknobs.go: the pace scale, nothing else) and, only when
+// BURST_PPROF_DIR is set, benchpprof (bot/benchpprof.go: pprof, which turns
+// on the runtime's memory profiling and so adds to the memory figures), and
+// reports the size of a normal build. BURST_BOT_BIN runs a bot binary built
 // elsewhere (with -tags benchknobs) instead, to compare builds.
 func BenchmarkBurst(b *testing.B) {
 	if testing.Short() {
@@ -102,8 +104,12 @@ func buildBurstBinaries(b *testing.B) burstBinaries {
 	dir := b.TempDir()
 	bins := burstBinaries{bot: filepath.Join(dir, "reprovision-bot"), floor: filepath.Join(dir, "floor")}
 	prod := filepath.Join(dir, "reprovision-bot-prod")
+	botTags := "benchknobs"
+	if os.Getenv("BURST_PPROF_DIR") != "" {
+		botTags += ",benchpprof"
+	}
 	builds := [][]string{
-		{"-tags", "benchknobs", "-o", bins.bot, "."},
+		{"-tags", botTags, "-o", bins.bot, "."},
 		{"-o", bins.floor, "./testdata/floor"},
 		{"-o", prod, "."},
 	}

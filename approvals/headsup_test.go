@@ -317,8 +317,11 @@ func TestHeadsUpThenStatusRefused(t *testing.T) {
 	h.withUsers()
 	r := h.open(pc2)
 	h.approve(a1, r.ID)
-	h.confirmScheduled(r.ID)
+	// Changed after the look-up the approver saw, before the wait: the
+	// re-check at the time of the call finds it (set after scheduling,
+	// a loaded machine could let the 200 ms wait pass first).
 	h.graph.setStatus(pc2, "inGracePeriod")
+	h.confirmScheduled(r.ID)
 	failed := h.waitState(r.ID, approvals.StateFailed)
 	wantOutcome(t, failed, approvals.OutcomeStatusNotAllowed, "")
 	h.waitTold(r.ID, carol, approvals.NoticeUserUpdate)

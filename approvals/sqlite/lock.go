@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // ErrInUse is wrapped by the error Open returns when the store is already
@@ -77,7 +78,14 @@ func acquire(abs string) (*storeLock, error) {
 	f, err := lockFile(lockPath)
 	if errors.Is(err, errLocked) {
 		e := &InUseError{Path: abs, LockPath: lockPath}
-		e.PID, e.Host = readHolder(lockPath)
+		// The holder writes who it is just after it takes the lock: when
+		// two processes start together, a moment's wait names it.
+		for try := 0; try < 10; try++ {
+			if e.PID, e.Host = readHolder(lockPath); e.PID > 0 {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 		return nil, e
 	}
 	if err != nil {

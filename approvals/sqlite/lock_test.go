@@ -340,3 +340,31 @@ func TestLockFileIsNotFollowedThroughALink(t *testing.T) {
 		t.Errorf("the link's target now holds %q (%v)", b, err)
 	}
 }
+
+// Two processes starting together: the one that lost the lock may read the
+// lock file before the winner has written who it is. It waits a moment for
+// the name instead of saying only "another process".
+func TestInUseNamesAHolderStillWritingItsName(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "r.db")
+	f, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	written := make(chan error, 1)
+	go func() {
+		time.Sleep(30 * time.Millisecond)
+		_, err := f.WriteAt([]byte("4242 otherhost\n"), 0)
+		written <- err
+	}()
+	_, err = sqlite.Open(path)
+	if werr := <-written; werr != nil {
+		t.Fatal(werr)
+	}
+	if !errors.Is(err, sqlite.ErrInUse) || !strings.Contains(fmt.Sprint(err), "another process (pid 4242 on host otherhost) is serving it") {
+		t.Errorf("Open while another process takes the lock: %v", err)
+	}
+}

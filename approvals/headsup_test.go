@@ -321,9 +321,13 @@ func TestHeadsUpThenStatusRefused(t *testing.T) {
 	// re-check at the time of the call finds it (set after scheduling,
 	// a loaded machine could let the 200 ms wait pass first).
 	h.graph.setStatus(pc2, "inGracePeriod")
-	h.confirmScheduled(r.ID)
+	if _, err := h.w.Confirm(ctx, a1, r.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	// Not a wait for the scheduled state: it lasts only the 200 ms.
 	failed := h.waitState(r.ID, approvals.StateFailed)
 	wantOutcome(t, failed, approvals.OutcomeStatusNotAllowed, "")
+	h.waitTold(r.ID, carol, approvals.NoticeHeadsUp) // it was scheduled, after the heads-up
 	h.waitTold(r.ID, carol, approvals.NoticeUserUpdate)
 	h.stop()
 	if n := len(h.graph.reprovisioned()); n != 0 {

@@ -10,9 +10,10 @@ import (
 const maxSleep = time.Minute
 
 // nudgeGap is the least time from one run to the next that a nudge starts.
-// Every new request nudges, and a run lists every undecided request: in a
-// burst of commands, runs back to back would list them all once per request
-// (most of the process's CPU in a 2000-command burst). A deadline that falls
+// Every new request nudges, and a run lists the undecided requests due
+// before its next wake-up (it used to list them all): in a burst of
+// commands, runs back to back would list once per request (most of the
+// process's CPU in a 2000-command burst, when it listed them all). A deadline that falls
 // due is not delayed by it; a nudge waits at most this long.
 const nudgeGap = 200 * time.Millisecond
 
@@ -58,7 +59,7 @@ func (w *Workflow) runDue() time.Time {
 		switch {
 		case r.ExpiredAt(now):
 			w.expire(ctx, r)
-		case r.ExpiresAt.Before(next):
+		case !r.ExpiresAt.IsZero() && r.ExpiresAt.Before(next):
 			next = r.ExpiresAt
 		}
 	}

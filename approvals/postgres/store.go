@@ -471,8 +471,14 @@ func (s *Store) ListExpiringBefore(ctx context.Context, before time.Time, states
 	for i, st := range states {
 		names[i] = string(st)
 	}
+	// Stored times are whole microseconds: rounding before up keeps one
+	// stored at its truncation (earlier than before) in.
+	until := Time(before)
+	if until.Before(before) {
+		until = until.Add(Precision)
+	}
 	return s.list(ctx, `WHERE state = ANY($1) AND expires_at IS NOT NULL AND expires_at < $2
-		ORDER BY expires_at, id`, pq.Array(names), Time(before))
+		ORDER BY expires_at, id`, pq.Array(names), until)
 }
 
 // OpenFor returns the open request that holds the Cloud PC

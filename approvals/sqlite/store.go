@@ -221,9 +221,10 @@ const busyTimeout = 5 * time.Second
 // One process serves a store at a time. Open first takes an exclusive,
 // non-blocking advisory lock on the file path+".lock" (created 0600) and
 // holds it until Close; when another process, or another Store in this
-// process, holds it, Open fails at once, before opening the database, with
-// an *InUseError (errors.Is(err, ErrInUse)) naming the file and, when it
-// can, the holder's pid and host. The kernel releases the lock when its
+// process, holds it, Open fails without waiting for it (up to 100 ms to
+// read the holder's name, when it has only just taken the lock), before
+// opening the database, with an *InUseError (errors.Is(err, ErrInUse))
+// naming the file and, when it can, the holder's pid and host. The kernel releases the lock when its
 // holder dies, so a crash never leaves a stale lock; the lock file itself
 // stays, to be reused. Only Open takes the lock: OpenReader, for reading
 // while the bot runs, takes none and never writes. The lock, like SQLite's
@@ -288,7 +289,10 @@ func open(abs string, lock *storeLock) (*Store, error) {
 	return s, nil
 }
 
-// maxConns bounds the serving pool: one writer and one reader beside it.
+// maxConns bounds the serving pool: a writer and one more connection, for
+// a read beside it or the next writer, which waits for the write lock (a
+// read may then wait for a connection: latency, never a deadlock, since no
+// transaction needs a second connection).
 const maxConns = 2
 
 // txStatements are the statements the store's transactions run, which

@@ -110,6 +110,7 @@ func TestOpenConfiguresConnections(t *testing.T) {
 		"synchronous":  "2", // FULL
 		"foreign_keys": "1",
 		"busy_timeout": "5000",
+		"cache_size":   "-512", // KiB
 		"user_version": "5",
 	} {
 		var got string

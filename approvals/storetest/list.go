@@ -157,7 +157,7 @@ func testListExpiringBefore(t *testing.T, h *Harness) {
 	second := mk(approvals.StatePending, before.Add(-time.Minute))
 	first := mk(approvals.StateConfirming, before.Add(-time.Hour))
 	last := mk(approvals.StatePending, before.Add(-h.step())) // just in time
-	mk(approvals.StatePending, before)                        // not before: excluded
+	atBefore := mk(approvals.StatePending, before)            // not before: excluded
 	mk(approvals.StatePending, before.Add(time.Hour))
 	mk(approvals.StatePending, time.Time{}) // never expires
 	mk(approvals.StateApproved, before.Add(-time.Hour))
@@ -176,6 +176,11 @@ func testListExpiringBefore(t *testing.T, h *Harness) {
 	}
 	if stored, err := s.Get(ctx, second.ID); err != nil || len(got) != 3 || !reflect.DeepEqual(got[1], stored) {
 		t.Errorf("listed %+v\nwant   %+v (%v)", got[1], stored, err)
+	}
+	// A nanosecond later it is before, whatever the store's precision.
+	rs, err := s.ListExpiringBefore(ctx, before.Add(time.Nanosecond), approvals.StatePending)
+	if want := []string{second.ID, last.ID, atBefore.ID}; err != nil || !reflect.DeepEqual(ids(rs), want) {
+		t.Errorf("pending expiring before %v = %v, %v; want %v", before.Add(time.Nanosecond), ids(rs), err, want)
 	}
 	if got := list(approvals.StateConfirming); !reflect.DeepEqual(ids(got), []string{first.ID}) {
 		t.Errorf("confirming = %v, want %v", ids(got), []string{first.ID})

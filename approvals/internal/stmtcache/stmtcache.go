@@ -23,8 +23,8 @@ type Cache struct {
 	// onlyPreparedInTx: a transaction uses only statements prepared
 	// already, none prepared on demand. Preparing takes a connection of the
 	// pool, and a pool with a bound, full of transactions each waiting for
-	// one more connection, would wait for ever (PostgreSQL's; SQLite's pool
-	// has no bound).
+	// one more connection, would wait (for ever on PostgreSQL; on SQLite
+	// until busy_timeout fails one of them). Both stores bound their pools.
 	onlyPreparedInTx bool
 
 	mu sync.Mutex

@@ -67,8 +67,26 @@ type storeLock struct {
 	once sync.Once
 }
 
-// acquire takes the lock of the database file abs, without waiting.
+// acquire takes the lock of the database file abs, without waiting for
+// it. When another process holds it, the error names that process.
 func acquire(abs string) (*storeLock, error) {
+	l, err := take(abs)
+	var e *InUseError
+	if errors.As(err, &e) && !e.ThisProcess {
+		// The holder writes who it is just after it takes the lock: when
+		// two processes start together, a moment's wait names it.
+		for try := 1; ; try++ {
+			if e.PID, e.Host = readHolder(e.LockPath); e.PID > 0 || try >= holderReadTries {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return l, err
+}
+
+// take is acquire without naming the holder.
+func take(abs string) (*storeLock, error) {
 	servingMu.Lock()
 	defer servingMu.Unlock()
 	lockPath := abs + ".lock"
@@ -77,16 +95,7 @@ func acquire(abs string) (*storeLock, error) {
 	}
 	f, err := lockFile(lockPath)
 	if errors.Is(err, errLocked) {
-		e := &InUseError{Path: abs, LockPath: lockPath}
-		// The holder writes who it is just after it takes the lock: when
-		// two processes start together, a moment's wait names it.
-		for try := 0; try < 10; try++ {
-			if e.PID, e.Host = readHolder(lockPath); e.PID > 0 {
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		return nil, e
+		return nil, &InUseError{Path: abs, LockPath: lockPath}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open %s: lock: %w", abs, err)

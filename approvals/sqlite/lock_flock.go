@@ -9,6 +9,10 @@ import (
 	"syscall"
 )
 
+// holderReadTries: the holder writes its pid and host right after taking
+// the lock, so an empty file is read again, 10 ms apart, this many times.
+const holderReadTries = 10
+
 // lockFile opens (creating, 0600) the lock file at path and takes an
 // exclusive flock(2) on it without waiting: errLocked if another open file,
 // in this or another process, holds it. flock locks belong to the open file

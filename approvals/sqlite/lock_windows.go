@@ -14,6 +14,9 @@ const errorSharingViolation syscall.Errno = 32
 // errLocked if another handle has it open. Windows closes the handle, so
 // releases the lock, when the process dies. The holder's pid cannot be read
 // while it holds the file, so InUseError names none.
+// holderReadTries: one, since the holder's pid cannot be read here.
+const holderReadTries = 1
+
 func lockFile(path string) (*os.File, error) {
 	name, err := syscall.UTF16PtrFromString(path)
 	if err != nil {

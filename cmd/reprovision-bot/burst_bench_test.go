@@ -62,7 +62,8 @@ import (
 // BURST_PPROF_DIR is set, benchpprof (bot/benchpprof.go: pprof, which turns
 // on the runtime's memory profiling and so adds to the memory figures), and
 // reports the size of a normal build. BURST_BOT_BIN runs a bot binary built
-// elsewhere (with -tags benchknobs) instead, to compare builds.
+// elsewhere (with -tags benchknobs, and benchpprof for BURST_PPROF_DIR)
+// instead, to compare builds.
 func BenchmarkBurst(b *testing.B) {
 	if testing.Short() {
 		b.Skip("builds two binaries and runs for minutes")

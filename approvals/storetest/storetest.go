@@ -36,8 +36,10 @@ import (
 
 // Harness describes a store to the suite.
 type Harness struct {
-	// NewDatabase returns a new, empty database for this test alone (a
-	// file path, a URL: whatever Open takes), removed when the test ends.
+	// NewDatabase returns a database for this test alone (a file path, a
+	// URL: whatever Open takes), removed or given back when the test ends:
+	// a new, empty one, or one with the store's schema made and no rows
+	// (the PostgreSQL harness reuses databases).
 	NewDatabase func(t testing.TB) string
 
 	// Open opens a store on db as the bot does, creating its schema in an

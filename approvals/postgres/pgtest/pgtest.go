@@ -71,6 +71,10 @@ type server struct {
 
 	mu    sync.Mutex
 	roles map[string][]string // database → roles NewRole made for it
+	// reusable: databases Reused handed out and got back, by reset
+	// statement; kept: every database Reused made, dropped by Main.
+	reusable map[string][]string
+	kept     []string
 }
 
 // Main runs the tests (m.Run), then stops the cluster that URL started, if
@@ -79,6 +83,7 @@ func Main(m *testing.M) {
 	mainCalled.Store(true)
 	code := m.Run()
 	if srv != nil {
+		srv.dropKept()
 		srv.pool.Close()
 		if srv.cluster != nil {
 			srv.cluster.stop()
@@ -101,6 +106,90 @@ func URL(t testing.TB) string {
 	}
 	t.Cleanup(func() { s.drop(t, name) })
 	return withDatabase(s.admin, name)
+}
+
+// Reused returns the URL of a database that only this test uses while it
+// runs: one an earlier test of this binary gave back, or a new, empty one.
+// When the test ends (after its own cleanups, which should close what is
+// connected to it) reset runs on it, as the role of EnvURL's URL (the
+// owner of what the test made), and the database goes back for the next
+// test that asks with the same reset; if reset fails it is dropped. Main
+// drops them all. reset must leave the database as a later test may find
+// it: for a store, its schema made and no rows. For suites of many tests
+// whose databases differ only in rows: CREATE DATABASE costs the server
+// ~170 ms of CPU (it copies template1's catalogs), a reset a few.
+func Reused(t testing.TB, reset string) string {
+	t.Helper()
+	s := get(t)
+	s.mu.Lock()
+	var name string
+	if free := s.reusable[reset]; len(free) > 0 {
+		name, s.reusable[reset] = free[len(free)-1], free[:len(free)-1]
+	}
+	s.mu.Unlock()
+	if name == "" {
+		name = "pgtest_" + randomHex(8)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if _, err := s.pool.ExecContext(ctx, `CREATE DATABASE `+pq.QuoteIdentifier(name)); err != nil {
+			t.Fatalf("pgtest: create database: %v", err)
+		}
+		s.mu.Lock()
+		s.kept = append(s.kept, name)
+		s.mu.Unlock()
+	}
+	url := withDatabase(s.admin, name)
+	t.Cleanup(func() {
+		if err := s.reset(url, reset); err != nil {
+			t.Logf("pgtest: reset of database %s failed, dropped instead: %v", name, err)
+			s.drop(t, name)
+			return
+		}
+		s.mu.Lock()
+		if s.reusable == nil {
+			s.reusable = map[string][]string{}
+		}
+		s.reusable[reset] = append(s.reusable[reset], name)
+		s.mu.Unlock()
+	})
+	return url
+}
+
+// reset runs stmt on the database at url, on a connection of its own that
+// waits for no lock longer than 5 s (a session a failed test left behind).
+func (s *server) reset(url, stmt string) error {
+	db, err := Open(url)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `SET lock_timeout = '5s'`); err != nil {
+		return err
+	}
+	_, err = conn.ExecContext(ctx, stmt)
+	return err
+}
+
+// dropKept drops the databases Reused made (at the end of the binary).
+func (s *server) dropKept() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s.mu.Lock()
+	kept := s.kept
+	s.kept = nil
+	s.mu.Unlock()
+	for _, name := range kept {
+		if _, err := s.pool.ExecContext(ctx, `DROP DATABASE IF EXISTS `+pq.QuoteIdentifier(name)+` WITH (FORCE)`); err != nil {
+			fmt.Fprintf(os.Stderr, "pgtest: drop database %s: %v\n", name, err)
+		}
+	}
 }
 
 // NewRole creates a login role with no privileges at all and returns the

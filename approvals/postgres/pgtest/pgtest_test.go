@@ -51,3 +51,58 @@ func TestWithDatabase(t *testing.T) {
 		t.Errorf("withDatabase = %q, want %q", got, want)
 	}
 }
+
+func TestMain(m *testing.M) { Main(m) }
+
+// Reused hands a database to the next test once its reset has run; one
+// whose reset fails is dropped, and the next test gets a new one.
+func TestReusedAfterReset(t *testing.T) {
+	const reset = `DELETE FROM marks`
+	exec := func(t *testing.T, url, stmt string) {
+		t.Helper()
+		db, err := Open(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if _, err := db.Exec(stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	query := func(t *testing.T, url, stmt string) (n int) {
+		t.Helper()
+		db, err := Open(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if err := db.QueryRow(stmt).Scan(&n); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+		return n
+	}
+	var first string
+	t.Run("first", func(t *testing.T) {
+		first = Reused(t, reset)
+		exec(t, first, `CREATE TABLE marks (n int); INSERT INTO marks VALUES (1)`)
+	})
+	t.Run("second", func(t *testing.T) {
+		url := Reused(t, reset)
+		if url != first {
+			t.Errorf("got %s, want the database the first test gave back", url)
+		}
+		if n := query(t, url, `SELECT count(*) FROM marks`); n != 0 {
+			t.Errorf("%d rows the first test left, want the reset to have deleted them", n)
+		}
+		exec(t, url, `DROP TABLE marks`) // its reset fails
+	})
+	t.Run("third", func(t *testing.T) {
+		if url := Reused(t, reset); url == first {
+			t.Errorf("a database whose reset failed was handed out again")
+		}
+		name := strings.TrimPrefix(first[strings.LastIndex(first, "/"):strings.Index(first, "?")], "/")
+		if n := query(t, get(t).admin, `SELECT count(*) FROM pg_database WHERE datname = '`+name+`'`); n != 0 {
+			t.Errorf("database %s, whose reset failed, still exists", name)
+		}
+	})
+}

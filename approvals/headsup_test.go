@@ -186,10 +186,7 @@ func TestUserNoticeSendNowAndCancel(t *testing.T) {
 	scheduledOne := func() *approvals.Request {
 		r := h.open(pc2)
 		h.approve(a1, r.ID)
-		if _, err := h.w.Confirm(ctx, a1, r.ID, ""); err != nil {
-			t.Fatal(err)
-		}
-		return h.waitScheduled(r.ID)
+		return h.confirmScheduled(r.ID)
 	}
 	r := scheduledOne()
 	_, err := h.w.SendNow(ctx, a2, r.ID)

@@ -13,8 +13,9 @@ const maxSleep = time.Minute
 // Every new request nudges, and a run lists the undecided requests due
 // before its next wake-up (it used to list them all): in a burst of
 // commands, runs back to back would list once per request (most of the
-// process's CPU in a 2000-command burst, when it listed them all). A deadline that falls
-// due is not delayed by it; a nudge waits at most this long.
+// process's CPU in a 2000-command burst, when it listed them all). A
+// deadline that falls due is not delayed by it; a nudge waits at most this
+// long.
 const nudgeGap = 200 * time.Millisecond
 
 // schedule runs the timed work: expiring undecided requests and following

@@ -125,9 +125,7 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("postgres store: %s: %w", where, err)
 	}
-	for _, query := range txStatements {
-		s.stmts.Prepared(ctx, query) // one that fails runs as text
-	}
+	s.stmts.PrepareAll(ctx, txStatements)
 	return s, nil
 }
 
@@ -453,11 +451,16 @@ func (s *Store) ListByState(ctx context.Context, states ...approvals.State) ([]*
 	if len(states) == 0 {
 		return nil, nil
 	}
+	return s.list(ctx, `WHERE state = ANY($1) ORDER BY created_at, id`, stateNames(states))
+}
+
+// stateNames is states as the array argument of "state = ANY($n)".
+func stateNames(states []approvals.State) any {
 	names := make([]string, len(states))
 	for i, st := range states {
 		names[i] = string(st)
 	}
-	return s.list(ctx, `WHERE state = ANY($1) ORDER BY created_at, id`, pq.Array(names))
+	return pq.Array(names)
 }
 
 // ListExpiringBefore returns the requests in any of states whose ExpiresAt
@@ -467,10 +470,6 @@ func (s *Store) ListExpiringBefore(ctx context.Context, before time.Time, states
 	if len(states) == 0 {
 		return nil, nil
 	}
-	names := make([]string, len(states))
-	for i, st := range states {
-		names[i] = string(st)
-	}
 	// Stored times are whole microseconds: rounding before up keeps one
 	// stored at its truncation (earlier than before) in.
 	until := Time(before)
@@ -478,7 +477,7 @@ func (s *Store) ListExpiringBefore(ctx context.Context, before time.Time, states
 		until = until.Add(Precision)
 	}
 	return s.list(ctx, `WHERE state = ANY($1) AND expires_at IS NOT NULL AND expires_at < $2
-		ORDER BY expires_at, id`, pq.Array(names), until)
+		ORDER BY expires_at, id`, stateNames(states), until)
 }
 
 // OpenFor returns the open request that holds the Cloud PC

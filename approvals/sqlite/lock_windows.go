@@ -10,13 +10,13 @@ import (
 // does not name.
 const errorSharingViolation syscall.Errno = 32
 
+// holderReadTries: one, since the holder's pid cannot be read here.
+const holderReadTries = 1
+
 // lockFile opens (creating) the lock file at path without sharing it:
 // errLocked if another handle has it open. Windows closes the handle, so
 // releases the lock, when the process dies. The holder's pid cannot be read
 // while it holds the file, so InUseError names none.
-// holderReadTries: one, since the holder's pid cannot be read here.
-const holderReadTries = 1
-
 func lockFile(path string) (*os.File, error) {
 	name, err := syscall.UTF16PtrFromString(path)
 	if err != nil {

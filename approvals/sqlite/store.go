@@ -224,11 +224,11 @@ const busyTimeout = 5 * time.Second
 // process, holds it, Open fails without waiting for it (up to 100 ms to
 // read the holder's name, when it has only just taken the lock), before
 // opening the database, with an *InUseError (errors.Is(err, ErrInUse))
-// naming the file and, when it can, the holder's pid and host. The kernel releases the lock when its
-// holder dies, so a crash never leaves a stale lock; the lock file itself
-// stays, to be reused. Only Open takes the lock: OpenReader, for reading
-// while the bot runs, takes none and never writes. The lock, like SQLite's
-// WAL, needs a local file system.
+// naming the file and, when it can, the holder's pid and host. The kernel
+// releases the lock when its holder dies, so a crash never leaves a stale
+// lock; the lock file itself stays, to be reused. Only Open takes the lock:
+// OpenReader, for reading while the bot runs, takes none and never writes.
+// The lock, like SQLite's WAL, needs a local file system.
 //
 // Files Open creates (the database, its lock file, and SQLite's -wal and
 // -shm files, which SQLite gives the database file's mode) are readable
@@ -283,9 +283,7 @@ func open(abs string, lock *storeLock) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	for _, query := range txStatements {
-		s.stmts.Prepared(ctx, query) // one that fails runs as text
-	}
+	s.stmts.PrepareAll(ctx, txStatements)
 	return s, nil
 }
 
@@ -788,12 +786,17 @@ func (s *Store) ListByState(ctx context.Context, states ...approvals.State) ([]*
 	if len(states) == 0 {
 		return nil, nil
 	}
+	in, args := stateIn(states)
+	return s.list(ctx, `WHERE `+in+` ORDER BY created_at, id`, args...)
+}
+
+// stateIn is the condition "state is one of states" and its arguments.
+func stateIn(states []approvals.State) (string, []any) {
 	args := make([]any, len(states))
 	for i, st := range states {
 		args[i] = string(st)
 	}
-	placeholders := strings.TrimSuffix(strings.Repeat("?, ", len(states)), ", ")
-	return s.list(ctx, `WHERE state IN (`+placeholders+`) ORDER BY created_at, id`, args...)
+	return `state IN (` + strings.TrimSuffix(strings.Repeat("?, ", len(states)), ", ") + `)`, args
 }
 
 // ListExpiringBefore returns the requests in any of states whose ExpiresAt
@@ -807,14 +810,9 @@ func (s *Store) ListExpiringBefore(ctx context.Context, before time.Time, states
 	if err != nil {
 		return nil, fmt.Errorf("list expiring requests: %w", err)
 	}
-	args := make([]any, 0, len(states)+1)
-	for _, st := range states {
-		args = append(args, string(st))
-	}
-	args = append(args, until)
-	placeholders := strings.TrimSuffix(strings.Repeat("?, ", len(states)), ", ")
-	return s.list(ctx, `WHERE state IN (`+placeholders+`) AND expires_at <> '' AND expires_at < ?
-		ORDER BY expires_at, id`, args...)
+	in, args := stateIn(states)
+	return s.list(ctx, `WHERE `+in+` AND expires_at <> '' AND expires_at < ?
+		ORDER BY expires_at, id`, append(args, until)...)
 }
 
 // OpenFor returns the open request that holds the Cloud PC

@@ -66,6 +66,14 @@ func (c *Cache) Prepared(ctx context.Context, query string) *sql.Stmt {
 	return st
 }
 
+// PrepareAll prepares queries (a store's transactions' statements, at Open:
+// see New); one that cannot be prepared runs as text.
+func (c *Cache) PrepareAll(ctx context.Context, queries []string) {
+	for _, query := range queries {
+		c.Prepared(ctx, query)
+	}
+}
+
 // Len is how many statements are cached.
 func (c *Cache) Len() int {
 	c.mu.Lock()

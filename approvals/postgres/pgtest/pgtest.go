@@ -71,10 +71,10 @@ type server struct {
 
 	mu    sync.Mutex
 	roles map[string][]string // database → roles NewRole made for it
-	// reusable: databases Reused handed out and got back, by reset
-	// statement; kept: every database Reused made, dropped by Main.
+	// reusable: databases Reused got back, by reset statement; Main drops
+	// them (when the tests have ended, every one Reused made and did not
+	// drop is here).
 	reusable map[string][]string
-	kept     []string
 }
 
 // Main runs the tests (m.Run), then stops the cluster that URL started, if
@@ -83,7 +83,7 @@ func Main(m *testing.M) {
 	mainCalled.Store(true)
 	code := m.Run()
 	if srv != nil {
-		srv.dropKept()
+		srv.dropReusable()
 		srv.pool.Close()
 		if srv.cluster != nil {
 			srv.cluster.stop()
@@ -98,14 +98,21 @@ func Main(m *testing.M) {
 func URL(t testing.TB) string {
 	t.Helper()
 	s := get(t)
+	name := s.create(t)
+	t.Cleanup(func() { s.drop(t, name) })
+	return withDatabase(s.admin, name)
+}
+
+// create makes a new, empty database and returns its name.
+func (s *server) create(t testing.TB) string {
+	t.Helper()
 	name := "pgtest_" + randomHex(8)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if _, err := s.pool.ExecContext(ctx, `CREATE DATABASE `+pq.QuoteIdentifier(name)); err != nil {
 		t.Fatalf("pgtest: create database: %v", err)
 	}
-	t.Cleanup(func() { s.drop(t, name) })
-	return withDatabase(s.admin, name)
+	return name
 }
 
 // Reused returns the URL of a database that only this test uses while it
@@ -128,15 +135,7 @@ func Reused(t testing.TB, reset string) string {
 	}
 	s.mu.Unlock()
 	if name == "" {
-		name = "pgtest_" + randomHex(8)
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if _, err := s.pool.ExecContext(ctx, `CREATE DATABASE `+pq.QuoteIdentifier(name)); err != nil {
-			t.Fatalf("pgtest: create database: %v", err)
-		}
-		s.mu.Lock()
-		s.kept = append(s.kept, name)
-		s.mu.Unlock()
+		name = s.create(t)
 	}
 	url := withDatabase(s.admin, name)
 	t.Cleanup(func() {
@@ -177,17 +176,20 @@ func (s *server) reset(url, stmt string) error {
 	return err
 }
 
-// dropKept drops the databases Reused made (at the end of the binary).
-func (s *server) dropKept() {
+// dropReusable drops the databases Reused got back (at the end of the
+// binary, when no test uses them).
+func (s *server) dropReusable() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	s.mu.Lock()
-	kept := s.kept
-	s.kept = nil
+	reusable := s.reusable
+	s.reusable = nil
 	s.mu.Unlock()
-	for _, name := range kept {
-		if _, err := s.pool.ExecContext(ctx, `DROP DATABASE IF EXISTS `+pq.QuoteIdentifier(name)+` WITH (FORCE)`); err != nil {
-			fmt.Fprintf(os.Stderr, "pgtest: drop database %s: %v\n", name, err)
+	for _, names := range reusable {
+		for _, name := range names {
+			if _, err := s.pool.ExecContext(ctx, `DROP DATABASE IF EXISTS `+pq.QuoteIdentifier(name)+` WITH (FORCE)`); err != nil {
+				fmt.Fprintf(os.Stderr, "pgtest: drop database %s: %v\n", name, err)
+			}
 		}
 	}
 }

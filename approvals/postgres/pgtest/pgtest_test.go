@@ -1,6 +1,7 @@
 package pgtest
 
 import (
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -100,7 +101,11 @@ func TestReusedAfterReset(t *testing.T) {
 		if url := Reused(t, reset); url == first {
 			t.Errorf("a database whose reset failed was handed out again")
 		}
-		name := strings.TrimPrefix(first[strings.LastIndex(first, "/"):strings.Index(first, "?")], "/")
+		u, err := url.Parse(first)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := strings.TrimPrefix(u.Path, "/")
 		if n := query(t, get(t).admin, `SELECT count(*) FROM pg_database WHERE datname = '`+name+`'`); n != 0 {
 			t.Errorf("database %s, whose reset failed, still exists", name)
 		}

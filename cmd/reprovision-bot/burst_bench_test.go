@@ -55,7 +55,8 @@ import (
 // calls at 20× Slack's published limits, and the fake observes limits
 // scaled alike, so that 2000 prompts to one approver take about 100 s rather
 // than Slack's 33 minutes), BURST_PPROF_DIR (write CPU, heap, block, mutex
-// and goroutine profiles of the bot during the largest request burst there).
+// and goroutine profiles of the bot during the largest request burst there),
+// BURST_SMAPS_DIR (write both processes' /proc/PID/smaps when idle there).
 // It builds both binaries as deploy/Dockerfile does (CGO_ENABLED=0,
 // -trimpath -ldflags=-s -w), the bot's with -tags benchknobs
 // (bot/benchknobs.go: the pace scale, nothing else) and, only when
@@ -148,6 +149,7 @@ type burstSide struct {
 	late                   int // acks after 3 s
 	done                   time.Duration
 	idle, after, later     int // VmRSS, kB
+	idleFile, idleAnon     int // RssFile (the binary's pages), RssAnon, kB
 	hwm                    int // VmHWM, kB
 	cpu                    time.Duration
 	overPace               int
@@ -264,13 +266,17 @@ func runBurstSide(b *testing.B, cfg burstConfig, isBot bool) burstSide {
 	slack.WaitAck(b, formEnv, wait)
 	slack.WaitFor(b, wait, "the reason form", func() bool { return slack.CallStats("views.open", "").OK == 1 })
 	time.Sleep(5 * time.Second)
-	side.idle = proc.status(b)["VmRSS"]
-	if pprofAddr != "" {
-		fetchProfile(b, pprofAddr, "heap?debug=1", filepath.Join(cfg.pprofDir, "bot-idle-heap.txt"))
-		fetchProfile(b, pprofAddr, "heap", filepath.Join(cfg.pprofDir, "bot-idle-heap.pprof"))
+	st := proc.status(b)
+	side.idle, side.idleFile, side.idleAnon = st["VmRSS"], st["RssFile"], st["RssAnon"]
+	if dir := os.Getenv("BURST_SMAPS_DIR"); dir != "" {
 		if raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", proc.cmd.Process.Pid)); err == nil {
-			_ = os.WriteFile(filepath.Join(cfg.pprofDir, "bot-idle-smaps.txt"), raw, 0o644)
+			_ = os.WriteFile(filepath.Join(dir, side.name+"-idle-smaps.txt"), raw, 0o644)
 		}
+	}
+	if pprofAddr != "" {
+		fetchProfile(b, pprofAddr, "heap?debug=1&gc=1", filepath.Join(cfg.pprofDir, "bot-idle-heap.txt"))
+		fetchProfile(b, pprofAddr, "goroutine?debug=1", filepath.Join(cfg.pprofDir, "bot-idle-goroutine.txt"))
+		fetchProfile(b, pprofAddr, "heap", filepath.Join(cfg.pprofDir, "bot-idle-heap.pprof"))
 	}
 
 	baseAcks := slack.AckCount()
@@ -308,7 +314,7 @@ func runBurstSide(b *testing.B, cfg burstConfig, isBot bool) burstSide {
 	side.doneAt = time.Now()
 	side.done = side.doneAt.Sub(begin)
 	side.cpu = proc.cpu(b) - cpu0
-	st := proc.status(b)
+	st = proc.status(b)
 	side.after, side.hwm = st["VmRSS"], st["VmHWM"]
 
 	lat := make([]time.Duration, 0, cfg.n)
@@ -387,6 +393,8 @@ func printBurst(cfg burstConfig, bot, floor burstSide) {
 	}
 	dur("CPU time, burst to done", bot.cpu, floor.cpu)
 	mem("RSS idle", bot.idle, floor.idle)
+	mem("  of which file-backed (the binary)", bot.idleFile, floor.idleFile)
+	mem("  of which anonymous (heap, stacks)", bot.idleAnon, floor.idleAnon)
 	mem("RSS when the work is done", bot.after, floor.after)
 	if cfg.later {
 		mem(fmt.Sprintf("RSS %v after that", burstLater), bot.later, floor.later)

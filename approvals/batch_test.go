@@ -82,6 +82,7 @@ func (h *harness) memberLines(ref string) []string {
 }
 
 func TestBatchByListSendsEachCloudPCOnceWithTheApproversSignIn(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	ids := h.addPCs(4)
 	h.graph.set(func(g *fakeGraph) { g.resolve["CPC-SALES-03"] = []approvals.CloudPC{g.pcs[ids[3]]} })
@@ -142,6 +143,7 @@ func TestBatchByListSendsEachCloudPCOnceWithTheApproversSignIn(t *testing.T) {
 }
 
 func TestBatchLimitsAndTwoPersonApproval(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, withBatch(3, 2, 2))
 	ids := h.addPCs(4)
 	_, err := h.w.NewBatch(alice, ops, ids, "", "bad image", approvals.Options{})
@@ -183,6 +185,7 @@ func TestBatchLimitsAndTwoPersonApproval(t *testing.T) {
 }
 
 func TestBatchOnlyOneApproverCannotAskForATwoPersonBatch(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, withBatch(50, 1, 4), func(c *approvals.Config) { c.Policy.Approvers = []string{a1} })
 	_, err := h.w.NewBatch(a1, ops, []string{pc1, pc2}, "", "x", approvals.Options{})
 	wantRefusal(t, err, approvals.RefusedSoleApprover)
@@ -193,6 +196,7 @@ func TestBatchOnlyOneApproverCannotAskForATwoPersonBatch(t *testing.T) {
 }
 
 func TestBatchSkipsExcludesAndRechecksEachCloudPC(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	ids := h.addPCs(5)
 	h.graph.setStatus(ids[1], "inGracePeriod") // not allowed: skipped at the look-up
@@ -231,6 +235,7 @@ func TestBatchSkipsExcludesAndRechecksEachCloudPC(t *testing.T) {
 }
 
 func TestBatchCloudPCsAreHeldWhileItIsOpen(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	ids := h.addPCs(2)
 	r := h.openBatch(ids, "")
@@ -248,6 +253,7 @@ func TestBatchCloudPCsAreHeldWhileItIsOpen(t *testing.T) {
 }
 
 func TestBatchNothingToSendEndsFailed(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	ids := h.addPCs(2)
 	for _, id := range ids {
@@ -265,6 +271,7 @@ func TestBatchNothingToSendEndsFailed(t *testing.T) {
 }
 
 func TestBatchByPolicyListsItsCloudPCs(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, withBatch(50, 50, 4)) // no second approval needed
 	ids := h.addPCs(6)
 	r := h.openBatch(nil, "Sales")
@@ -310,6 +317,7 @@ func TestBatchByPolicyListsItsCloudPCs(t *testing.T) {
 }
 
 func TestBatchOneRefusedCallTheRestGoOn(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	ids := h.addPCs(4)
 	h.graph.set(func(g *fakeGraph) {
@@ -345,6 +353,7 @@ func TestBatchOneRefusedCallTheRestGoOn(t *testing.T) {
 }
 
 func TestBatchWithNoCallAcceptedEndsAsItsCallsDid(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	ids := h.addPCs(2)
 	h.graph.set(func(g *fakeGraph) {
@@ -379,6 +388,7 @@ func (h *harness) holdCalls(release <-chan struct{}) <-chan string {
 }
 
 func TestBatchStopMidwaySendsNothingMore(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, withBatch(50, 50, 1)) // one call at a time
 	ids := h.addPCs(5)
 	release := make(chan struct{})
@@ -419,6 +429,7 @@ func TestBatchStopMidwaySendsNothingMore(t *testing.T) {
 }
 
 func TestBatchStoppedBeforeAnyCallIsCanceled(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, withBatch(50, 50, 1))
 	ids := h.addPCs(3)
 	release := make(chan struct{})
@@ -443,6 +454,7 @@ func TestBatchStoppedBeforeAnyCallIsCanceled(t *testing.T) {
 }
 
 func TestBatchRestartMidwayWaitsForResumeWithAFreshSignIn(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, withBatch(50, 50, 1), withSignInTTL(time.Hour))
 	ids := h.addPCs(4)
 	release := make(chan struct{})
@@ -509,6 +521,7 @@ func (h *harness) resumeWhenFree(approver, ref string) {
 }
 
 func TestBatchHaltedCanBeStoppedWithoutSigningIn(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, withBatch(50, 50, 1))
 	ids := h.addPCs(3)
 	release := make(chan struct{})
@@ -535,6 +548,7 @@ func TestBatchHaltedCanBeStoppedWithoutSigningIn(t *testing.T) {
 }
 
 func TestBatchGraphWantingAFreshSignInHaltsIt(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, withBatch(50, 50, 1))
 	ids := h.addPCs(3)
 	var once sync.Once
@@ -567,6 +581,7 @@ func TestBatchGraphWantingAFreshSignInHaltsIt(t *testing.T) {
 }
 
 func TestBatchTrackingFollowsEverySentCloudPC(t *testing.T) {
+	t.Parallel()
 	for _, byPolicy := range []bool{false, true} {
 		t.Run(fmt.Sprintf("policy=%v", byPolicy), func(t *testing.T) {
 			h := newHarness(t, withTrackFor(time.Minute), withBatch(50, 50, 2), withSignInTTL(time.Hour))
@@ -646,6 +661,7 @@ func TestBatchTrackingFollowsEverySentCloudPC(t *testing.T) {
 }
 
 func TestBatchUsersHearBeforeTheirCall(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, func(c *approvals.Config) { c.NotifyUser = true })
 	ids := h.addPCs(2)
 	h.notes.set(func(n *recorder) {
@@ -680,6 +696,7 @@ func TestBatchUsersHearBeforeTheirCall(t *testing.T) {
 }
 
 func TestBatchStoppedDuringTheSignInToResumeEnds(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, withBatch(50, 50, 1))
 	ids := h.addPCs(3)
 	release := make(chan struct{})
@@ -712,6 +729,7 @@ func TestBatchStoppedDuringTheSignInToResumeEnds(t *testing.T) {
 }
 
 func TestBatchRequestAgainAsksForTheSameBatch(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, withApprovalTTL(time.Millisecond))
 	ids := h.addPCs(2)
 	r := h.openBatch(ids, "")

@@ -334,7 +334,11 @@ func TestRateLimiterCanceledWaitSendsNothing(t *testing.T) {
 	l, _ := NewRateLimiter(5)
 	l.PauseUntil(time.Now().Add(time.Minute))
 	p := cloudPCsPort(t, g, ClientOptions{RateLimiter: l})
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	// Long enough to reach the limiter's wait (dialing and the token come
+	// first): with 100 ms, a loaded machine (go test -p 3 during compiles)
+	// ended the context before the transport asked for a connection, which
+	// the client rightly cannot tell from a request that may have been sent.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	call, err := p.Reprovision(ctx, testCloudPC, approvals.Options{})
 	var ge *approvals.GraphError

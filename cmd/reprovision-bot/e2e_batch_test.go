@@ -328,8 +328,8 @@ func TestBatchThirtyByListTwoApprovalsOnePOSTEachWithinRPSOnPostgreSQL(t *testin
 
 // 1b. At the default REPROVISION_GRAPH_RPS (unset: 5 a second), twelve
 // Cloud PCs: 36 Graph requests, at least 6.2 s of them at 5 a second.
-// (Thirty at the default took 22 s, the package's longest test and the
-// last to finish of the README's test command.)
+// (Thirty at the default took 22 s, the longest test of the package that
+// the README's test command runs last.)
 func TestBatchTwelveWithinTheDefaultGraphRPS(t *testing.T) {
 	t.Parallel()
 	batchRun(t, batchHarness(t, newHarness(t), 0), 12, "", 5)

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/reprovision-bot/reprovision-bot/approvals"
+	"github.com/reprovision-bot/reprovision-bot/approvals/postgres"
+	"github.com/reprovision-bot/reprovision-bot/approvals/postgres/pgtest"
 	"github.com/reprovision-bot/reprovision-bot/approvals/sqlite"
 	"github.com/reprovision-bot/reprovision-bot/bot"
 	"github.com/reprovision-bot/reprovision-bot/fakes"
@@ -56,7 +58,10 @@ import (
 // scaled alike, so that 2000 prompts to one approver take about 100 s rather
 // than Slack's 33 minutes), BURST_PPROF_DIR (write CPU, heap, block, mutex
 // and goroutine profiles of the bot during the largest request burst there),
-// BURST_SMAPS_DIR (write both processes' /proc/PID/smaps when idle there).
+// BURST_SMAPS_DIR (write both processes' /proc/PID/smaps, and the bot's
+// /metrics with the Go runtime's memory classes, when idle there),
+// BURST_DB=postgres (the bot on PostgreSQL: a database from pgtest, as the
+// end-to-end tests get one; default a SQLite file).
 // It builds both binaries as deploy/Dockerfile does (CGO_ENABLED=0,
 // -trimpath -ldflags=-s -w), the bot's with -tags benchknobs
 // (bot/benchknobs.go: the pace scale, nothing else) and, only when
@@ -199,15 +204,23 @@ func runBurstSide(b *testing.B, cfg burstConfig, isBot bool) burstSide {
 	side := burstSide{name: "floor"}
 	dir := b.TempDir()
 	var (
-		slack *fakes.Slack
-		h     *harness
-		env   []string
+		slack       *fakes.Slack
+		h           *harness
+		env         []string
+		metricsAddr string // the bot's /metrics, with BURST_SMAPS_DIR
 	)
 	if isBot {
 		side.name = "bot"
 		h = newHarness(b)
 		slack = h.slack
 		h.env["REPROVISION_TRACK_FOR"] = "0"
+		if os.Getenv("BURST_DB") == "postgres" {
+			h.env["REPROVISION_DB"] = pgtest.URL(b)
+		}
+		if os.Getenv("BURST_SMAPS_DIR") != "" {
+			metricsAddr = freeAddr(b)
+			h.env["REPROVISION_HTTP_ADDR"] = metricsAddr
+		}
 		h.env["REPROVISION_BENCH_PACE"] = strconv.FormatFloat(cfg.pace, 'f', -1, 64)
 		// Graph's cap scaled like Slack's pace: with an approver signed in,
 		// each prompt carries the Cloud PC's details, one Graph GET, and at
@@ -271,6 +284,13 @@ func runBurstSide(b *testing.B, cfg burstConfig, isBot bool) burstSide {
 	if dir := os.Getenv("BURST_SMAPS_DIR"); dir != "" {
 		if raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", proc.cmd.Process.Pid)); err == nil {
 			_ = os.WriteFile(filepath.Join(dir, side.name+"-idle-smaps.txt"), raw, 0o644)
+		}
+		if metricsAddr != "" {
+			if resp, err := http.Get("http://" + metricsAddr + "/metrics"); err == nil {
+				raw, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				_ = os.WriteFile(filepath.Join(dir, "bot-idle-metrics.txt"), raw, 0o644)
+			}
 		}
 	}
 	if pprofAddr != "" {
@@ -490,7 +510,18 @@ func (c *child) cpu(b *testing.B) time.Duration {
 
 func countPending(b *testing.B, db string) int {
 	b.Helper()
-	store, err := sqlite.OpenReader(db)
+	var (
+		store interface {
+			ListByState(context.Context, ...approvals.State) ([]*approvals.Request, error)
+			Close() error
+		}
+		err error
+	)
+	if isPostgres(db) {
+		store, err = postgres.Open(context.Background(), db)
+	} else {
+		store, err = sqlite.OpenReader(db)
+	}
 	if err != nil {
 		b.Logf("counting pending requests: %v", err)
 		return -1

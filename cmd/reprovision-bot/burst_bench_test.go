@@ -61,7 +61,8 @@ import (
 // BURST_SMAPS_DIR (write both processes' /proc/PID/smaps, and the bot's
 // /metrics with the Go runtime's memory classes, when idle there),
 // BURST_DB=postgres (the bot on PostgreSQL: a database from pgtest, as the
-// end-to-end tests get one; default a SQLite file).
+// end-to-end tests get one; default a SQLite file), BURST_BOT_GOGC (the
+// bot's GOGC; default the runtime's, 100).
 // It builds both binaries as deploy/Dockerfile does (CGO_ENABLED=0,
 // -trimpath -ldflags=-s -w), the bot's with -tags benchknobs
 // (bot/benchknobs.go: the pace scale, nothing else) and, only when
@@ -245,6 +246,9 @@ func runBurstSide(b *testing.B, cfg burstConfig, isBot bool) burstSide {
 	}
 	if v, ok := os.LookupEnv("GOMAXPROCS"); ok {
 		env = append(env, "GOMAXPROCS="+v)
+	}
+	if v, ok := os.LookupEnv("BURST_BOT_GOGC"); ok && isBot {
+		env = append(env, "GOGC="+v)
 	}
 	slack.ObservePace(slackLimits(cfg.pace)...)
 	var pprofAddr string

@@ -179,11 +179,13 @@ func runBurst(b *testing.B, cfg burstConfig) {
 		bot.hwm = max(bot.hwm, bot.proc.status(b)["VmHWM"])
 		floor.hwm = max(floor.hwm, floor.proc.status(b)["VmHWM"])
 	}
+	floor.proc.stop(b)
+	bot.proc.stop(b)
+	// Counted once the bot has stopped: opening the PostgreSQL store
+	// would bring an older bot's schema (BURST_BOT_BIN) up to date.
 	if bot.dbPath() != "" {
 		bot.pending = countPending(b, bot.dbPath())
 	}
-	floor.proc.stop(b)
-	bot.proc.stop(b)
 	printBurst(cfg, bot, floor)
 	b.ReportMetric(ratio(float64(bot.p99), float64(floor.p99)), "ack-p99-x-floor")
 	b.ReportMetric(float64(bot.p99)/1e6, "bot-ack-p99-ms")
@@ -215,8 +217,12 @@ func runBurstSide(b *testing.B, cfg burstConfig, isBot bool) burstSide {
 		h = newHarness(b)
 		slack = h.slack
 		h.env["REPROVISION_TRACK_FOR"] = "0"
-		if os.Getenv("BURST_DB") == "postgres" {
+		switch db := os.Getenv("BURST_DB"); db {
+		case "", "sqlite":
+		case "postgres":
 			h.env["REPROVISION_DB"] = pgtest.URL(b)
+		default:
+			b.Fatalf("BURST_DB=%q: want sqlite (the default) or postgres", db)
 		}
 		if os.Getenv("BURST_SMAPS_DIR") != "" {
 			metricsAddr = freeAddr(b)
@@ -287,13 +293,19 @@ func runBurstSide(b *testing.B, cfg burstConfig, isBot bool) burstSide {
 	side.idle, side.idleFile, side.idleAnon = st["VmRSS"], st["RssFile"], st["RssAnon"]
 	if dir := os.Getenv("BURST_SMAPS_DIR"); dir != "" {
 		if raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", proc.cmd.Process.Pid)); err == nil {
-			_ = os.WriteFile(filepath.Join(dir, side.name+"-idle-smaps.txt"), raw, 0o644)
+			_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%s-%d-idle-smaps.txt", side.name, cfg.mode, cfg.n)), raw, 0o644)
 		}
 		if metricsAddr != "" {
-			if resp, err := http.Get("http://" + metricsAddr + "/metrics"); err == nil {
+			fetch := http.Client{Timeout: 10 * time.Second}
+			if resp, err := fetch.Get("http://" + metricsAddr + "/metrics"); err != nil {
+				b.Logf("the bot's /metrics: %v", err)
+			} else {
 				raw, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
-				_ = os.WriteFile(filepath.Join(dir, "bot-idle-metrics.txt"), raw, 0o644)
+				if resp.StatusCode != http.StatusOK {
+					b.Logf("the bot's /metrics: %s", resp.Status)
+				}
+				_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("bot-%s-%d-idle-metrics.txt", cfg.mode, cfg.n)), raw, 0o644)
 			}
 		}
 	}

@@ -19,9 +19,7 @@ import (
 	"time"
 
 	"github.com/reprovision-bot/reprovision-bot/approvals"
-	"github.com/reprovision-bot/reprovision-bot/approvals/postgres"
 	"github.com/reprovision-bot/reprovision-bot/approvals/postgres/pgtest"
-	"github.com/reprovision-bot/reprovision-bot/approvals/sqlite"
 	"github.com/reprovision-bot/reprovision-bot/bot"
 	"github.com/reprovision-bot/reprovision-bot/fakes"
 )
@@ -81,6 +79,14 @@ func BenchmarkBurst(b *testing.B) {
 	if err != nil || pace <= 0 {
 		b.Fatalf("BURST_PACE=%q: want a positive number", os.Getenv("BURST_PACE"))
 	}
+	var onPostgres bool
+	switch db := os.Getenv("BURST_DB"); db {
+	case "", "sqlite":
+	case "postgres":
+		onPostgres = true
+	default:
+		b.Fatalf("BURST_DB=%q: want sqlite (the default) or postgres", db)
+	}
 	bins := buildBurstBinaries(b)
 	fmt.Printf("binary (CGO_ENABLED=0 go build -trimpath -ldflags='-s -w'): %.2f MB; floor %.2f MB; GOMAXPROCS of the children: %s\n",
 		mb(bins.prodSize), mb(bins.floorSize), envOr("GOMAXPROCS", "default (all CPUs)"))
@@ -88,7 +94,8 @@ func BenchmarkBurst(b *testing.B) {
 		for _, n := range sizes {
 			b.Run(fmt.Sprintf("%s/%d", mode, n), func(b *testing.B) {
 				cfg := burstConfig{mode: mode, n: n, pace: pace, bins: bins,
-					later: mode == "request" && n >= 2000}
+					later:    mode == "request" && n >= 2000,
+					smapsDir: os.Getenv("BURST_SMAPS_DIR"), postgres: onPostgres, botGOGC: os.Getenv("BURST_BOT_GOGC")}
 				if dir := os.Getenv("BURST_PPROF_DIR"); dir != "" && mode == "request" && n == slices.Max(sizes) {
 					cfg.pprofDir = dir
 				}
@@ -146,6 +153,9 @@ type burstConfig struct {
 	bins     burstBinaries
 	later    bool   // also measure memory 60 s after the work is done
 	pprofDir string // profile the bot into this directory
+	smapsDir string // BURST_SMAPS_DIR: idle smaps and /metrics into this directory
+	postgres bool   // BURST_DB=postgres: the bot on PostgreSQL
+	botGOGC  string // BURST_BOT_GOGC: the bot's GOGC ("": the runtime's)
 }
 
 // burstSide is what was measured of one process.
@@ -181,8 +191,8 @@ func runBurst(b *testing.B, cfg burstConfig) {
 	}
 	floor.proc.stop(b)
 	bot.proc.stop(b)
-	// Counted once the bot has stopped: opening the PostgreSQL store
-	// would bring an older bot's schema (BURST_BOT_BIN) up to date.
+	// Counted once the bot has stopped: opening the store takes SQLite's
+	// lock and brings an older bot's schema (BURST_BOT_BIN) up to date.
 	if bot.dbPath() != "" {
 		bot.pending = countPending(b, bot.dbPath())
 	}
@@ -217,14 +227,10 @@ func runBurstSide(b *testing.B, cfg burstConfig, isBot bool) burstSide {
 		h = newHarness(b)
 		slack = h.slack
 		h.env["REPROVISION_TRACK_FOR"] = "0"
-		switch db := os.Getenv("BURST_DB"); db {
-		case "", "sqlite":
-		case "postgres":
+		if cfg.postgres {
 			h.env["REPROVISION_DB"] = pgtest.URL(b)
-		default:
-			b.Fatalf("BURST_DB=%q: want sqlite (the default) or postgres", db)
 		}
-		if os.Getenv("BURST_SMAPS_DIR") != "" {
+		if cfg.smapsDir != "" {
 			metricsAddr = freeAddr(b)
 			h.env["REPROVISION_HTTP_ADDR"] = metricsAddr
 		}
@@ -253,8 +259,8 @@ func runBurstSide(b *testing.B, cfg burstConfig, isBot bool) burstSide {
 	if v, ok := os.LookupEnv("GOMAXPROCS"); ok {
 		env = append(env, "GOMAXPROCS="+v)
 	}
-	if v, ok := os.LookupEnv("BURST_BOT_GOGC"); ok && isBot {
-		env = append(env, "GOGC="+v)
+	if isBot && cfg.botGOGC != "" {
+		env = append(env, "GOGC="+cfg.botGOGC)
 	}
 	slack.ObservePace(slackLimits(cfg.pace)...)
 	var pprofAddr string
@@ -291,22 +297,13 @@ func runBurstSide(b *testing.B, cfg burstConfig, isBot bool) burstSide {
 	time.Sleep(5 * time.Second)
 	st := proc.status(b)
 	side.idle, side.idleFile, side.idleAnon = st["VmRSS"], st["RssFile"], st["RssAnon"]
-	if dir := os.Getenv("BURST_SMAPS_DIR"); dir != "" {
+	if cfg.smapsDir != "" {
+		prefix := filepath.Join(cfg.smapsDir, fmt.Sprintf("%s-%s-%d-idle-", side.name, cfg.mode, cfg.n))
 		if raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", proc.cmd.Process.Pid)); err == nil {
-			_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%s-%d-idle-smaps.txt", side.name, cfg.mode, cfg.n)), raw, 0o644)
+			_ = os.WriteFile(prefix+"smaps.txt", raw, 0o644)
 		}
 		if metricsAddr != "" {
-			fetch := http.Client{Timeout: 10 * time.Second}
-			if resp, err := fetch.Get("http://" + metricsAddr + "/metrics"); err != nil {
-				b.Logf("the bot's /metrics: %v", err)
-			} else {
-				raw, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					b.Logf("the bot's /metrics: %s", resp.Status)
-				}
-				_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("bot-%s-%d-idle-metrics.txt", cfg.mode, cfg.n)), raw, 0o644)
-			}
+			fetchTo(b, "http://"+metricsAddr+"/metrics", prefix+"metrics.txt")
 		}
 	}
 	if pprofAddr != "" {
@@ -526,18 +523,7 @@ func (c *child) cpu(b *testing.B) time.Duration {
 
 func countPending(b *testing.B, db string) int {
 	b.Helper()
-	var (
-		store interface {
-			ListByState(context.Context, ...approvals.State) ([]*approvals.Request, error)
-			Close() error
-		}
-		err error
-	)
-	if isPostgres(db) {
-		store, err = postgres.Open(context.Background(), db)
-	} else {
-		store, err = sqlite.OpenReader(db)
-	}
+	store, err := openStore(context.Background(), db) // either store, as the bot opens it
 	if err != nil {
 		b.Logf("counting pending requests: %v", err)
 		return -1
@@ -552,15 +538,26 @@ func countPending(b *testing.B, db string) int {
 }
 
 func fetchProfile(b *testing.B, addr, which, path string) {
-	resp, err := http.Get("http://" + addr + "/debug/pprof/" + which)
+	fetchTo(b, "http://"+addr+"/debug/pprof/"+which, path)
+}
+
+// fetchTo writes what url answers to the file at path; a failure is
+// logged, not fatal (these are diagnostics). A minute bounds it: the CPU
+// profile takes 20 s.
+func fetchTo(b *testing.B, url, path string) {
+	client := http.Client{Timeout: time.Minute}
+	resp, err := client.Get(url)
 	if err != nil {
-		b.Logf("profile %s: %v", which, err)
+		b.Logf("fetching %s: %v", url, err)
 		return
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b.Logf("fetching %s: %s", url, resp.Status)
+	}
 	f, err := os.Create(path)
 	if err != nil {
-		b.Logf("profile %s: %v", which, err)
+		b.Logf("fetching %s: %v", url, err)
 		return
 	}
 	defer f.Close()

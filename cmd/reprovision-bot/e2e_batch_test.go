@@ -237,18 +237,17 @@ func (h *harness) batchCheckPace(rps int) {
 		len(reqs), h.graph.MaxRequestsPerSecond(), closest, rps)
 }
 
-// batchRunThirty is the 30-Cloud-PC proof, by list (policy "") or
-// by provisioning policy: see batchRun.
-func batchRunThirty(t *testing.T, h *harness, policy string, rps int) string {
-	return batchRun(t, h, 30, policy, rps)
-}
-
-// batchRun runs a batch of n Cloud PCs (more than REPROVISION_BATCH_TWO_PERSON,
-// 10), by list (policy "") or by provisioning policy: two approvals, one
-// confirmation listing them all, one accepted POST each, counts on the
-// prompt, a thread line each, the requester's summary, and Graph within
-// REPROVISION_GRAPH_RPS=rps.
-func batchRun(t *testing.T, h *harness, n int, policy string, rps int) string {
+// batchRun runs a batch of n Cloud PCs (30 is the proof; more
+// than REPROVISION_BATCH_TWO_PERSON, 10), by list (policy "") or by
+// provisioning policy: two approvals, one confirmation listing them all,
+// one accepted POST each, counts on the prompt, a thread line each, the
+// requester's summary, and Graph within the REPROVISION_GRAPH_RPS the bot
+// was started with.
+func batchRun(t *testing.T, h *harness, n int, policy string) string {
+	cfg, err := loadConfig(func(k string) string { return h.env[k] })
+	if err != nil {
+		t.Fatalf("the harness's environment: %v", err)
+	}
 	pcs := batchAddPCs(h, n, policy)
 	h.start()
 	text := batchIDs(pcs) + " " + reason
@@ -305,7 +304,7 @@ func batchRun(t *testing.T, h *harness, n int, policy string, rps int) string {
 			t.Errorf("a POST went with %s's token, want the last approver's (%s)", user, secondApproverUPN)
 		}
 	}
-	h.batchCheckPace(rps)
+	h.batchCheckPace(cfg.GraphRPS)
 	h.waitAudit(r, "succeeded", func(a auditLine) bool { return a.Details["sent"] == strconv.Itoa(n) })
 	return r
 }
@@ -316,14 +315,14 @@ func batchRun(t *testing.T, h *harness, n int, policy string, rps int) string {
 // other test of the package.
 func TestBatchThirtyByListTwoApprovalsOnePOSTEachWithinRPSOnSQLite(t *testing.T) {
 	t.Parallel()
-	batchRunThirty(t, batchHarness(t, newHarness(t), 20), "", 20)
+	batchRun(t, batchHarness(t, newHarness(t), 20), 30, "")
 }
 
 func TestBatchThirtyByListTwoApprovalsOnePOSTEachWithinRPSOnPostgreSQL(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.env["REPROVISION_DB"] = pgtest.URL(t)
-	batchRunThirty(t, batchHarness(t, h, 20), "", 20)
+	batchRun(t, batchHarness(t, h, 20), 30, "")
 }
 
 // 1b. At the default REPROVISION_GRAPH_RPS (unset: 5 a second), twelve
@@ -332,7 +331,7 @@ func TestBatchThirtyByListTwoApprovalsOnePOSTEachWithinRPSOnPostgreSQL(t *testin
 // the README's test command runs last.)
 func TestBatchTwelveWithinTheDefaultGraphRPS(t *testing.T) {
 	t.Parallel()
-	batchRun(t, batchHarness(t, newHarness(t), 0), 12, "", 5)
+	batchRun(t, batchHarness(t, newHarness(t), 0), 12, "")
 }
 
 // 2. Thirty Cloud PCs by provisioning policy, the policy's Cloud PCs
@@ -343,7 +342,7 @@ func TestBatchThirtyByPolicyPagedTwoApprovalsOnePOSTEachWithinRPS(t *testing.T) 
 	h := batchHarness(t, newHarness(t), 20)
 	h.graph.AddProvisioningPolicy(fakes.ProvisioningPolicy{DisplayName: "Sales EMEA", Description: "Sales in Europe"})
 	h.graph.SetPageSize(7)
-	r := batchRunThirty(t, h, "Sales EMEA", 20)
+	r := batchRun(t, h, 30, "Sales EMEA")
 	pages := 0
 	for _, r := range h.graph.Requests() {
 		if r.Method == "GET" && strings.HasSuffix(r.Path, "/cloudPCs") {
@@ -371,7 +370,7 @@ func TestBatchThirtyPausesOnRetryAfterAndResendsNothing(t *testing.T) {
 	h := batchHarness(t, newHarness(t), 20)
 	h.graph.ThrottleReprovision(15, int(retryAfter/time.Second))
 	begin := time.Now()
-	r := batchRunThirty(t, h, "", 20)
+	r := batchRun(t, h, 30, "")
 	took := time.Since(begin)
 
 	reqs := h.graph.Requests()

@@ -33,11 +33,12 @@ func binary(t *testing.T) string {
 		}
 		binPath = filepath.Join(dir, "reprovision-bot")
 		// The version is stamped as the Dockerfile does. Built with the
-		// test binary's -race (if any): the packages compiled for the tests
-		// are then reused from the build cache, and only the bot's own
-		// package is compiled and the binary linked (without -race, every
-		// package, the SQLite driver's included, was compiled a second time:
-		// about 85 s on a fresh machine).
+		// test binary's -race (if any) and, through the environment, the
+		// same GOFLAGS (the README's test command sets some): the packages
+		// compiled for the tests are then reused from the build cache, and
+		// only the bot's own package is compiled and the binary linked
+		// (without -race, every package, the SQLite driver's included, was
+		// compiled a second time: about 85 s on a fresh machine).
 		args := []string{"build", "-ldflags", "-X main.version=" + testVersion, "-o", binPath, "."}
 		if raceBuild {
 			args = slices.Insert(args, 1, "-race")

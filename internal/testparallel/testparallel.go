@@ -13,20 +13,27 @@ import (
 // Raise sets -test.parallel to perCPU parallel tests per CPU, or to
 // perCPUUnderRace under the race detector (which makes the same tests
 // several times as CPU-hungry, so that more at once only makes their
-// deadlines tighter), unless the command line sets -parallel. Call it from
-// TestMain before m.Run.
+// deadlines tighter), unless the command line sets -parallel or -fuzz (go
+// test -fuzz starts -parallel fuzzing processes, which compute: more than
+// one per CPU only take turns). Call it from TestMain before m.Run.
 func Raise(perCPU, perCPUUnderRace int) {
 	if !flag.Parsed() {
 		flag.Parse()
 	}
+	raise(flag.CommandLine, perCPU, perCPUUnderRace)
+}
+
+// raise is Raise on the flags of fs (the test binary's: test.parallel and
+// test.fuzz).
+func raise(fs *flag.FlagSet, perCPU, perCPUUnderRace int) {
 	set := false
-	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
-	if set {
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if set || fs.Lookup("test.fuzz").Value.String() != "" {
 		return
 	}
 	n := perCPU
 	if RaceDetector {
 		n = perCPUUnderRace
 	}
-	_ = flag.Set("test.parallel", strconv.Itoa(n*runtime.GOMAXPROCS(0)))
+	_ = fs.Set("test.parallel", strconv.Itoa(n*runtime.GOMAXPROCS(0)))
 }

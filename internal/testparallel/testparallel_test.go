@@ -30,3 +30,29 @@ func TestRaiseSetsParallelPerCPUUnlessGiven(t *testing.T) {
 		t.Errorf("-test.parallel = %s, want %s (race detector %v)", got, want, RaceDetector)
 	}
 }
+
+// go test -fuzz runs -parallel fuzzing processes; Raise must leave that
+// number at go test's default (one per CPU). On flags of its own: the test
+// binary's test.parallel counts as given once Raise has set it.
+func TestRaiseLeavesParallelAloneWhenFuzzing(t *testing.T) {
+	for _, fuzz := range []string{"", "^FuzzParseCommand$"} {
+		fs := flag.NewFlagSet("test", flag.ContinueOnError)
+		parallel := fs.Int("test.parallel", 2, "")
+		fs.String("test.fuzz", "", "")
+		args := []string{}
+		if fuzz != "" {
+			args = append(args, "-test.fuzz="+fuzz)
+		}
+		if err := fs.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		raise(fs, 8, 8)
+		want := 8 * runtime.GOMAXPROCS(0)
+		if fuzz != "" {
+			want = 2
+		}
+		if *parallel != want {
+			t.Errorf("-test.fuzz=%q: Raise set -test.parallel to %d, want %d", fuzz, *parallel, want)
+		}
+	}
+}

@@ -28,7 +28,7 @@ func Raise(perCPU, perCPUUnderRace int) {
 func raise(fs *flag.FlagSet, perCPU, perCPUUnderRace int) {
 	set := false
 	fs.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
-	if set || fs.Lookup("test.fuzz").Value.String() != "" {
+	if set || fuzzing(fs) {
 		return
 	}
 	n := perCPU
@@ -36,4 +36,11 @@ func raise(fs *flag.FlagSet, perCPU, perCPUUnderRace int) {
 		n = perCPUUnderRace
 	}
 	_ = fs.Set("test.parallel", strconv.Itoa(n*runtime.GOMAXPROCS(0)))
+}
+
+// fuzzing reports whether fs asks for a fuzz target to be run (-test.fuzz);
+// false without that flag (outside a test binary).
+func fuzzing(fs *flag.FlagSet) bool {
+	f := fs.Lookup("test.fuzz")
+	return f != nil && f.Value.String() != ""
 }

@@ -87,7 +87,9 @@ func BenchmarkBurst(b *testing.B) {
 	default:
 		b.Fatalf("BURST_DB=%q: want sqlite (the default) or postgres", db)
 	}
-	bins := buildBurstBinaries(b)
+	// The knobs every burst shares, read once.
+	smapsDir, botGOGC, pprofDir := os.Getenv("BURST_SMAPS_DIR"), os.Getenv("BURST_BOT_GOGC"), os.Getenv("BURST_PPROF_DIR")
+	bins := buildBurstBinaries(b, pprofDir != "")
 	fmt.Printf("binary (CGO_ENABLED=0 go build -trimpath -ldflags='-s -w'): %.2f MB; floor %.2f MB; GOMAXPROCS of the children: %s\n",
 		mb(bins.prodSize), mb(bins.floorSize), envOr("GOMAXPROCS", "default (all CPUs)"))
 	for _, mode := range modes {
@@ -95,9 +97,9 @@ func BenchmarkBurst(b *testing.B) {
 			b.Run(fmt.Sprintf("%s/%d", mode, n), func(b *testing.B) {
 				cfg := burstConfig{mode: mode, n: n, pace: pace, bins: bins,
 					later:    mode == "request" && n >= 2000,
-					smapsDir: os.Getenv("BURST_SMAPS_DIR"), postgres: onPostgres, botGOGC: os.Getenv("BURST_BOT_GOGC")}
-				if dir := os.Getenv("BURST_PPROF_DIR"); dir != "" && mode == "request" && n == slices.Max(sizes) {
-					cfg.pprofDir = dir
+					smapsDir: smapsDir, postgres: onPostgres, botGOGC: botGOGC}
+				if pprofDir != "" && mode == "request" && n == slices.Max(sizes) {
+					cfg.pprofDir = pprofDir
 				}
 				for range b.N {
 					runBurst(b, cfg)
@@ -113,14 +115,15 @@ type burstBinaries struct {
 }
 
 // buildBurstBinaries builds the bot (with the bench knobs), the floor, and
-// a normal build of the bot to report its size.
-func buildBurstBinaries(b *testing.B) burstBinaries {
+// a normal build of the bot to report its size; profiled: the bot also
+// with benchpprof (BURST_PPROF_DIR).
+func buildBurstBinaries(b *testing.B, profiled bool) burstBinaries {
 	b.Helper()
 	dir := b.TempDir()
 	bins := burstBinaries{bot: filepath.Join(dir, "reprovision-bot"), floor: filepath.Join(dir, "floor")}
 	prod := filepath.Join(dir, "reprovision-bot-prod")
 	botTags := "benchknobs"
-	if os.Getenv("BURST_PPROF_DIR") != "" {
+	if profiled {
 		botTags += ",benchpprof"
 	}
 	builds := [][]string{
@@ -299,7 +302,7 @@ func runBurstSide(b *testing.B, cfg burstConfig, isBot bool) burstSide {
 	side.idle, side.idleFile, side.idleAnon = st["VmRSS"], st["RssFile"], st["RssAnon"]
 	if cfg.smapsDir != "" {
 		prefix := filepath.Join(cfg.smapsDir, fmt.Sprintf("%s-%s-%d-idle-", side.name, cfg.mode, cfg.n))
-		if raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", proc.cmd.Process.Pid)); err == nil {
+		if raw, err := os.ReadFile(proc.procFile("smaps")); err == nil {
 			_ = os.WriteFile(prefix+"smaps.txt", raw, 0o644)
 		}
 		if metricsAddr != "" {
@@ -483,9 +486,14 @@ func (c *child) stop(b *testing.B) {
 }
 
 // status reads the kB fields of /proc/PID/status (VmRSS, VmHWM, …).
+// procFile is the path of the child's file name under /proc.
+func (c *child) procFile(name string) string {
+	return fmt.Sprintf("/proc/%d/%s", c.cmd.Process.Pid, name)
+}
+
 func (c *child) status(b *testing.B) map[string]int {
 	b.Helper()
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
+	raw, err := os.ReadFile(c.procFile("status"))
 	if err != nil {
 		b.Fatalf("reading the child's status: %v", err)
 	}
@@ -508,7 +516,7 @@ func (c *child) rssAt(b *testing.B, t time.Time) int {
 // cpu is the user and system time the process has used.
 func (c *child) cpu(b *testing.B) time.Duration {
 	b.Helper()
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
+	raw, err := os.ReadFile(c.procFile("stat"))
 	if err != nil {
 		b.Fatalf("reading the child's stat: %v", err)
 	}
